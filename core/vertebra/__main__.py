@@ -1,0 +1,3 @@
+from vertebra.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The training engine: run config, trainer, checkpoints, distributed helpers."""

@@ -1,0 +1,69 @@
+"""Exceptions of vertebra.
+
+`UserError` and its subclasses are mistakes in user input (a config, a name, a file): the
+command line prints their message and exits with status 2, never with a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = [
+    "ConfigError",
+    "ConfigIssue",
+    "PluginLoadError",
+    "RegistrationError",
+    "UnknownPartError",
+    "UserError",
+    "VertebraError",
+]
+
+
+class VertebraError(Exception):
+    """Base of every error vertebra raises on purpose."""
+
+
+class UserError(VertebraError):
+    """A mistake in user input; reported as a message and exit status 2."""
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem in a config: where it is and what is wrong."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class ConfigError(UserError, ValueError):
+    """Every problem found in one config, reported together."""
+
+    def __init__(self, issues: Iterable[ConfigIssue], source: str | None = None) -> None:
+        self.issues = list(issues)
+        self.source = source
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        count = len(self.issues)
+        where = f" in {self.source}" if self.source else ""
+        head = f"{count} error{'s' if count != 1 else ''}{where}:"
+        return "\n".join([head, *(f"  {issue}" for issue in self.issues)])
+
+
+class UnknownPartError(UserError, KeyError):
+    """A name that no registry entry answers to."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class RegistrationError(VertebraError):
+    """A class registered twice under one name, or of the wrong base."""
+
+
+class PluginLoadError(VertebraError):
+    """An entry point that could not be loaded; names the distribution and the cause."""

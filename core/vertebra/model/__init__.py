@@ -1,0 +1,1 @@
+"""Model parts: registries, base classes, and the core's built-in parts."""

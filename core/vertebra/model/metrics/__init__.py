@@ -1,0 +1,1 @@
+"""Metrics: the METRICS registry and the BaseMetric base class."""

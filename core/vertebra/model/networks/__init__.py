@@ -1,0 +1,1 @@
+"""Networks: `TrainModule` subclasses that wire parts together."""

@@ -1,0 +1,86 @@
+"""Every workflow of the project: `nox -l` lists them.
+
+Sessions install torch through constraints.txt (a CPU build); an unpinned torch would pull
+a CUDA build of several GB.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+
+CONSTRAINTS = ("-c", "constraints.txt")
+PLUGINS = ("plugins/vertebra-vision", "plugins/vertebra-text")
+# One pytest run per suite: each plugin's suite also runs alone, as its own users run it.
+SUITES = ("tests", *(f"{p}/tests" for p in PLUGINS))
+
+
+def install_project(session: nox.Session, *extra: str) -> None:
+    """The core with its test extra and both first-party plugins, editable."""
+    session.install(*CONSTRAINTS, "-e", ".[test]", *extra)
+    for plugin in PLUGINS:
+        session.install(*CONSTRAINTS, "-e", plugin)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Core and first-party plugin test suites in one environment."""
+    install_project(session, "mkdocs>=1.6", "mkdocs-material>=9.5")
+    if session.posargs:
+        session.run("pytest", *session.posargs)
+        return
+    for suite in SUITES:
+        session.run("pytest", suite)
+
+
+@nox.session
+def vision(session: nox.Session) -> None:
+    """The vertebra-vision plugin's own test suite, against the core."""
+    install_project(session)
+    session.run("pytest", "plugins/vertebra-vision/tests", *session.posargs)
+
+
+@nox.session
+def text(session: nox.Session) -> None:
+    """The vertebra-text plugin's own test suite, against the core."""
+    install_project(session)
+    session.run("pytest", "plugins/vertebra-text/tests", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff lint and format check."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy strict on the core package."""
+    install_project(session, "mypy>=1.10", "types-PyYAML")
+    session.run("mypy")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site; any warning fails."""
+    install_project(session, "mkdocs>=1.6", "mkdocs-material>=9.5")
+    session.run("mkdocs", "build", "--strict", "--site-dir", "site")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Performance measurements, printed as ratios against in-process baselines."""
+    install_project(session)
+    for script in session.posargs or ("benchmarks/bench_discovery.py", "benchmarks/bench_build.py", "benchmarks/bench_train.py"):
+        session.run("python", script)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The README's main job: train the digits example."""
+    install_project(session)
+    session.run("vertebra", "train", "examples/digits.yaml", *session.posargs)

@@ -1,0 +1,1 @@
+"""Backbones built into the core (found through the core's `vertebra.backbones` entry points)."""

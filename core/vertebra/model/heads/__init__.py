@@ -1,0 +1,1 @@
+"""Heads built into the core (found through the core's `vertebra.heads` entry points)."""

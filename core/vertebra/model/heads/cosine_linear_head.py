@@ -1,0 +1,62 @@
+"""`CosineLinearHead`: logits are scaled cosine similarities to one weight vector per class."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from vertebra.model.base_model import BaseModel
+from vertebra.model.heads.classifier_head import _check_width
+from vertebra.schema import PartConfig
+
+__all__ = ["CosineLinearHead", "CosineLinearHeadConfig"]
+
+
+class CosineLinearHeadConfig(PartConfig):
+    DIM: int = Field(512, gt=0, description="Width of the input features.")
+    NUM_CLASSES: int = Field(gt=0, description="Number of classes (width of the logits).")
+    SCALE: float = Field(
+        16.0, gt=0.0, description="Multiplier of the cosines; logits lie in [-SCALE, SCALE]."
+    )
+    LEARN_SCALE: bool = Field(
+        False, description="Learn the scale (initialized to SCALE) instead of keeping it fixed."
+    )
+    DROPOUT_RATE: float = Field(
+        0.0, ge=0.0, lt=1.0, description="Dropout probability applied to the features."
+    )
+
+
+class CosineLinearHead(BaseModel):
+    """`[..., DIM]` -> `[..., NUM_CLASSES]`: `SCALE * cos(features, class weight)`.
+
+    Normalizing both sides makes logits independent of the feature norm, which helps
+    few-shot and incremental classification.
+    """
+
+    Config = CosineLinearHeadConfig
+    cfg: CosineLinearHeadConfig
+
+    def __init__(self, cfg: CosineLinearHeadConfig, logger: logging.Logger | None = None) -> None:
+        super().__init__(cfg, logger)
+        self.dropout = nn.Dropout(cfg.DROPOUT_RATE) if cfg.DROPOUT_RATE > 0 else nn.Identity()
+        self.weight = nn.Parameter(torch.empty(cfg.NUM_CLASSES, cfg.DIM))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        # Kept as a log so that a learned scale stays positive.
+        log_scale = torch.tensor(math.log(cfg.SCALE))
+        if cfg.LEARN_SCALE:
+            self.log_scale = nn.Parameter(log_scale)
+        else:
+            self.register_buffer("log_scale", log_scale)
+        #: Width of the features this head takes.
+        self.in_dim = cfg.DIM
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_width(x, self.cfg.DIM, "CosineLinearHead")
+        x = F.normalize(self.dropout(x), dim=-1)
+        weight = F.normalize(self.weight, dim=-1)
+        return self.log_scale.exp() * F.linear(x, weight)

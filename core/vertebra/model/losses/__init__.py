@@ -1,0 +1,1 @@
+"""Losses built into the core (found through the core's `vertebra.losses` entry points)."""

@@ -1,0 +1,74 @@
+"""`AccuracyMetric`: top-k accuracy as hits and sample counts, exact over batches and ranks."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from pydantic import Field, PositiveInt, field_validator
+from pydantic_core import PydanticCustomError
+
+from vertebra.model.metrics.base_metric import BaseMetric, Stats
+from vertebra.schema import PartConfig
+
+__all__ = ["AccuracyMetric", "AccuracyMetricConfig"]
+
+
+class AccuracyMetricConfig(PartConfig):
+    TOPK: list[PositiveInt] = Field(
+        default=[1],
+        min_length=1,
+        description="The k of each top-k accuracy to report, as metrics named acc@k.",
+    )
+    IGNORE_INDEX: int | None = Field(
+        None, description="Samples with this label are not counted (null: every sample counts)."
+    )
+
+    @field_validator("TOPK")
+    @classmethod
+    def _distinct(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise PydanticCustomError("distinct", "values must be distinct")
+        return value
+
+
+class AccuracyMetric(BaseMetric):
+    """`metric(logits [N, C], labels [N]) -> {"acc@k": batch accuracy}`.
+
+    A sample is a hit for `acc@k` when its label is among the `k` largest logits; when
+    `k >= C` every sample is a hit. Labels may also be class probabilities `[N, C]`, whose
+    largest entry is taken as the label.
+    """
+
+    Config = AccuracyMetricConfig
+    cfg: AccuracyMetricConfig
+
+    def __init__(self, cfg: AccuracyMetricConfig, logger: logging.Logger | None = None) -> None:
+        super().__init__(cfg, logger)
+        self.topk = sorted(cfg.TOPK)
+
+    def stats(self, logits: torch.Tensor, labels: torch.Tensor) -> Stats:
+        if labels.dim() == 2 and labels.shape == logits.shape:
+            labels = labels.argmax(dim=1)
+        if logits.dim() != 2 or labels.dim() != 1 or labels.shape[0] != logits.shape[0]:
+            raise ValueError(
+                f"AccuracyMetric expects logits [N, C] and labels [N], got "
+                f"{tuple(logits.shape)} and {tuple(labels.shape)}"
+            )
+        if self.cfg.IGNORE_INDEX is not None:
+            keep = labels != self.cfg.IGNORE_INDEX
+            logits, labels = logits[keep], labels[keep]
+        count = labels.shape[0]
+        kmax = min(self.topk[-1], logits.shape[1])
+        # One topk for the largest k; the smaller ones are its prefixes.
+        top = logits.topk(kmax, dim=1).indices
+        correct = (top == labels.unsqueeze(1)).cumsum(dim=1).clamp(max=1)
+        out: Stats = {}
+        for k in self.topk:
+            hits = (
+                correct[:, min(k, kmax) - 1].sum()
+                if count
+                else torch.zeros((), device=logits.device)
+            )
+            out[f"acc@{k}"] = (hits, count)
+        return out

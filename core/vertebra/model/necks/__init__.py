@@ -1,0 +1,1 @@
+"""Necks built into the core (found through the core's `vertebra.necks` entry points)."""

@@ -1,0 +1,1 @@
+"""Image backbones: `ResNet` and `ConvNet`."""

@@ -1,0 +1,211 @@
+"""`ResNet` (depths 18 to 152), written in plain PyTorch, with scepter's stem options.
+
+Module names follow the common ResNet layout (`conv1`, `bn1`, `layer1.0.conv1`,
+`layer1.0.downsample.0`, ...), so a ResNet state dict saved as safetensors loads with
+`PRETRAINED_PATH` (its classifier `fc.*` is skipped by default).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import torch
+from pydantic import Field, PositiveInt, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+from torch import nn
+from vertebra.model.base_model import BaseModel
+from vertebra.schema import PartConfig
+
+__all__ = ["BasicBlock", "Bottleneck", "ResNet", "ResNetConfig"]
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with a shortcut (ResNet-18 and -34)."""
+
+    expansion = 1
+
+    def __init__(self, in_ch: int, width: int, stride: int = 1) -> None:
+        super().__init__()
+        out_ch = width * self.expansion
+        self.conv1 = nn.Conv2d(in_ch, width, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, out_ch, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = _shortcut(in_ch, out_ch, stride)
+
+    def last_bn(self) -> nn.BatchNorm2d:
+        return self.bn2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)  # type: ignore[no-any-return]
+
+
+class Bottleneck(nn.Module):
+    """1x1, 3x3 (strided), 1x1 convolutions with a shortcut (ResNet-50, -101, -152)."""
+
+    expansion = 4
+
+    def __init__(self, in_ch: int, width: int, stride: int = 1) -> None:
+        super().__init__()
+        out_ch = width * self.expansion
+        self.conv1 = nn.Conv2d(in_ch, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, out_ch, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_ch)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = _shortcut(in_ch, out_ch, stride)
+
+    def last_bn(self) -> nn.BatchNorm2d:
+        return self.bn3
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)  # type: ignore[no-any-return]
+
+
+def _shortcut(in_ch: int, out_ch: int, stride: int) -> nn.Sequential | None:
+    if stride == 1 and in_ch == out_ch:
+        return None
+    return nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch))
+
+
+#: Block type and blocks per stage of each depth.
+ARCHS: dict[int, tuple[type[BasicBlock] | type[Bottleneck], tuple[int, int, int, int]]] = {
+    18: (BasicBlock, (2, 2, 2, 2)),
+    34: (BasicBlock, (3, 4, 6, 3)),
+    50: (Bottleneck, (3, 4, 6, 3)),
+    101: (Bottleneck, (3, 4, 23, 3)),
+    152: (Bottleneck, (3, 8, 36, 3)),
+}
+
+
+class ResNetConfig(PartConfig):
+    DEPTH: Literal[18, 34, 50, 101, 152] = Field(
+        18, description="Number of layers: 18 and 34 use basic blocks, 50, 101 and 152 bottlenecks."
+    )
+    IN_CHANNELS: PositiveInt = Field(
+        3, description="Channels of the input images (3 for RGB, 1 for grayscale)."
+    )
+    BASE_CHANNELS: PositiveInt = Field(
+        64, description="Width of the stem and the first stage; each later stage doubles it."
+    )
+    KERNEL_SIZE: Literal[1, 3, 5, 7] = Field(
+        7,
+        description="Kernel size of the first convolution: 7 as in ImageNet ResNets, 3 for small images.",
+    )
+    FIRST_CONV_STRIDE: Literal[1, 2] = Field(
+        1, description="Stride of the first convolution (2 for ImageNet-size images)."
+    )
+    USE_RELU: bool = Field(True, description="Apply ReLU after the stem's batch norm.")
+    USE_MAXPOOL: bool = Field(
+        True, description="Apply a 3x3 max pooling after the stem (off for 8x8 images)."
+    )
+    FIRST_MAX_POOL_STRIDE: Literal[1, 2] = Field(
+        1, description="Stride of that max pooling (2 for ImageNet-size images)."
+    )
+    ZERO_INIT_RESIDUAL: bool = Field(
+        False,
+        description="Start each block's last batch-norm scale at zero, so blocks start as identities.",
+    )
+    PRETRAINED: bool = Field(
+        False,
+        description="Load weights from the local safetensors file PRETRAINED_PATH after init.",
+    )
+    PRETRAINED_PATH: str | None = Field(
+        None,
+        description="Safetensors file of this backbone's state dict; used when PRETRAINED is true.",
+    )
+    PRETRAINED_IGNORE: list[str] = Field(
+        default=["fc.*"],
+        description="Shell-style patterns of keys in the file to skip (a classifier saved with the backbone).",
+    )
+
+    @field_validator("PRETRAINED_PATH")
+    @classmethod
+    def _path_when_pretrained(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("PRETRAINED") and not value:
+            raise PydanticCustomError(
+                "pretrained_path",
+                "required when PRETRAINED is true (a local .safetensors file; weights are "
+                "never downloaded)",
+            )
+        return value
+
+
+class ResNet(BaseModel):
+    """`[N, IN_CHANNELS, H, W]` -> feature map `[N, out_dim, H', W']`; a neck pools it.
+
+    With the default stem (stride-1 convolution and max pooling) `H' = ceil(H / 8)`;
+    each stride of 2 in the stem halves it once more.
+    """
+
+    Config = ResNetConfig
+    cfg: ResNetConfig
+
+    def __init__(self, cfg: ResNetConfig, logger: logging.Logger | None = None) -> None:
+        super().__init__(cfg, logger)
+        block, counts = ARCHS[cfg.DEPTH]
+        width = cfg.BASE_CHANNELS
+        self.conv1 = nn.Conv2d(
+            cfg.IN_CHANNELS,
+            width,
+            cfg.KERNEL_SIZE,
+            cfg.FIRST_CONV_STRIDE,
+            cfg.KERNEL_SIZE // 2,
+            bias=False,
+        )
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True) if cfg.USE_RELU else nn.Identity()
+        self.maxpool = (
+            nn.MaxPool2d(3, cfg.FIRST_MAX_POOL_STRIDE, 1) if cfg.USE_MAXPOOL else nn.Identity()
+        )
+        in_ch = width
+        stages: list[nn.Sequential] = []
+        for i, count in enumerate(counts):
+            stage_width = width * 2**i
+            blocks: list[nn.Module] = []
+            for j in range(count):
+                blocks.append(block(in_ch, stage_width, 2 if (i > 0 and j == 0) else 1))
+                in_ch = stage_width * block.expansion
+            stages.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        #: Channels of the feature map this backbone returns.
+        self.out_dim = in_ch
+        self._init_weights()
+        if cfg.PRETRAINED and cfg.PRETRAINED_PATH:
+            from vertebra_vision.pretrained import load_pretrained
+
+            count = load_pretrained(self, cfg.PRETRAINED_PATH, cfg.PRETRAINED_IGNORE)
+            self.logger.info("ResNet: loaded %d tensors from %s", count, cfg.PRETRAINED_PATH)
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if self.cfg.ZERO_INIT_RESIDUAL:
+            for m in self.modules():
+                if isinstance(m, BasicBlock | Bottleneck):
+                    nn.init.zeros_(m.last_bn().weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.cfg.IN_CHANNELS:
+            raise ValueError(
+                f"ResNet expects images [N, {self.cfg.IN_CHANNELS}, H, W] (IN_CHANNELS="
+                f"{self.cfg.IN_CHANNELS}), got shape {tuple(x.shape)}"
+            )
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return x

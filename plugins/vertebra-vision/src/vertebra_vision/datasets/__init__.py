@@ -1,0 +1,1 @@
+"""Image datasets: `Digits`, `ImageFolder` and `SyntheticImages`."""

@@ -1,0 +1,112 @@
+"""`Digits`: scikit-learn's bundled handwritten digits, 1797 real 8x8 grayscale images.
+
+The images ship inside scikit-learn, so nothing is downloaded. They are read once per
+process and kept as tensors; `__getitem__` is an index into them.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from vertebra.data import BaseDataset
+from vertebra.schema import PartConfig
+
+from vertebra_vision.transforms import TransformCfg, Transforms
+
+__all__ = ["Digits", "DigitsConfig", "stratified_split"]
+
+#: Digit pixels are integers 0..16.
+_PIXEL_MAX = 16.0
+
+
+class DigitsConfig(PartConfig):
+    SPLIT: Literal["train", "val", "all"] = Field(
+        "train",
+        description="Which part of the 1797 images: train, val (VAL_FRACTION of each class) or all.",
+    )
+    VAL_FRACTION: float = Field(
+        0.2, gt=0.0, lt=1.0, description="Share of each class that goes to the val split."
+    )
+    SEED: int = Field(
+        0, description="Seed of the train/val split; one seed always gives one split."
+    )
+    NORMALIZE: bool = Field(
+        True,
+        description="After scaling pixels to [0, 1], subtract the train split's mean and divide "
+        "by its standard deviation.",
+    )
+    TRANSFORMS: list[TransformCfg] = Field(
+        default_factory=list,
+        description="Transforms applied to each image in order (Normalize, RandomCrop, "
+        "RandomHorizontalFlip).",
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _load() -> tuple[torch.Tensor, torch.Tensor]:
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    images = torch.from_numpy(np.asarray(data.images, dtype=np.float32) / _PIXEL_MAX).unsqueeze(1)
+    labels = torch.from_numpy(np.asarray(data.target, dtype=np.int64))
+    return images, labels
+
+
+def stratified_split(
+    labels: np.ndarray[Any, Any], val_fraction: float, seed: int
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """Sorted train and val indices; each class gives `round(n * val_fraction)` to val.
+
+    Each class with two or more samples keeps at least one in each split.
+    """
+    rng = np.random.default_rng(seed)
+    train: list[np.ndarray[Any, Any]] = []
+    val: list[np.ndarray[Any, Any]] = []
+    for cls in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == cls))
+        n_val = round(len(idx) * val_fraction)
+        if len(idx) >= 2:
+            n_val = min(max(n_val, 1), len(idx) - 1)
+        val.append(idx[:n_val])
+        train.append(idx[n_val:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+class Digits(BaseDataset):
+    """Items `{"img": float32 [1, 8, 8], "label": int64 []}`, labels 0 to 9."""
+
+    Config = DigitsConfig
+    cfg: DigitsConfig
+    num_classes = 10
+
+    def __init__(self, cfg: DigitsConfig, logger: logging.Logger | None = None) -> None:
+        super().__init__(cfg, logger)
+        images, labels = _load()
+        train_idx, val_idx = stratified_split(labels.numpy(), cfg.VAL_FRACTION, cfg.SEED)
+        if cfg.SPLIT == "all":
+            images_out, labels_out = images, labels
+        else:
+            idx = torch.from_numpy(train_idx if cfg.SPLIT == "train" else val_idx)
+            images_out, labels_out = images[idx], labels[idx]
+        if cfg.NORMALIZE:
+            # Statistics of the train split only, whichever split this is.
+            train_images = images[torch.from_numpy(train_idx)]
+            images_out = (images_out - train_images.mean()) / train_images.std()
+        self.images = images_out.contiguous()
+        self.labels = labels_out.contiguous()
+        self.transforms = Transforms(cfg.TRANSFORMS)
+        self.transforms.check_channels(1)
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        img = self.images[index]
+        if self.transforms:
+            img = self.transforms(img)
+        return {"img": img, "label": self.labels[index]}

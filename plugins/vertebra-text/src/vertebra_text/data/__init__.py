@@ -1,0 +1,1 @@
+"""Text datasets: items are `{"text": str, "label": int}`."""

@@ -1,0 +1,1 @@
+"""Model parts of vertebra-text: tokenizers, backbones, necks and networks."""

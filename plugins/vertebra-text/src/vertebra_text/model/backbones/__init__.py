@@ -1,0 +1,1 @@
+"""Text backbones: token ids and attention mask in, features `[B, T, D]` out."""

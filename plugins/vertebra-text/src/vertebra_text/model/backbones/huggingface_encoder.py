@@ -1,0 +1,83 @@
+"""`HuggingfaceEncoder`: a transformers encoder model loaded from a local folder."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from pydantic import Field, field_validator
+from vertebra.errors import UserError
+from vertebra.model.base_model import BaseModel
+from vertebra.schema import PartConfig
+
+from vertebra_text.model.offline import PATH_DESCRIPTION, import_transformers
+from vertebra_text.paths import existing_path
+
+__all__ = ["HuggingfaceEncoder", "HuggingfaceEncoderConfig"]
+
+
+class HuggingfaceEncoderConfig(PartConfig):
+    """Settings of `HuggingfaceEncoder`."""
+
+    PRETRAINED_PATH: str = Field(
+        description=f"The model's folder (config.json and weights). {PATH_DESCRIPTION}"
+    )
+    PRETRAINED: bool = Field(
+        True,
+        description="Load the saved weights; false: config.json's architecture, random weights.",
+    )
+    FREEZE: bool = Field(
+        False, description="Keep the weights fixed: no gradients, and dropout off in training."
+    )
+
+    @field_validator("PRETRAINED_PATH")
+    @classmethod
+    def _folder_exists(cls, value: str) -> str:
+        try:
+            existing_path(value, "folder")
+        except UserError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+
+class HuggingfaceEncoder(BaseModel):
+    """`forward(input_ids, attention_mask)` returns the model's last hidden state `[B, T, D]`."""
+
+    Config = HuggingfaceEncoderConfig
+    cfg: HuggingfaceEncoderConfig
+
+    def __init__(self, cfg: HuggingfaceEncoderConfig, logger: logging.Logger | None = None) -> None:
+        super().__init__(cfg, logger)
+        folder = existing_path(cfg.PRETRAINED_PATH, "folder")
+        transformers = import_transformers()
+        try:
+            if cfg.PRETRAINED:
+                self.model: Any = transformers.AutoModel.from_pretrained(
+                    str(folder), local_files_only=True
+                )
+            else:
+                config = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True)
+                self.model = transformers.AutoModel.from_config(config)
+        except (OSError, ValueError, KeyError) as exc:
+            raise UserError(f"cannot load a model from folder '{folder}': {exc}") from exc
+        config = self.model.config
+        self.vocab_size: int = config.vocab_size
+        self.max_length: int | None = getattr(config, "max_position_embeddings", None)
+        self.out_dim: int = config.hidden_size
+        if cfg.FREEZE:
+            self.model.requires_grad_(False)
+            self.model.eval()
+
+    def train(self, mode: bool = True) -> HuggingfaceEncoder:
+        super().train(mode)
+        if self.cfg.FREEZE:
+            self.model.eval()  # a frozen encoder gives the same features in every step
+        return self
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask)
+        hidden: torch.Tensor = out.last_hidden_state
+        return hidden

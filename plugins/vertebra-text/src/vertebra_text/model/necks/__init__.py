@@ -1,0 +1,1 @@
+"""Necks for token features."""

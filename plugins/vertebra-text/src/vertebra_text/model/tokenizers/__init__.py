@@ -1,0 +1,1 @@
+"""Tokenizers: a transformers tokenizer from a local folder, and one trained on a corpus."""

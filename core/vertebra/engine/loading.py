@@ -13,14 +13,23 @@ __all__ = ["load_run_config"]
 
 
 def load_run_config(path: str | Path, overrides: Iterable[str] = ()) -> RunConfig:
-    """Read `path`, apply overrides and plugin hooks, validate; all errors at once."""
-    from vertebra.hooks import get_plugin_manager
+    """Read `path`, apply overrides and plugin hooks, validate; all errors at once.
 
+    Order: includes and `--set` overrides, then every `vertebra_prepare_config` hook
+    (which may change the mapping), then schema validation, then every
+    `vertebra_check_config` hook (whose messages are reported like schema errors).
+    """
+    from vertebra.hooks import call_each
+
+    source = str(path)
     raw = config_io.load(path, overrides)
-    hooks = get_plugin_manager().hook
-    hooks.vertebra_prepare_config(config=raw, source=str(path))
-    cfg = validate_run_config(raw, source=str(path))
-    extra = [msg for found in hooks.vertebra_check_config(config=cfg) if found for msg in found]
+    call_each("vertebra_prepare_config", config=raw, source=source)
+    cfg = validate_run_config(raw, source=source)
+    extra: list[ConfigIssue] = []
+    for found in call_each("vertebra_check_config", config=cfg):
+        if isinstance(found, str):
+            found = [found]  # one message given bare: still one problem, not one per letter
+        extra.extend(ConfigIssue("", str(msg)) for msg in found)
     if extra:
-        raise ConfigError([ConfigIssue("", msg) for msg in extra], source=str(path))
+        raise ConfigError(extra, source=source)
     return cfg

@@ -1,12 +1,30 @@
-"""Registries the trainer adds (imports neither torch nor plugin code)."""
+"""Registries the trainer adds (imports neither torch nor plugin code).
+
+OPTIMIZERS and LR_SCHEDULERS hold torch's own classes, each with a config schema; the
+core declares them through entry points (`vertebra.optimizers`, `vertebra.lr_schedulers`)
+like any plugin would.
+"""
 
 from vertebra.registry import Registry
 
-__all__ = ["DATASETS"]
+__all__ = ["DATASETS", "LR_SCHEDULERS", "OPTIMIZERS"]
 
 DATASETS = Registry(
     "DATASETS",
     group="vertebra.datasets",
     base="vertebra.data:BaseDataset",
     description="Datasets that yield dict samples (for example `img` and `label`).",
+)
+OPTIMIZERS = Registry(
+    "OPTIMIZERS",
+    group="vertebra.optimizers",
+    base="torch.optim:Optimizer",
+    description="torch optimizers; built as `cls(cfg, logger=None, params=...)`.",
+)
+LR_SCHEDULERS = Registry(
+    "LR_SCHEDULERS",
+    group="vertebra.lr_schedulers",
+    base="torch.optim.lr_scheduler:LRScheduler",
+    description="Learning-rate schedules with warmup, stepped every optimizer step; built as "
+    "`cls(cfg, logger=None, optimizer=..., total_steps=...)`.",
 )

@@ -1,0 +1,47 @@
+"""`vertebra eval CONFIG --checkpoint PATH`: the validation metrics of a checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a checkpoint on the validation data",
+        description="Build the network of CONFIG, load the checkpoint's weights, and print the metrics "
+        "over DATA.VAL (every sample counted once, also under torchrun).",
+    )
+    p.add_argument("config", metavar="CONFIG", help="YAML or JSON run config")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="PATH",
+        help="checkpoint folder (or its model.safetensors)",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one value, e.g. --set DATA.VAL.BATCH_SIZE=512 (repeatable)",
+    )
+    p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vertebra.engine.evaluation import evaluate_checkpoint
+    from vertebra.engine.loading import load_run_config
+
+    cfg = load_run_config(args.config, args.overrides)
+    metrics, count, folder = evaluate_checkpoint(cfg, args.checkpoint)
+    if args.json:
+        print(json.dumps({"checkpoint": str(folder), "samples": count, **metrics}))
+    else:
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+        print(f"{folder}: {shown} over {count} validation samples")
+    return 0

@@ -1,0 +1,61 @@
+"""`vertebra train CONFIG [--set KEY=VALUE ...] [--output DIR] [--resume [PATH]]`.
+
+Exit status: 0 when the run ends (or a plugin stops it), 2 for bad input (config, data
+files, output folder, checkpoint), 3 when the training loss becomes NaN or infinite,
+1 for other failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+EXIT_DIVERGED = 3
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train the network a run config describes",
+        description="Validate the config, then train. The run folder gets config.yaml, metrics.jsonl, "
+        "checkpoints/ (last, best) and curves.png; the last line printed states the best validation "
+        "metrics and where they are. Launch on several processes with torchrun.",
+    )
+    p.add_argument("config", metavar="CONFIG", help="YAML or JSON run config")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one value, e.g. --set TRAIN.EPOCHS=5 (repeatable)",
+    )
+    p.add_argument("--output", metavar="DIR", help="run folder (overrides TRAIN.OUTPUT_DIR)")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="PATH",
+        help="continue from a checkpoint folder; without PATH, from the run folder's checkpoints/last",
+    )
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vertebra.engine.trainer import NonFiniteLossError, load_and_train
+
+    try:
+        summary = load_and_train(
+            args.config, args.overrides, output_dir=args.output, resume=args.resume
+        )
+    except NonFiniteLossError as exc:
+        print(f"vertebra train: error: {exc}", file=sys.stderr)
+        return EXIT_DIVERGED
+    if summary.output_dir is not None:
+        from vertebra.engine import distributed
+
+        if distributed.from_env().is_main:
+            print(summary.line())
+    return 0

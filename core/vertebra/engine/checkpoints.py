@@ -1,0 +1,245 @@
+"""Checkpoint folders: weights in safetensors, the rest in a `weights_only` torch file.
+
+A checkpoint is a folder `checkpoints/step-NNNNNNNN/` holding `model.safetensors` (the
+network's weights) and `state.pt` (optimizer, schedule, gradient scaler, step, position
+in the epoch, every rank's random states, best metric so far, and the run config as
+YAML text). `state.pt` holds only tensors and plain Python data, and is read with
+`torch.load(weights_only=True)`: loading a checkpoint never unpickles arbitrary objects.
+
+Writing is atomic: the files go into a temporary folder, are flushed to disk (`fsync`),
+and the folder is renamed into place; `last` and `best` are symbolic links replaced
+with a rename. A crash at any moment leaves the previous checkpoints whole.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vertebra.errors import UserError
+
+__all__ = [
+    "MODEL_FILE",
+    "STATE_FILE",
+    "CheckpointError",
+    "CheckpointStore",
+    "check_fits",
+    "load_into",
+    "read_checkpoint",
+    "resolve",
+]
+
+MODEL_FILE = "model.safetensors"
+STATE_FILE = "state.pt"
+FORMAT = 1
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+class CheckpointError(UserError):
+    """A checkpoint that cannot be read or does not fit the network."""
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems cannot sync folders; the rename is still atomic
+    finally:
+        os.close(fd)
+
+
+def _write_synced(path: Path, write: Callable[[Path], None]) -> None:
+    write(path)
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def _replace_link(link: Path, target: str) -> None:
+    tmp = link.with_name(f".tmp-{link.name}-{os.getpid()}")
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    try:
+        os.symlink(target, tmp)
+    except OSError:  # no symbolic links here: a copy does the job
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        shutil.copytree(link.parent / target, tmp)
+        if link.is_dir() and not link.is_symlink():
+            shutil.rmtree(link)
+    os.replace(tmp, link)
+
+
+class CheckpointStore:
+    """The `checkpoints/` folder of a run: save, point `last`/`best`, keep the last N."""
+
+    def __init__(self, root: Path, keep_last: int) -> None:
+        self.root = root
+        self.keep_last = keep_last
+
+    def steps(self) -> list[tuple[int, Path]]:
+        """Checkpoint folders, oldest first."""
+        if not self.root.is_dir():
+            return []
+        found = []
+        for item in self.root.iterdir():
+            match = _STEP_DIR.match(item.name)
+            if match and item.is_dir() and not item.is_symlink():
+                found.append((int(match[1]), item))
+        return sorted(found)
+
+    def save(self, step: int, model: nn.Module, state: dict[str, Any], *, is_best: bool) -> Path:
+        from safetensors.torch import save_model
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        name = f"step-{step:08d}"
+        tmp = self.root / f".tmp-{name}-{os.getpid()}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        _write_synced(
+            tmp / MODEL_FILE, lambda p: save_model(model, str(p), metadata={"format": "pt"})
+        )
+        _write_synced(tmp / STATE_FILE, lambda p: torch.save({"format": FORMAT, **state}, p))
+        _fsync_dir(tmp)
+        final = self.root / name
+        if final.exists():  # a resumed run writes this step again: set the old one aside
+            old = self.root / f".old-{name}-{os.getpid()}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, final)
+        _replace_link(self.root / "last", name)
+        if is_best:
+            _replace_link(self.root / "best", name)
+        _fsync_dir(self.root)
+        self.prune()
+        return final
+
+    def _target(self, link: str) -> Path | None:
+        path = self.root / link
+        if path.is_symlink():
+            return (self.root / os.readlink(path)).resolve()
+        return None
+
+    def prune(self) -> None:
+        """Remove all but the last `keep_last` checkpoints and the best one."""
+        keep = {self._target("best"), self._target("last")}
+        steps = self.steps()
+        for _, path in steps[: max(0, len(steps) - self.keep_last)]:
+            if path.resolve() not in keep:
+                shutil.rmtree(path, ignore_errors=True)
+        for stray in self.root.glob(".tmp-*"):  # left by a crash while saving
+            if stray.is_dir() and not stray.name.endswith(f"-{os.getpid()}"):
+                shutil.rmtree(stray, ignore_errors=True)
+
+
+def resolve(path: str | Path) -> Path:
+    """The checkpoint folder that `path` names: the folder, a link to it, or a file in it."""
+    path = Path(path)
+    if path.is_file() and path.name in (MODEL_FILE, STATE_FILE):
+        path = path.parent
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if not path.is_dir():
+        raise CheckpointError(
+            f"{path} is not a checkpoint: expected a folder holding {MODEL_FILE} and {STATE_FILE}"
+        )
+    missing = [f for f in (MODEL_FILE, STATE_FILE) if not (path / f).is_file()]
+    if missing:
+        raise CheckpointError(f"{path} is not a checkpoint: {', '.join(missing)} missing")
+    return path
+
+
+def read_state(folder: Path) -> dict[str, Any]:
+    """`state.pt` of a checkpoint folder, loaded with `weights_only=True` on the CPU."""
+    file = folder / STATE_FILE
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"refusing to load {file}: it holds objects that loading would have to unpickle "
+            f"(only tensors and plain data are read): {str(exc).splitlines()[0]}"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"cannot read {file} (corrupted or not a checkpoint): {exc}"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{file} is not a vertebra checkpoint state (format {FORMAT})")
+    return state
+
+
+def _header(file: Path) -> dict[str, tuple[int, ...]]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), framework="pt") as handle:
+            return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
+    except Exception as exc:  # safetensors raises its own error types for bad files
+        raise CheckpointError(
+            f"cannot read {file} (corrupted or not a safetensors file): {exc}"
+        ) from None
+
+
+def check_fits(folder: Path, model: nn.Module, what: str = "the network") -> None:
+    """Raise `CheckpointError` naming every key that is missing, unexpected or mis-shaped."""
+    stored = _header(folder / MODEL_FILE)
+    own = model.state_dict()
+    by_storage: dict[int, list[str]] = {}
+    for key, value in own.items():
+        by_storage.setdefault(value.data_ptr(), []).append(key)
+    missing = [
+        k
+        for k, v in own.items()
+        if k not in stored and not any(o in stored for o in by_storage[v.data_ptr()])
+    ]
+    unexpected = [k for k in stored if k not in own]
+    shapes = [
+        f"{k} {list(stored[k])} in the checkpoint, {list(own[k].shape)} in the network"
+        for k in stored
+        if k in own and tuple(own[k].shape) != stored[k]
+    ]
+    if not (missing or unexpected or shapes):
+        return
+    parts = []
+    for label, items in (
+        ("missing", missing),
+        ("unexpected", unexpected),
+        ("shape mismatch", shapes),
+    ):
+        if items:
+            shown = ", ".join(items[:5]) + (
+                f", ... ({len(items)} in all)" if len(items) > 5 else ""
+            )
+            parts.append(f"{label}: {shown}")
+    raise CheckpointError(f"checkpoint {folder} does not fit {what}: " + "; ".join(parts))
+
+
+def load_into(folder: Path, model: nn.Module, device: torch.device | str = "cpu") -> None:
+    """Load the weights of checkpoint `folder` into `model` (after `check_fits`)."""
+    from safetensors.torch import load_model
+
+    check_fits(folder, model)
+    try:
+        load_model(model, str(folder / MODEL_FILE), strict=True, device=str(device))
+    except Exception as exc:
+        raise CheckpointError(f"cannot load {folder / MODEL_FILE}: {exc}") from None
+
+
+def read_checkpoint(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The resolved folder and its state (weights are loaded by `load_into`)."""
+    folder = resolve(path)
+    return folder, read_state(folder)

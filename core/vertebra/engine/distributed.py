@@ -1,0 +1,184 @@
+"""Processes of a run: `torchrun` set-up, data sharding, and reductions across ranks.
+
+`torchrun` sets `RANK`, `LOCAL_RANK`, `WORLD_SIZE`, `MASTER_ADDR` and `MASTER_PORT`; the
+process group starts from them (`env://`), with nccl on CUDA and gloo on the CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import Sampler
+
+__all__ = ["EvalSampler", "TrainSampler", "World", "all_reduce_sum", "setup", "teardown"]
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place in the run."""
+
+    rank: int = 0
+    local_rank: int = 0
+    size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+
+def from_env() -> World:
+    """The world `torchrun` describes in the environment (one process without it)."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size <= 1:
+        return World()
+    return World(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), size)
+
+
+def setup(world: World, device: torch.device) -> None:
+    """Join the process group (env://): nccl for CUDA devices, gloo for the CPU."""
+    if not world.distributed or dist.is_initialized():
+        return
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(
+        backend=backend, init_method="env://", rank=world.rank, world_size=world.size
+    )
+
+
+def teardown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def active() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """The sum of `tensor` over every rank (itself when not distributed)."""
+    if active():
+        tensor = tensor.clone()
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def gather_objects(obj: Any) -> list[Any]:
+    """`obj` from every rank, in rank order (a list of one when not distributed)."""
+    if not active():
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def barrier() -> None:
+    if active():
+        dist.barrier()
+
+
+class TrainSampler(Sampler[int]):
+    """Shuffled (or ordered) training indices, sharded so that a step sees one global batch.
+
+    The epoch's order is a permutation seeded by `(seed, epoch)`. Global batch `i` is
+    `order[i * G:(i + 1) * G]` with `G = batch_size * world_size`, and rank `r` takes its
+    `r`-th slice of `batch_size`: the samples a step trains on are the same whatever the
+    number of processes. A short last global batch is split as evenly as possible (and
+    padded with repeats when it has fewer samples than there are ranks, so that every rank
+    steps together). `start_batch` skips the first batches by index, without loading them.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        world: World,
+        *,
+        shuffle: bool,
+        seed: int,
+        drop_last: bool,
+    ) -> None:
+        self.size = size
+        self.batch_size = batch_size
+        self.world = world
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last
+        self.epoch = 0
+        self.start_batch = 0
+
+    @property
+    def global_batch(self) -> int:
+        return self.batch_size * self.world.size
+
+    def batches_per_epoch(self) -> int:
+        """Batches each rank loads in one epoch."""
+        if self.drop_last:
+            return self.size // self.global_batch
+        return math.ceil(self.size / self.global_batch)
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch = epoch
+        self.start_batch = start_batch
+
+    def _order(self) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.size))
+        generator = torch.Generator()
+        generator.manual_seed(self.seed * 1_000_003 + self.epoch)
+        return torch.randperm(self.size, generator=generator).tolist()
+
+    def __iter__(self) -> Iterator[int]:
+        order = self._order()
+        g, b, r = self.global_batch, self.batch_size, self.world.rank
+        for i in range(self.start_batch, self.batches_per_epoch()):
+            chunk = order[i * g : (i + 1) * g]
+            if len(chunk) == g:
+                yield from chunk[r * b : (r + 1) * b]
+                continue
+            while len(chunk) < self.world.size:  # every rank needs a sample to step with
+                chunk = chunk + order[: self.world.size - len(chunk)]
+            base, extra = divmod(len(chunk), self.world.size)
+            start = r * base + min(r, extra)
+            yield from chunk[start : start + base + (1 if r < extra else 0)]
+
+    def __len__(self) -> int:
+        full, rest = divmod(self.size, self.global_batch)
+        batches = range(self.start_batch, self.batches_per_epoch())
+        count = 0
+        for i in batches:
+            if i < full:
+                count += self.batch_size
+            else:
+                rest_n = max(rest, self.world.size)
+                base, extra = divmod(rest_n, self.world.size)
+                count += base + (1 if self.world.rank < extra else 0)
+        return count
+
+
+class EvalSampler(Sampler[int]):
+    """Rank `r` of `n` takes indices `r, r + n, r + 2n, ...`: every sample exactly once.
+
+    Unlike torch's `DistributedSampler`, the last shard is never padded with repeats, so
+    metrics summed over the ranks count each sample once (359 samples on 2 ranks: 180 + 179).
+    """
+
+    def __init__(self, size: int, world: World) -> None:
+        self.size = size
+        self.world = world
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.world.rank, self.size, self.world.size))
+
+    def __len__(self) -> int:
+        return len(range(self.world.rank, self.size, self.world.size))

@@ -1,0 +1,134 @@
+"""`vertebra components [REGISTRY] [PATTERN] [--json]`: parts, where they come from, what they do."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING, Any
+
+from vertebra.errors import UnknownPartError
+
+if TYPE_CHECKING:
+    from vertebra.registry import Registry
+
+WILDCARDS = "*?["
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "components",
+        help="table of parts: registry, name, distribution, description",
+        description=(
+            "List registered parts with their distribution and the first line of their "
+            "docstring. REGISTRY is BACKBONES or backbones (any case); PATTERN a shell-style "
+            "wildcard (res*) or a piece of a name, any case. One argument that is not a "
+            "registry is a PATTERN over every registry."
+        ),
+    )
+    p.add_argument("registry", metavar="REGISTRY", nargs="?", help="only this registry")
+    p.add_argument("pattern", metavar="PATTERN", nargs="?", help="only names matching this")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    registries, pattern = _select(args.registry, args.pattern)
+    rows = [row for reg in registries for row in rows_of(reg, pattern)]
+    if pattern and not rows:
+        raise UnknownPartError(_no_match(registries, pattern))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(table(rows) if rows else "no parts are registered")
+    return 0
+
+
+def _select(first: str | None, second: str | None) -> tuple[list[Registry], str | None]:
+    from vertebra.registry import all_registries, registry_for
+
+    if first is None:
+        return list(all_registries().values()), None
+    if second is not None:
+        return [registry_for(first)], second
+    try:
+        return [registry_for(first)], None
+    except UnknownPartError as not_registry:
+        registries = list(all_registries().values())
+        if any(c in first for c in WILDCARDS) or any(_matches(reg, first) for reg in registries):
+            return registries, first
+        from vertebra.schema import close_match
+
+        names = sorted({n for reg in registries for n in reg.names()}, key=str.lower)
+        hint = close_match(first, names)
+        if hint:
+            raise UnknownPartError(
+                f"'{first}' is neither a registry nor a part name; did you mean '{hint}'?"
+            ) from None
+        raise not_registry from None
+
+
+def _matches(registry: Registry, pattern: str) -> list[str]:
+    if not any(c in pattern for c in WILDCARDS):
+        pattern = f"*{pattern}*"  # a plain word matches names that contain it
+    return registry.names(pattern)
+
+
+def _no_match(registries: list[Registry], pattern: str) -> str:
+    from vertebra.schema import close_match
+
+    names = sorted({n for reg in registries for n in reg.names()}, key=str.lower)
+    where = registries[0].name if len(registries) == 1 else "any registry"
+    message = f"no part in {where} matches '{pattern}'"
+    hint = close_match(pattern.strip(WILDCARDS), names)
+    if hint:
+        return f"{message}; did you mean '{hint}'?"
+    return f"{message}; names: {', '.join(names)}" if names else f"{message}; none are registered"
+
+
+def rows_of(registry: Registry, pattern: str | None = None) -> list[dict[str, Any]]:
+    """One row per loadable-looking part of `registry` whose name matches `pattern`."""
+    from vertebra.docstrings import summary
+
+    wanted = set(_matches(registry, pattern)) if pattern else None
+    rows = []
+    for origin in registry.origins():
+        if not origin.enabled or (wanted is not None and origin.name not in wanted):
+            continue
+        try:
+            description = summary(origin.value)
+        except Exception as exc:  # a broken plugin shows as broken, the rest still list
+            description = f"(cannot load: {type(exc).__name__}: {exc})"
+        rows.append(
+            {
+                "registry": registry.name,
+                "name": origin.name,
+                "distribution": origin.distribution,
+                "version": origin.version,
+                "value": origin.value,
+                "description": description,
+            }
+        )
+    return sorted(rows, key=lambda r: (r["name"].lower(), r["distribution"] or ""))
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """Rows as aligned columns: REGISTRY, NAME, DISTRIBUTION, DESCRIPTION."""
+    cells = [
+        [
+            r["registry"],
+            r["name"],
+            f"{r['distribution']} {r['version']}" if r["distribution"] else "(this process)",
+            r["description"],
+        ]
+        for r in rows
+    ]
+    head = ["REGISTRY", "NAME", "DISTRIBUTION", "DESCRIPTION"]
+    widths = [max(len(row[i]) for row in [head, *cells]) for i in range(3)]
+    lines = []
+    for row in [head, *cells]:
+        lines.append(
+            "  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True))
+            + "  "
+            + row[3]
+        )
+    return "\n".join(line.rstrip() for line in lines)

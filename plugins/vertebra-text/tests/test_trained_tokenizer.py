@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from vertebra.errors import ConfigError, UserError
 from vertebra.model.registry import TOKENIZERS
 from vertebra_text.model.tokenizers.trained import SETTINGS_FILE, TOKENIZER_FILE, _publish
@@ -27,7 +26,11 @@ def build(corpus: Path | str, save_dir: Path | None, **settings: object) -> obje
 def test_trains_saves_and_encodes(corpus: Path, tmp_path: Path, model: str) -> None:
     save = tmp_path / "tok"
     tokenizer = build(corpus, save, MODEL=model, MAX_LENGTH=8, PADDING="max_length")
-    assert {p.name for p in save.iterdir()} == {TOKENIZER_FILE, "tokenizer_config.json", SETTINGS_FILE}
+    assert {p.name for p in save.iterdir()} == {
+        TOKENIZER_FILE,
+        "tokenizer_config.json",
+        SETTINGS_FILE,
+    }
     assert 5 < tokenizer.vocab_size <= 300
     out = tokenizer.tokenize(TEXTS)
     assert out["input_ids"].shape == out["attention_mask"].shape == (2, 8)
@@ -59,14 +62,18 @@ def test_default_save_dir_is_in_the_cache(corpus: Path) -> None:
     assert build(corpus, None, MIN_FREQUENCY=3).save_dir != first.save_dir
 
 
-@pytest.mark.parametrize(("padding", "truncation"), [("max_length", True), ("longest", True), ("longest", False)])
+@pytest.mark.parametrize(
+    ("padding", "truncation"), [("max_length", True), ("longest", True), ("longest", False)]
+)
 def test_huggingface_tokenizer_reads_the_saved_folder(
     corpus: Path, tmp_path: Path, padding: str, truncation: bool
 ) -> None:
     save = tmp_path / "tok"
     settings = {"MAX_LENGTH": 10, "PADDING": padding, "TRUNCATION": truncation}
     trained = build(corpus, save, **settings)
-    loaded = TOKENIZERS.build({"NAME": "HuggingfaceTokenizer", "PRETRAINED_PATH": str(save), **settings})
+    loaded = TOKENIZERS.build(
+        {"NAME": "HuggingfaceTokenizer", "PRETRAINED_PATH": str(save), **settings}
+    )
     assert loaded.vocab_size == trained.vocab_size
     for key in ("input_ids", "attention_mask"):
         assert torch.equal(trained.tokenize(TEXTS)[key], loaded.tokenize(TEXTS)[key])
@@ -122,7 +129,7 @@ def test_csv_corpus_with_text_key(tmp_path: Path) -> None:
 
 def test_corpus_mistakes(tmp_path: Path) -> None:
     missing = tmp_path / "missing.txt"
-    with pytest.raises(UserError, match="missing.txt' does not exist"):
+    with pytest.raises(UserError, match=r"missing\.txt' does not exist"):
         build(missing, tmp_path / "a")
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n", encoding="utf-8")
@@ -141,7 +148,9 @@ def test_corpus_mistakes(tmp_path: Path) -> None:
 
 def test_schema_checks() -> None:
     with pytest.raises(ConfigError) as info:
-        TOKENIZERS.validate({"NAME": "TrainedTokenizer", "CORPUS": "x.txt", "MODEL": "bpe", "VOCAB_SIZE": 100})
+        TOKENIZERS.validate(
+            {"NAME": "TrainedTokenizer", "CORPUS": "x.txt", "MODEL": "bpe", "VOCAB_SIZE": 100}
+        )
     assert "at least 261 for MODEL bpe" in str(info.value)
     with pytest.raises(ConfigError, match="MODEL"):
         TOKENIZERS.validate({"NAME": "TrainedTokenizer", "CORPUS": "x.txt", "MODEL": "unigram"})

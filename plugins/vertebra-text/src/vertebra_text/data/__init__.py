@@ -1,1 +1,1 @@
-"""Text datasets: items are `{"text": str, "label": int}`."""
+"""Text datasets: items are `{"text": str, "label": 0-d int64 tensor}`."""

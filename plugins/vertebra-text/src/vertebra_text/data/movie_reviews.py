@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import torch
 from pydantic import Field
 from vertebra.data import BaseDataset
 from vertebra.errors import UserError
@@ -37,7 +38,7 @@ class MovieReviewPolarityConfig(SplitConfig):
 
 
 class MovieReviewPolarity(BaseDataset):
-    """Items `{"text": str, "label": int}`; label 0 is negative, 1 positive."""
+    """Items `{"text": str, "label": int64 tensor}`; label 0 is negative, 1 positive."""
 
     Config = MovieReviewPolarityConfig
     cfg: MovieReviewPolarityConfig
@@ -50,7 +51,7 @@ class MovieReviewPolarity(BaseDataset):
         texts, labels = read_polarity_file(source_path())
         keep = split_indices(labels, cfg.SPLIT, cfg.VAL_FRACTION, cfg.SEED)
         self.texts = [texts[i] for i in keep]
-        self.labels = [labels[i] for i in keep]
+        self.labels = torch.tensor([labels[i] for i in keep], dtype=torch.int64)
 
     @property
     def num_classes(self) -> int:

@@ -6,6 +6,7 @@ import logging
 import re
 from typing import Any
 
+import torch
 from pydantic import Field, field_validator
 from vertebra.data import BaseDataset
 from vertebra.errors import UserError
@@ -61,7 +62,7 @@ class TextClassificationFileConfig(SplitConfig):
 
 
 class TextClassificationFile(BaseDataset):
-    """Items `{"text": str, "label": int}` read from one file, optionally split by SEED."""
+    """Items `{"text": str, "label": int64 tensor}` read from one file, optionally split by SEED."""
 
     Config = TextClassificationFileConfig
     cfg: TextClassificationFileConfig
@@ -75,7 +76,7 @@ class TextClassificationFile(BaseDataset):
         self.label_names, ids = self._label_ids(path, raw_labels)
         keep = split_indices(ids, cfg.SPLIT, cfg.VAL_FRACTION, cfg.SEED)
         self.texts = [texts[i] for i in keep]
-        self.labels = [ids[i] for i in keep]
+        self.labels = torch.tensor([ids[i] for i in keep], dtype=torch.int64)
 
     def _read(self, path: Any) -> tuple[list[str], list[tuple[int, str]]]:
         cfg = self.cfg

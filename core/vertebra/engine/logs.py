@@ -15,11 +15,19 @@ __all__ = ["MetricsLog", "console_logger", "read_records"]
 LOGGER_NAME = "vertebra.train"
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is when a message comes (it may have been replaced)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def console_logger(is_main: bool) -> logging.Logger:
     """The run's logger: messages to stderr on the main process, silent elsewhere."""
     logger = logging.getLogger(LOGGER_NAME)
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
         logger.propagate = False

@@ -147,6 +147,10 @@ class Trainer:
 
         try:
             dataset = DATASETS.build(loader_cfg.DATASET, logger=self.logger)
+        except ConfigError:
+            raise
+        except UserError as exc:  # a plugin's own message, placed at the config's path
+            raise ConfigError([ConfigIssue(path, str(exc))]) from None
         except VertebraError:
             raise
         except (OSError, ValueError, KeyError) as exc:

@@ -1,0 +1,158 @@
+"""Shared pieces of the engine tests: small real runs on scikit-learn's digits.
+
+Runs use the core's Classifier with an MLP backbone on the vision plugin's Digits (1797
+real images), cut to a few steps. Parts that only tests need (a network whose loss turns
+NaN, a plugin that kills its own process) are real distributions written with
+`vertebra.testing.PluginSandbox`.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from vertebra.cli import main
+from vertebra.testing import PluginSandbox
+
+ROOT = Path(__file__).resolve().parents[2]
+
+BASE_CONFIG: dict[str, Any] = {
+    "MODEL": {
+        "NAME": "Classifier",
+        "BACKBONE": {"NAME": "MLP", "IN_FEATURES": 64, "HIDDEN": [32], "DROPOUT": 0.1},
+        "HEAD": {"NAME": "ClassifierHead", "DIM": 32, "NUM_CLASSES": 10},
+        "LOSS": {"NAME": "CrossEntropy"},
+        "METRICS": [{"NAME": "AccuracyMetric", "TOPK": [1, 3]}],
+    },
+    "DATA": {
+        "TRAIN": {"DATASET": {"NAME": "Digits", "SPLIT": "train"}, "BATCH_SIZE": 64},
+        "VAL": {"DATASET": {"NAME": "Digits", "SPLIT": "val"}, "BATCH_SIZE": 128},
+    },
+    "OPTIMIZER": {"NAME": "AdamW", "LR": 0.003},
+    "LR_SCHEDULER": {"NAME": "CosineAnnealingLR", "WARMUP_STEPS": 3},
+    "TRAIN": {"EPOCHS": 1, "SEED": 0, "LOG_EVERY": 5, "PLOT": False},
+}
+
+
+def deep_update(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and value.get("_DELETE"):
+            out[key] = {k: v for k, v in value.items() if k != "_DELETE"}
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_update(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def write_config(
+    folder: Path,
+    changes: dict[str, Any] | None = None,
+    name: str = "run.yaml",
+    replace: dict[str, Any] | None = None,
+) -> Path:
+    """A run config file: BASE_CONFIG with `changes` merged in and `replace` sections swapped
+    in whole; OUTPUT_DIR is `folder`/run."""
+    data = deep_update(BASE_CONFIG, {"TRAIN": {"OUTPUT_DIR": str(folder / "run")}})
+    data = deep_update(data, changes or {})
+    data.update(copy.deepcopy(replace or {}))
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run `vertebra ARGS` in this process: (exit status, stdout, stderr)."""
+    status = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def file_bytes(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` with its content (to prove nothing changed)."""
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+#: Test-only parts: a network whose loss becomes NaN at a given step, and a hook plugin that
+#: kills its own process with SIGKILL after a given step (environment variable).
+FIXTURE_FILES = {
+    "engine_fixtures/__init__.py": "",
+    "engine_fixtures/nets.py": """
+        import torch
+        from pydantic import Field
+        from vertebra.model.networks.train_module import TrainModule
+        from vertebra.schema import PartConfig
+
+
+        class NanAfterConfig(PartConfig):
+            NAN_FROM_STEP: int = Field(5, description="First training call whose loss is NaN.")
+
+
+        class NanAfter(TrainModule):
+            Config = NanAfterConfig
+
+            def __init__(self, cfg, logger=None):
+                super().__init__(cfg, logger)
+                self.linear = torch.nn.Linear(64, 10)
+                self.calls = 0
+
+            def forward_train(self, img, label):
+                self.calls += 1
+                loss = torch.nn.functional.cross_entropy(self.linear(img.flatten(1)), label)
+                if self.calls >= self.cfg.NAN_FROM_STEP:
+                    loss = loss * float("nan")
+                return {"loss": loss}
+
+            def forward_test(self, img, label=None):
+                return {"logits": self.linear(img.flatten(1)), "metrics": {}}
+    """,
+    "engine_fixtures/killer.py": """
+        import os
+        import signal
+
+        from vertebra.hooks import hookimpl
+
+
+        @hookimpl
+        def vertebra_step_end(run, step, outputs):
+            if os.environ.get("KILL_AT_STEP") == str(step):
+                os.kill(os.getpid(), signal.SIGKILL)
+    """,
+}
+FIXTURE_ENTRY_POINTS = {
+    "vertebra.models": {"NanAfter": "engine_fixtures.nets:NanAfter"},
+    "vertebra.plugins": {"killer": "engine_fixtures.killer"},
+}
+
+
+@pytest.fixture
+def fixture_plugins(tmp_path: Path) -> Iterator[PluginSandbox]:
+    """The core, vertebra-vision and the test-only `engine-fixtures` distribution."""
+    with PluginSandbox(tmp_path / "plugins", keep=["vertebra", "vertebra-vision"]) as sandbox:
+        sandbox.add("engine-fixtures", FIXTURE_ENTRY_POINTS, FIXTURE_FILES)
+        yield sandbox
+
+
+def subprocess_env(sandbox: PluginSandbox | None = None, **extra: str) -> dict[str, str]:
+    """Environment of a `vertebra` subprocess that sees the sandbox's distributions."""
+    env = dict(os.environ)
+    env.pop("KILL_AT_STEP", None)
+    paths = [str(sandbox.root)] if sandbox else []
+    env["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [env.get("PYTHONPATH")])])
+    env["VERTEBRA_PLUGINS"] = "vertebra,vertebra-vision" + (",engine-fixtures" if sandbox else "")
+    env["OMP_NUM_THREADS"] = "1"
+    env.update(extra)
+    return env
+
+
+PYTHON = sys.executable

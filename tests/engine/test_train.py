@@ -1,0 +1,216 @@
+"""`vertebra train` and `vertebra eval` end to end, in this process, on real digits."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from vertebra.engine.checkpoints import read_state
+from vertebra.engine.logs import read_records
+
+from .conftest import BASE_CONFIG, cli, write_config
+
+
+def _classifier_keys() -> list[str]:
+    from vertebra.model.registry import MODELS
+
+    return list(MODELS.build(BASE_CONFIG["MODEL"]).state_dict())
+
+
+def test_run_folder_holds_config_metrics_checkpoints_and_plot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(
+        tmp_path,
+        {"TRAIN": {"EPOCHS": 3, "PLOT": True, "KEEP_LAST": 2, "CHECKPOINT_EVERY": 7}},
+    )
+    status, out, err = cli(capsys, "train", config, "--set", "OPTIMIZER.LR=0.01")
+    assert status == 0, err
+    run = tmp_path / "run"
+    # The resolved config, overrides applied, loads back as the same run.
+    resolved = (run / "config.yaml").read_text()
+    assert "LR: 0.01" in resolved and "WARMUP_STEPS: 3" in resolved
+    records = read_records(run / "metrics.jsonl")
+    train = [r for r in records if r["event"] == "train"]
+    evals = [r for r in records if r["event"] == "eval"]
+    assert [r["step"] for r in train][:3] == [5, 10, 15]
+    assert all(math.isfinite(r["loss"]) and "lr" in r and r["samples_per_s"] > 0 for r in train)
+    assert "acc@1" in train[0] and "acc@3" in train[0]  # what forward_train returns
+    # One evaluation per epoch, every one of the 359 validation digits counted once.
+    assert [r["epoch"] for r in evals] == [1, 2, 3]
+    assert all(r["samples"] == 359 and 0 <= r["acc@1"] <= r["acc@3"] <= 1 for r in evals)
+    assert evals[-1]["acc@1"] > 0.8
+    # Checkpoints: the last two, plus the best one, each a whole folder.
+    ckpts = run / "checkpoints"
+    steps = sorted(p.name for p in ckpts.glob("step-*"))
+    best_step = max(evals, key=lambda r: r["acc@1"])["step"]
+    assert steps[-2:] == ["step-00000063", "step-00000069"]
+    assert f"step-{best_step:08d}" in steps and len(steps) <= 3
+    assert (ckpts / "last").resolve().name == "step-00000069"
+    assert (ckpts / "best").resolve().name == f"step-{best_step:08d}"
+    state = read_state(ckpts / "last")
+    assert state["step"] == 69 and state["epoch"] == 3 and state["batch_in_epoch"] == 0
+    weights = load_file(str(ckpts / "last" / "model.safetensors"))
+    assert sorted(weights) == sorted(_classifier_keys())
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The last line states the best validation metrics and where they are.
+    last_line = out.strip().splitlines()[-1]
+    best = max(evals, key=lambda r: r["acc@1"])
+    assert last_line.startswith(
+        f"best validation acc@1={best['acc@1']:.4f}, acc@3={best['acc@3']:.4f}"
+    )
+    assert str(ckpts / "best") in last_line
+
+    # `vertebra eval` of the best checkpoint reproduces its validation metrics.
+    status, out, err = cli(capsys, "eval", config, "--checkpoint", ckpts / "best", "--json")
+    assert status == 0, err
+    result = json.loads(out)
+    assert result["samples"] == 359
+    assert result["acc@1"] == pytest.approx(best["acc@1"], abs=1e-9)
+
+
+def test_max_steps_stops_mid_epoch_and_saves(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, {"TRAIN": {"EPOCHS": None, "MAX_STEPS": 4, "EVAL_EVERY": 2}})
+    status, out, err = cli(capsys, "train", config)
+    assert status == 0, err
+    records = read_records(tmp_path / "run" / "metrics.jsonl")
+    assert [r["step"] for r in records if r["event"] == "eval"] == [2, 4]
+    state = read_state(tmp_path / "run" / "checkpoints" / "last")
+    assert (state["step"], state["epoch"], state["batch_in_epoch"]) == (4, 0, 4)
+
+
+def test_gradient_accumulation_matches_one_large_batch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two accumulated batches of 16 make the same step as one batch of 32."""
+    common = {
+        "MODEL": {"BACKBONE": {"DROPOUT": 0.0}},
+        "OPTIMIZER": {"NAME": "SGD", "LR": 0.05, "MOMENTUM": 0.0},
+        "LR_SCHEDULER": None,
+        "DATA": {"VAL": None},
+        "TRAIN": {"EPOCHS": None, "MAX_STEPS": 3},
+    }
+    one = write_config(tmp_path / "a", common, "one.yaml")
+    status, _, err = cli(capsys, "train", one, "--set", "DATA.TRAIN.BATCH_SIZE=32")
+    assert status == 0, err
+    two = write_config(tmp_path / "b", common, "two.yaml")
+    status, _, err = cli(
+        capsys,
+        "train",
+        two,
+        "--set",
+        "DATA.TRAIN.BATCH_SIZE=16",
+        "--set",
+        "TRAIN.GRAD_ACCUM_STEPS=2",
+    )
+    assert status == 0, err
+    a = load_file(str(tmp_path / "a" / "run" / "checkpoints" / "last" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "run" / "checkpoints" / "last" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+    assert read_state(tmp_path / "b" / "run" / "checkpoints" / "last")["step"] == 3
+
+
+def test_same_seed_same_weights_and_deterministic_mode(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    weights = []
+    for name in ("x", "y"):
+        config = write_config(
+            tmp_path / name,
+            {
+                "DATA": {"VAL": None},
+                "TRAIN": {"EPOCHS": None, "MAX_STEPS": 5, "DETERMINISTIC": True},
+            },
+        )
+        status, _, err = cli(capsys, "train", config)
+        assert status == 0, err
+        weights.append(
+            load_file(str(tmp_path / name / "run" / "checkpoints" / "last" / "model.safetensors"))
+        )
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key
+    # The trainer puts global switches back when the run ends.
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_bf16_autocast_channels_last_and_compile_on_cpu(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(
+        tmp_path,
+        {
+            "MODEL": {
+                "BACKBONE": {
+                    "_DELETE": True,
+                    "NAME": "ConvNet",
+                    "IN_CHANNELS": 1,
+                    "CHANNELS": [8, 16],
+                },
+                "NECK": {"NAME": "GlobalAveragePooling", "DIM": 2},
+                "HEAD": {"DIM": 16},
+            },
+            "TRAIN": {
+                "EPOCHS": None,
+                "MAX_STEPS": 3,
+                "PRECISION": "bf16",
+                "CHANNELS_LAST": True,
+                "COMPILE": True,
+                "COMPILE_BACKEND": "aot_eager",
+                "DEVICE": "cpu",
+            },
+        },
+    )
+    status, _, err = cli(capsys, "train", config)
+    assert status == 0, err
+    assert "on cpu (bf16)" in err
+    records = read_records(tmp_path / "run" / "metrics.jsonl")
+    assert [r["samples"] for r in records if r["event"] == "eval"] == [359]
+    weights = load_file(str(tmp_path / "run" / "checkpoints" / "last" / "model.safetensors"))
+    # Weights are saved from the network itself, not from the compiled wrapper.
+    assert not any(key.startswith("_orig_mod") for key in weights)
+
+
+def test_progress_bar_on_request_and_quiet_off_a_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(
+        tmp_path, {"DATA": {"VAL": None}, "TRAIN": {"EPOCHS": None, "MAX_STEPS": 6}}
+    )
+    status, _, err = cli(capsys, "train", config)
+    assert status == 0 and "\r[" not in err  # stderr is not a terminal here
+    status, _, err = cli(
+        capsys, "train", config, "--output", tmp_path / "bar", "--set", "TRAIN.PROGRESS=always"
+    )
+    assert status == 0
+    bar = err.split("\r")[-1]
+    assert "6/6" in bar and "loss" in bar and "samples/s" in bar and "<00:00" in bar
+
+
+def test_non_finite_loss_stops_with_status_3_and_keeps_the_last_good_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fixture_plugins: object
+) -> None:
+    config = write_config(
+        tmp_path,
+        {
+            "DATA": {"VAL": None},
+            "TRAIN": {"EPOCHS": None, "MAX_STEPS": 20, "CHECKPOINT_EVERY": 3, "LOG_EVERY": 4},
+        },
+        replace={"MODEL": {"NAME": "NanAfter", "NAN_FROM_STEP": 7}},
+    )
+    status, out, err = cli(capsys, "train", config)
+    assert status == 3, err
+    assert "loss became nan" in err and "last good checkpoint" in err and "Traceback" not in err
+    ckpts = tmp_path / "run" / "checkpoints"
+    # Steps 1-6 were finite: the checkpoint of step 6 is the last, and it holds finite weights.
+    assert (ckpts / "last").resolve().name == "step-00000006"
+    weights = load_file(str(ckpts / "last" / "model.safetensors"))
+    assert all(torch.isfinite(w).all() for w in weights.values())
+    assert out == ""

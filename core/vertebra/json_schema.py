@@ -215,10 +215,10 @@ class SchemaBuilder:
                     "then": part,
                 }
             )
-        singular = registry._singular()
-        text = f"A {singular} from {registry.name}"
+        singular = registry.singular
+        text = f"A part from {registry.name}"
         text += f": {registry.description}" if registry.description else "."
-        text += f" `NAME` picks the {singular}; `vertebra template {registry.name} NAME` shows its keys."
+        text += f" `NAME` picks it; `vertebra template {registry.name} NAME` shows its keys."
         out: dict[str, Any] = {
             "type": "object",
             "description": text,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 
-__all__ = ["PATH_DESCRIPTION", "import_transformers"]
+__all__ = ["PATH_DESCRIPTION", "import_transformers", "quiet_loading"]
 
 PATH_DESCRIPTION = (
     "Local folder with the files `save_pretrained` writes, or 'package:NAME/inside' for a "
@@ -20,3 +22,16 @@ def import_transformers() -> ModuleType:
     import transformers
 
     return transformers
+
+
+@contextmanager
+def quiet_loading(transformers: ModuleType) -> Iterator[None]:
+    """No progress bar while loading weights: it would break into the trainer's log lines."""
+    logging = transformers.utils.logging
+    was_enabled = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            logging.enable_progress_bar()

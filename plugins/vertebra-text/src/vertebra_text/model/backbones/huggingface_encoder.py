@@ -11,7 +11,7 @@ from vertebra.errors import UserError
 from vertebra.model.base_model import BaseModel
 from vertebra.schema import PartConfig
 
-from vertebra_text.model.offline import PATH_DESCRIPTION, import_transformers
+from vertebra_text.model.offline import PATH_DESCRIPTION, import_transformers, quiet_loading
 from vertebra_text.paths import existing_path
 
 __all__ = ["HuggingfaceEncoder", "HuggingfaceEncoderConfig"]
@@ -28,7 +28,10 @@ class HuggingfaceEncoderConfig(PartConfig):
         description="Load the saved weights; false: config.json's architecture, random weights.",
     )
     FREEZE: bool = Field(
-        False, description="Keep the weights fixed: no gradients, and dropout off in training."
+        False,
+        description="Keep the weights fixed: no gradients, and dropout off in training. With "
+        "PRETRAINED, the fixed weights stay out of state_dict() and so out of checkpoints: "
+        "they are loaded from PRETRAINED_PATH again.",
     )
 
     @field_validator("PRETRAINED_PATH")
@@ -53,9 +56,10 @@ class HuggingfaceEncoder(BaseModel):
         transformers = import_transformers()
         try:
             if cfg.PRETRAINED:
-                self.model: Any = transformers.AutoModel.from_pretrained(
-                    str(folder), local_files_only=True
-                )
+                with quiet_loading(transformers):
+                    self.model: Any = transformers.AutoModel.from_pretrained(
+                        str(folder), local_files_only=True
+                    )
             else:
                 config = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True)
                 self.model = transformers.AutoModel.from_config(config)
@@ -68,12 +72,31 @@ class HuggingfaceEncoder(BaseModel):
         if cfg.FREEZE:
             self.model.requires_grad_(False)
             self.model.eval()
+        #: Whether the weights live in PRETRAINED_PATH rather than in state_dict().
+        self.weights_in_folder = cfg.FREEZE and cfg.PRETRAINED
 
     def train(self, mode: bool = True) -> HuggingfaceEncoder:
         super().train(mode)
         if self.cfg.FREEZE:
             self.model.eval()  # a frozen encoder gives the same features in every step
         return self
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        out = super().state_dict(*args, **kwargs)
+        if self.weights_in_folder:
+            prefix = kwargs.get("prefix", args[1] if len(args) > 1 else "") + "model."
+            for key in [k for k in out if k.startswith(prefix)]:
+                del out[key]
+        return out
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        if self.weights_in_folder:
+            # The checkpoint left them out: keep the ones loaded from PRETRAINED_PATH.
+            own = super().state_dict(prefix=prefix, keep_vars=True)
+            for key, value in own.items():
+                if key.startswith(prefix + "model."):
+                    state_dict.setdefault(key, value.detach())
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None

@@ -116,6 +116,22 @@ FIXTURE_FILES = {
             def forward_test(self, img, label=None):
                 return {"logits": self.linear(img.flatten(1)), "metrics": {}}
     """,
+    "engine_fixtures/data.py": """
+        import os
+
+        from vertebra_vision.datasets.digits import Digits
+
+
+        class RecordedDigits(Digits):
+            # Digits that append every index it reads to the file READ_LOG names.
+
+            def __getitem__(self, index):
+                log = os.environ.get("READ_LOG")
+                if log:
+                    with open(log, "a") as out:
+                        out.write(str(int(index)) + " ")
+                return super().__getitem__(index)
+    """,
     "engine_fixtures/killer.py": """
         import os
         import signal
@@ -131,6 +147,7 @@ FIXTURE_FILES = {
 }
 FIXTURE_ENTRY_POINTS = {
     "vertebra.models": {"NanAfter": "engine_fixtures.nets:NanAfter"},
+    "vertebra.datasets": {"RecordedDigits": "engine_fixtures.data:RecordedDigits"},
     "vertebra.plugins": {"killer": "engine_fixtures.killer"},
 }
 
@@ -147,6 +164,7 @@ def subprocess_env(sandbox: PluginSandbox | None = None, **extra: str) -> dict[s
     """Environment of a `vertebra` subprocess that sees the sandbox's distributions."""
     env = dict(os.environ)
     env.pop("KILL_AT_STEP", None)
+    env.pop("READ_LOG", None)
     paths = [str(sandbox.root)] if sandbox else []
     env["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [env.get("PYTHONPATH")])])
     env["VERTEBRA_PLUGINS"] = "vertebra,vertebra-vision" + (",engine-fixtures" if sandbox else "")

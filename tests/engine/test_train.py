@@ -77,7 +77,7 @@ def test_max_steps_stops_mid_epoch_and_saves(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = write_config(tmp_path, {"TRAIN": {"EPOCHS": None, "MAX_STEPS": 4, "EVAL_EVERY": 2}})
-    status, out, err = cli(capsys, "train", config)
+    status, _out, err = cli(capsys, "train", config)
     assert status == 0, err
     records = read_records(tmp_path / "run" / "metrics.jsonl")
     assert [r["step"] for r in records if r["event"] == "eval"] == [2, 4]

@@ -1,0 +1,122 @@
+"""Two processes under torchrun (gloo, CPU) train and evaluate like one process does."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from vertebra.engine.distributed import EvalSampler, TrainSampler, World
+from vertebra.engine.logs import read_records
+
+from .conftest import PYTHON, cli, subprocess_env, write_config
+
+RUN = {
+    "MODEL": {"BACKBONE": {"HIDDEN": [32], "DROPOUT": 0.0}},
+    "OPTIMIZER": {"NAME": "SGD", "LR": 0.05},
+    "TRAIN": {"EPOCHS": None, "MAX_STEPS": 8, "EVAL_EVERY": 4, "LOG_EVERY": 2, "NUM_THREADS": 1},
+}
+
+
+def test_two_gloo_processes_match_one_process(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # One process with batches of 64 sees the same global batches as two processes with 32 each.
+    single = write_config(tmp_path / "single", RUN)
+    status, _, err = cli(capsys, "train", single, "--set", "DATA.TRAIN.BATCH_SIZE=64")
+    assert status == 0, err
+
+    double = write_config(tmp_path / "double", RUN)
+    done = subprocess.run(
+        [
+            PYTHON,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "vertebra",
+            "train",
+            str(double),
+            "--set",
+            "DATA.TRAIN.BATCH_SIZE=32",
+        ],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 processes" in done.stderr
+    # Only rank 0 prints the summary line and writes the run folder.
+    assert done.stdout.count("best validation") == 1
+
+    one = read_records(tmp_path / "single" / "run" / "metrics.jsonl")
+    two = read_records(tmp_path / "double" / "run" / "metrics.jsonl")
+    assert [(r["event"], r["step"]) for r in one] == [(r["event"], r["step"]) for r in two]
+    for a, b in zip(one, two, strict=True):
+        if a["event"] == "eval":
+            assert a["samples"] == b["samples"] == 359  # every sample once, none repeated
+            assert a["acc@1"] == pytest.approx(b["acc@1"], abs=1 / 359 + 1e-9)
+            assert a["acc@3"] == pytest.approx(b["acc@3"], abs=1 / 359 + 1e-9)
+        else:
+            assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+    w1 = load_file(str(tmp_path / "single" / "run" / "checkpoints" / "last" / "model.safetensors"))
+    w2 = load_file(str(tmp_path / "double" / "run" / "checkpoints" / "last" / "model.safetensors"))
+    for key in w1:
+        torch.testing.assert_close(w1[key], w2[key], rtol=1e-4, atol=1e-5)
+
+
+def test_eval_sampler_counts_every_sample_once() -> None:
+    shards = [list(EvalSampler(359, World(rank, rank, 2))) for rank in range(2)]
+    assert [len(s) for s in shards] == [180, 179]
+    assert sorted(shards[0] + shards[1]) == list(range(359))
+    shards = [list(EvalSampler(5, World(rank, rank, 8))) for rank in range(8)]
+    assert sum(map(len, shards)) == 5
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_train_sampler_global_batches_do_not_depend_on_the_number_of_processes(
+    drop_last: bool,
+) -> None:
+    size, batch = 103, 8
+    one = TrainSampler(size, 2 * batch, World(), shuffle=True, seed=3, drop_last=drop_last)
+    two = [
+        TrainSampler(size, batch, World(r, r, 2), shuffle=True, seed=3, drop_last=drop_last)
+        for r in range(2)
+    ]
+    for sampler in (one, *two):
+        sampler.set_epoch(1)
+    single = list(one)
+    ranks = [list(s) for s in two]
+    assert [len(s) for s in two] == [len(r) for r in ranks]
+    steps = one.batches_per_epoch()
+    assert steps == (6 if drop_last else 7) == two[0].batches_per_epoch()
+    for i in range(steps):
+        glob = single[i * 16 : (i + 1) * 16]
+        parts = ranks[0][i * 8 : (i + 1) * 8] + ranks[1][i * 8 : (i + 1) * 8]
+        if i < 6:
+            assert parts == glob
+        else:  # the short last batch: 7 samples, split 4 + 3
+            assert sorted(ranks[0][48:] + ranks[1][48:]) == sorted(glob) and len(ranks[0][48:]) == 4
+    # Another epoch, another order; the same epoch, the same order.
+    one.set_epoch(2)
+    assert list(one) != single
+    one.set_epoch(1)
+    assert list(one) == single
+    # Resuming at batch 4 skips indices, not data: the rest is the same stream.
+    one.set_epoch(1, start_batch=4)
+    assert list(one) == single[4 * 16 :] and len(one) == len(single) - 64
+
+
+def test_train_sampler_pads_a_last_batch_smaller_than_the_world() -> None:
+    samplers = [
+        TrainSampler(17, 4, World(r, r, 4), shuffle=False, seed=0, drop_last=False)
+        for r in range(4)
+    ]
+    shards = [list(s) for s in samplers]
+    assert [len(s) for s in shards] == [len(s) for s in samplers] == [5, 5, 5, 5]
+    assert [s[-1] for s in shards] == [16, 0, 1, 2]  # every rank steps with a sample

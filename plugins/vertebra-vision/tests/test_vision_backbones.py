@@ -1,0 +1,124 @@
+"""ResNet and ConvNet: shapes for small and large images, stem options, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from vertebra.errors import ConfigError
+from vertebra.model.registry import BACKBONES
+from vertebra_vision.backbones.resnet import BasicBlock, Bottleneck
+
+
+@pytest.mark.parametrize(
+    ("depth", "block", "blocks", "channels"),
+    [
+        (18, BasicBlock, (2, 2, 2, 2), 8 * 8),
+        (34, BasicBlock, (3, 4, 6, 3), 8 * 8),
+        (50, Bottleneck, (3, 4, 6, 3), 8 * 8 * 4),
+        (101, Bottleneck, (3, 4, 23, 3), 8 * 8 * 4),
+        (152, Bottleneck, (3, 8, 36, 3), 8 * 8 * 4),
+    ],
+)
+def test_resnet_depths(
+    depth: int, block: type[nn.Module], blocks: tuple[int, ...], channels: int
+) -> None:
+    net = BACKBONES.build({"NAME": "ResNet", "DEPTH": depth, "BASE_CHANNELS": 8})
+    stages = [net.layer1, net.layer2, net.layer3, net.layer4]
+    assert tuple(len(s) for s in stages) == blocks
+    assert all(isinstance(b, block) for s in stages for b in s)
+    assert net.out_dim == channels
+    net.eval()
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, channels, 4, 4)
+
+
+@pytest.mark.parametrize(
+    ("stem", "size", "out"),
+    [
+        ({}, 8, 1),  # scepter's defaults: stride-1 conv and max pooling
+        ({"KERNEL_SIZE": 3, "USE_MAXPOOL": False}, 8, 1),
+        ({"KERNEL_SIZE": 3, "USE_MAXPOOL": False}, 32, 4),
+        ({"FIRST_CONV_STRIDE": 2, "FIRST_MAX_POOL_STRIDE": 2}, 224, 7),  # the ImageNet stem
+        ({"FIRST_CONV_STRIDE": 2, "USE_MAXPOOL": False}, 32, 2),
+    ],
+)
+def test_resnet_stem_options(stem: dict[str, object], size: int, out: int) -> None:
+    net = BACKBONES.build({"NAME": "ResNet", "BASE_CHANNELS": 4, **stem})
+    net.eval()
+    assert net(torch.randn(1, 3, size, size)).shape == (1, 32, out, out)
+    assert net.conv1.kernel_size == (stem.get("KERNEL_SIZE", 7),) * 2
+
+
+def test_resnet_stem_without_relu_or_maxpool() -> None:
+    net = BACKBONES.build(
+        {"NAME": "ResNet", "USE_RELU": False, "USE_MAXPOOL": False, "BASE_CHANNELS": 4}
+    )
+    assert isinstance(net.relu, nn.Identity) and isinstance(net.maxpool, nn.Identity)
+
+
+def test_resnet_grayscale_input_and_wrong_channels() -> None:
+    net = BACKBONES.build({"NAME": "ResNet", "IN_CHANNELS": 1, "BASE_CHANNELS": 4})
+    net.eval()
+    assert net(torch.randn(2, 1, 8, 8)).shape == (2, 32, 1, 1)
+    with pytest.raises(
+        ValueError,
+        match=r"expects images \[N, 1, H, W\] \(IN_CHANNELS=1\), got shape \(2, 3, 8, 8\)",
+    ):
+        net(torch.randn(2, 3, 8, 8))
+
+
+def test_resnet_state_dict_uses_the_common_layout() -> None:
+    keys = set(BACKBONES.build({"NAME": "ResNet", "DEPTH": 50, "BASE_CHANNELS": 4}).state_dict())
+    for key in (
+        "conv1.weight",
+        "bn1.running_mean",
+        "layer1.0.conv3.weight",
+        "layer1.0.downsample.0.weight",
+        "layer2.0.downsample.1.weight",
+        "layer4.2.bn3.bias",
+    ):
+        assert key in keys
+
+
+def test_zero_init_residual() -> None:
+    net = BACKBONES.build({"NAME": "ResNet", "ZERO_INIT_RESIDUAL": True, "BASE_CHANNELS": 4})
+    assert all(torch.count_nonzero(b.bn2.weight) == 0 for s in (net.layer1, net.layer4) for b in s)
+    plain = BACKBONES.build({"NAME": "ResNet", "BASE_CHANNELS": 4})
+    assert torch.all(plain.layer1[0].bn2.weight == 1)
+
+
+@pytest.mark.parametrize(
+    ("cfg", "message"),
+    [
+        ({"DEPTH": 20}, "DEPTH: Input should be 18, 34, 50, 101 or 152, got 20"),
+        ({"KERNEL_SIZE": 4}, "KERNEL_SIZE: Input should be 1, 3, 5 or 7"),
+        ({"FIRST_CONV_STRIDE": 3}, "FIRST_CONV_STRIDE: Input should be 1 or 2"),
+        ({"IN_CHANNELS": 0}, "IN_CHANNELS: Input should be greater than 0"),
+        ({"PRETRAINED": True}, "PRETRAINED_PATH: required when PRETRAINED is true"),
+        ({"USE_MAXPOL": False}, "USE_MAXPOL: unknown key; did you mean USE_MAXPOOL?"),
+    ],
+)
+def test_resnet_bad_config(cfg: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        BACKBONES.build({"NAME": "ResNet", **cfg})
+    assert message in str(info.value)
+
+
+def test_convnet_stages_and_pooling() -> None:
+    net = BACKBONES.build({"NAME": "ConvNet", "CHANNELS": [4, 8, 16]})
+    assert net.out_dim == 16
+    assert net(torch.randn(2, 1, 8, 8)).shape == (2, 16, 2, 2)
+    assert net(torch.randn(2, 1, 7, 7)).shape == (2, 16, 2, 2)  # pooling rounds up
+    flat = BACKBONES.build(
+        {"NAME": "ConvNet", "CHANNELS": [4, 8], "POOL": False, "NORM": "none", "IN_CHANNELS": 3}
+    )
+    assert not any(isinstance(m, nn.BatchNorm2d | nn.MaxPool2d) for m in flat.modules())
+    assert flat(torch.randn(2, 3, 5, 5)).shape == (2, 8, 5, 5)
+
+
+def test_convnet_errors() -> None:
+    net = BACKBONES.build({"NAME": "ConvNet"})
+    with pytest.raises(ValueError, match=r"expects images \[N, 1, H, W\]"):
+        net(torch.randn(2, 8, 8))
+    with pytest.raises(ConfigError, match="CHANNELS: List should have at least 1 item"):
+        BACKBONES.build({"NAME": "ConvNet", "CHANNELS": []})

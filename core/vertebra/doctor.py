@@ -151,7 +151,11 @@ def _selected(index: Any, names: list[str]) -> set[str] | None:
             offered = sorted({e.distribution for e in index.entries})
             hint = close_match(name, offered)
             message = f"no installed distribution named '{name}' offers vertebra entry points"
-            message += f"; did you mean '{hint}'?" if hint else f"; distributions: {', '.join(offered) or 'none'}"
+            message += (
+                f"; did you mean '{hint}'?"
+                if hint
+                else f"; distributions: {', '.join(offered) or 'none'}"
+            )
             raise UserError(message)
         if not entry.enabled:
             raise UserError(
@@ -169,7 +173,7 @@ def _unknown_group(e: EntryPointInfo, groups: list[str]) -> Problem:
     choices = [*groups, HOOK_GROUP]
     hint = close_match(e.group, choices)
     fix = (
-        f"rename the section [project.entry-points.\"{e.group}\"] to \"{hint}\" in "
+        f'rename the section [project.entry-points."{e.group}"] to "{hint}" in '
         f"{e.distribution}'s pyproject.toml, {_REINSTALL}"
         if hint
         else f"use one of the groups {', '.join(sorted(choices))} in {e.distribution}'s pyproject.toml"
@@ -235,13 +239,17 @@ def _check_part(registry: Registry, e: EntryPointInfo, where: str, report: Repor
                 f"use JSON-friendly types and defaults in {schema.__module__}.{schema.__qualname__}",
             )
         )
-    if len(report.problems) == before or all(p.severity == WARNING for p in report.problems[before:]):
+    if len(report.problems) == before or all(
+        p.severity == WARNING for p in report.problems[before:]
+    ):
         _check_build(registry, cls, schema, e, where, report)
 
 
-def _load_problem(registry: Registry, e: EntryPointInfo, where: str, exc: PluginLoadError) -> Problem:
+def _load_problem(
+    registry: Registry, e: EntryPointInfo, where: str, exc: PluginLoadError
+) -> Problem:
     cause = exc.__cause__
-    section = f"[project.entry-points.\"{e.group}\"] of {e.distribution}'s pyproject.toml"
+    section = f'[project.entry-points."{e.group}"] of {e.distribution}\'s pyproject.toml'
     if isinstance(cause, ModuleNotFoundError):
         missing = cause.name or ""
         if missing and (e.module == missing or e.module.startswith(f"{missing}.")):
@@ -263,7 +271,9 @@ def _load_problem(registry: Registry, e: EntryPointInfo, where: str, exc: Plugin
     return Problem(e.distribution, "base-class", where, str(exc), fix)
 
 
-def _check_fields(schema: type[BaseModel], e: EntryPointInfo, where: str, report: Report, prefix: str) -> None:
+def _check_fields(
+    schema: type[BaseModel], e: EntryPointInfo, where: str, report: Report, prefix: str
+) -> None:
     from vertebra.schema import part_fields
 
     parts = part_fields(schema)
@@ -278,7 +288,7 @@ def _check_fields(schema: type[BaseModel], e: EntryPointInfo, where: str, report
                     "schema",
                     where,
                     f"key {path} has no description",
-                    f"write {name}: ... = Field(..., description=\"what {key} sets\") in {owner}",
+                    f'write {name}: ... = Field(..., description="what {key} sets") in {owner}',
                 )
             )
         if key != key.upper():
@@ -312,14 +322,19 @@ def _plain_model(annotation: Any) -> type[BaseModel] | None:
 
 
 def _check_build(
-    registry: Registry, cls: type, schema: type[BaseModel], e: EntryPointInfo, where: str, report: Report
+    registry: Registry,
+    cls: type,
+    schema: type[BaseModel],
+    e: EntryPointInfo,
+    where: str,
+    report: Report,
 ) -> None:
     label = f"{registry.name} {e.distribution}:{e.name}"
     needs = [k for k, info in schema.model_fields.items() if info.is_required() and k != "NAME"]
     if needs:
         report.skipped.append(f"{label} (its config must set {', '.join(needs)})")
         return
-    extra = _required_arguments(cls)
+    extra = required_build_arguments(cls)
     if extra:
         report.skipped.append(f"{label} (building it takes {', '.join(extra)})")
         return
@@ -359,7 +374,7 @@ def _check_build(
     report.built.append(label)
 
 
-def _required_arguments(cls: type) -> list[str]:
+def required_build_arguments(cls: type) -> list[str]:
     """Arguments of `cls(...)` beyond `cfg` and `logger` that have no default."""
     try:
         params = list(inspect.signature(cls).parameters.values())
@@ -388,7 +403,13 @@ def _check_hooks(report: Report, only: set[str] | None) -> None:
         else:
             fix = "correct the hook module: every hook function is one of vertebra.hookspecs, with its arguments, and marked @vertebra.hookimpl (see the hook reference)"
         report.problems.append(
-            Problem(dist, "hook", str(getattr(error, "entry_point", None) or "hook module"), str(error), fix)
+            Problem(
+                dist,
+                "hook",
+                str(getattr(error, "entry_point", None) or "hook module"),
+                str(error),
+                fix,
+            )
         )
 
 
@@ -410,7 +431,9 @@ def add_parser(psub: Any) -> None:
         "distributions", metavar="DISTRIBUTION", nargs="*", help="check only these distributions"
     )
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--verbose", "-v", action="store_true", help="also list the parts built and skipped")
+    p.add_argument(
+        "--verbose", "-v", action="store_true", help="also list the parts built and skipped"
+    )
     p.set_defaults(run=run)
 
 
@@ -443,7 +466,9 @@ def render(report: Report, verbose: bool = False) -> str:
         lines.extend(f"built from defaults: {item}" for item in report.built)
         lines.extend(f"not built: {item}" for item in report.skipped)
     if report.not_loaded:
-        lines.append(f"not checked (VERTEBRA_PLUGINS leaves them out): {', '.join(report.not_loaded)}")
+        lines.append(
+            f"not checked (VERTEBRA_PLUGINS leaves them out): {', '.join(report.not_loaded)}"
+        )
     errors, warnings = len(report.errors), len(report.problems) - len(report.errors)
     lines.append(
         "no problems found" if not report.problems else f"{errors} error(s), {warnings} warning(s)"

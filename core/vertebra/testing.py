@@ -8,6 +8,10 @@ loads, so a test never depends on which plugins happen to be installed.
 
 The fixture `vertebra_plugins` gives a sandbox that is entered for the test and undone
 after it (the folder leaves `sys.path`, its modules leave `sys.modules`).
+
+`check_part(registry, name, example_cfg, example_input)` checks one part the way vertebra
+uses it: it loads, its schema describes every key, its template round-trips, it builds
+and it runs. Plugin authors call it from their own tests.
 """
 
 from __future__ import annotations
@@ -16,12 +20,18 @@ import importlib
 import sys
 import textwrap
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 from vertebra import discovery
 
-__all__ = ["PluginSandbox", "vertebra_plugins", "write_distribution"]
+if TYPE_CHECKING:
+    from vertebra.registry import Registry
+    from vertebra.schema import PartConfig
+
+__all__ = ["CheckedPart", "PluginSandbox", "check_part", "vertebra_plugins", "write_distribution"]
 
 
 def write_distribution(
@@ -59,7 +69,9 @@ def write_distribution(
 class PluginSandbox:
     """Registries that see only the distributions written here plus those in `keep`."""
 
-    def __init__(self, root: str | Path, keep: Iterable[str] = (discovery.CORE_DISTRIBUTION,)) -> None:
+    def __init__(
+        self, root: str | Path, keep: Iterable[str] = (discovery.CORE_DISTRIBUTION,)
+    ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.keep = list(keep)
@@ -121,6 +133,157 @@ class PluginSandbox:
         reset()
 
 
+@dataclass
+class CheckedPart:
+    """What `check_part` built and saw."""
+
+    #: The part built from `{"NAME": name, **example_cfg}`.
+    part: Any
+    #: Its validated config.
+    config: PartConfig
+    #: What it returned for `example_input` (None when no input was given).
+    output: Any
+    #: Its YAML template, as `vertebra template` prints it.
+    template: str
+
+
+def check_part(
+    registry: Registry | str,
+    name: str,
+    example_cfg: Mapping[str, Any] | None = None,
+    example_input: Any = None,
+    *,
+    build_kwargs: Mapping[str, Any] | None = None,
+) -> CheckedPart:
+    """Check part `name` the way vertebra uses it; raise `AssertionError` saying what is wrong.
+
+    - `name` is registered (`registry` is a `Registry`, or a name like `BACKBONES` or
+      `backbones`), its class loads and has the registry's base class;
+    - its schema is a `PartConfig` whose every key has a description, and its JSON Schema
+      (what `vertebra schema` writes) can be generated;
+    - its template (`vertebra template`) has no tabs, loads with `yaml.safe_load`, holds
+      every key with its default, and validates once each `???` has a value (taken from
+      `example_cfg`, else from the field's `examples`, else made up from its type);
+    - it builds from its defaults alone where they suffice, and from
+      `{"NAME": name, **example_cfg}`; `build_kwargs` go to `build` (an optimizer's
+      `params`, say);
+    - given `example_input`, it runs: a tuple is passed as positional arguments, a dict as
+      keyword arguments, anything else as the one argument; floating-point tensors in the
+      output must be finite.
+    """
+    import json
+
+    import yaml
+
+    from vertebra.errors import UserError, VertebraError
+    from vertebra.json_schema import part_schema
+    from vertebra.registry import registry_for
+    from vertebra.template import PLACEHOLDER, example_config, placeholders, render
+
+    reg = registry_for(registry) if isinstance(registry, str) else registry
+    label = f"{reg.name} {name}"
+    if name not in reg:
+        raise AssertionError(
+            f"{label} is not registered; registered: {', '.join(reg.names()) or 'none'}. "
+            f"Is its entry point in group '{reg.group}' and the distribution (re)installed?"
+        )
+    try:
+        cls = reg.get(name)
+        schema = reg.schema(name)
+    except VertebraError as exc:
+        raise AssertionError(f"{label} does not load: {exc}") from exc
+    undocumented = [
+        k for k, info in schema.model_fields.items() if not (info.description or "").strip()
+    ]
+    if undocumented:
+        raise AssertionError(
+            f"{label}: keys without a description in {schema.__qualname__}: {', '.join(undocumented)}"
+        )
+    try:
+        json.dumps(part_schema(reg, name))
+    except Exception as exc:
+        raise AssertionError(f"{label}: its JSON Schema cannot be written: {exc}") from exc
+
+    text = render(reg, name)
+    if "\t" in text:
+        raise AssertionError(f"{label}: its template holds a tab, which YAML rejects:\n{text}")
+    loaded = yaml.safe_load(text)
+    missing = [k for k in schema.model_fields if k not in loaded]
+    if missing or loaded.get("NAME") != name:
+        raise AssertionError(f"{label}: its template lacks {missing or ['NAME']}:\n{text}")
+    given = dict(example_cfg or {})
+    needed = {path.split(".")[0].split("[")[0] for path in placeholders(loaded)}
+    try:
+        filled = example_config(reg, name, {k: given[k] for k in needed if k in given})
+        reg.validate(filled)
+    except (VertebraError, ValueError) as exc:
+        raise AssertionError(
+            f"{label}: its template does not validate once its {PLACEHOLDER} are filled: {exc}\n"
+            f"Pass example_cfg with values for {', '.join(sorted(needed)) or 'its keys'}."
+        ) from exc
+
+    kwargs = dict(build_kwargs or {})
+    required = [k for k, info in schema.model_fields.items() if info.is_required() and k != "NAME"]
+    if not required and (build_kwargs is not None or not _takes_more(cls)):
+        try:
+            reg.build({"NAME": name}, **kwargs)
+        except UserError:
+            pass  # the part says on purpose what its config must add
+        except Exception as exc:
+            raise AssertionError(
+                f"{label} does not build from its defaults: {type(exc).__name__}: {exc}"
+            ) from exc
+    try:
+        config = reg.validate({**given, "NAME": name})
+    except VertebraError as exc:
+        raise AssertionError(f"{label}: example_cfg does not validate: {exc}") from exc
+    try:
+        part = reg.build(config, **kwargs)
+    except Exception as exc:
+        raise AssertionError(
+            f"{label} does not build from {dict(given)}: {type(exc).__name__}: {exc}"
+        ) from exc
+    output = None
+    if example_input is not None:
+        if isinstance(example_input, tuple):
+            output = part(*example_input)
+        elif isinstance(example_input, Mapping):
+            output = part(**example_input)
+        else:
+            output = part(example_input)
+        bad = _non_finite(output)
+        if bad:
+            raise AssertionError(f"{label} returned non-finite values at {bad}")
+    return CheckedPart(part=part, config=config, output=output, template=text)
+
+
+def _takes_more(cls: type) -> bool:
+    """Whether building `cls` needs arguments beyond `cfg` and `logger`."""
+    from vertebra.doctor import required_build_arguments
+
+    return bool(required_build_arguments(cls))
+
+
+def _non_finite(value: Any, where: str = "output") -> str | None:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            return where
+        return None
+    if isinstance(value, Mapping):
+        items: Iterable[tuple[Any, Any]] = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _non_finite(item, f"{where}[{key!r}]")
+        if found:
+            return found
+    return None
+
+
 try:  # the pytest plugin part; pytest is only needed when it runs
     import pytest
 except ImportError:  # pragma: no cover - vertebra itself does not need pytest
@@ -132,4 +295,3 @@ else:
         """A `PluginSandbox` in a temporary folder, active for the test."""
         with PluginSandbox(tmp_path / "vertebra-plugins") as sandbox:
             yield sandbox
-

@@ -1,0 +1,120 @@
+"""The run config schema and the OPTIMIZERS and LR_SCHEDULERS registries."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import pytest
+import torch
+from vertebra.engine.config import RunConfig, validate_run_config
+from vertebra.engine.registry import LR_SCHEDULERS, OPTIMIZERS
+from vertebra.errors import ConfigError
+
+from .conftest import BASE_CONFIG
+
+
+def test_registries_hold_torch_classes_with_schemas() -> None:
+    assert {"SGD", "Adam", "AdamW", "RMSprop"} <= set(OPTIMIZERS.names())
+    assert {"CosineAnnealingLR", "StepLR", "MultiStepLR", "LinearLR", "ConstantLR"} <= set(
+        LR_SCHEDULERS.names()
+    )
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    opt = OPTIMIZERS.build({"NAME": "SGD", "LR": 0.5, "MOMENTUM": 0.8}, params=params)
+    assert isinstance(opt, torch.optim.SGD)
+    assert opt.param_groups[0]["lr"] == 0.5 and opt.param_groups[0]["momentum"] == 0.8
+    for cls in map(OPTIMIZERS.get, OPTIMIZERS.names()):
+        schema = cls.Config
+        assert all(f.description for f in schema.model_fields.values()), cls
+    with pytest.raises(ConfigError, match="LR: Input should be greater than 0"):
+        OPTIMIZERS.build({"NAME": "AdamW", "LR": -1}, params=params)
+
+
+def _lrs(cfg: dict[str, object], steps: int, total: int) -> list[float]:
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = LR_SCHEDULERS.build(cfg, optimizer=opt, total_steps=total)
+    out = []
+    for _ in range(steps):
+        out.append(round(opt.param_groups[0]["lr"], 6))
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_warmup_then_cosine_over_the_rest_of_the_run() -> None:
+    lrs = _lrs(
+        {"NAME": "CosineAnnealingLR", "WARMUP_STEPS": 4, "WARMUP_START_FACTOR": 0.25}, 11, 10
+    )
+    assert lrs[:5] == [0.25, 0.4375, 0.625, 0.8125, 1.0]
+    # The cosine spans the 6 steps after the warmup and ends at 0 with the run.
+    assert lrs[5:] == [0.933013, 0.75, 0.5, 0.25, 0.066987, 0.0]
+
+
+def test_step_schedule_without_warmup_and_its_state_loads_without_unpickling() -> None:
+    assert _lrs({"NAME": "StepLR", "STEP_SIZE": 2, "GAMMA": 0.5}, 6, 100) == [
+        1,
+        1,
+        0.5,
+        0.5,
+        0.25,
+        0.25,
+    ]
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = LR_SCHEDULERS.build(
+        {"NAME": "LinearLR", "WARMUP_STEPS": 2}, optimizer=opt, total_steps=8
+    )
+    for _ in range(3):
+        opt.step()
+        sched.step()
+    buffer = io.BytesIO()
+    torch.save(sched.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    again = LR_SCHEDULERS.build(
+        {"NAME": "LinearLR", "WARMUP_STEPS": 2}, optimizer=opt, total_steps=8
+    )
+    again.load_state_dict(state)
+    assert again.last_epoch == 3 and again.get_last_lr() == sched.get_last_lr()
+
+
+def test_run_config_defaults_and_every_field_described() -> None:
+    cfg = validate_run_config(BASE_CONFIG)
+    assert cfg.TRAIN.PRECISION == "auto" and cfg.TRAIN.KEEP_LAST == 3 and cfg.PLUGINS == {}
+    assert cfg.DATA is not None and cfg.DATA.TRAIN.DATASET.NAME == "Digits"
+    assert cfg.OPTIMIZER is not None and cfg.OPTIMIZER.LR == 0.003  # type: ignore[attr-defined]
+
+    def described(model: type) -> None:
+        for name, info in model.model_fields.items():
+            assert info.description, f"{model.__name__}.{name}"
+
+    from vertebra.engine.config import DataConfig, LoaderConfig, TrainConfig
+
+    for model in (RunConfig, DataConfig, LoaderConfig, TrainConfig):
+        described(model)
+
+
+def test_only_model_is_required_so_validate_keeps_working() -> None:
+    cfg = validate_run_config({"MODEL": BASE_CONFIG["MODEL"]})
+    assert cfg.DATA is None and cfg.OPTIMIZER is None
+
+
+def test_loader_settings_are_checked_together() -> None:
+    raw = {
+        **BASE_CONFIG,
+        "DATA": {"TRAIN": {"DATASET": {"NAME": "Digits"}, "PERSISTENT_WORKERS": True}},
+    }
+    with pytest.raises(ConfigError) as err:
+        validate_run_config(raw)
+    assert "DATA.TRAIN: PERSISTENT_WORKERS and PREFETCH_FACTOR need NUM_WORKERS > 0" in str(
+        err.value
+    )
+
+
+def test_config_and_registry_modules_do_not_import_torch() -> None:
+    code = (
+        "import sys, vertebra.engine.registry, vertebra.engine.config, vertebra.cli.train, vertebra.cli.eval;"
+        "print('torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

@@ -43,7 +43,7 @@ class MLPConfig(PartConfig):
 
 
 class MLP(BaseModel):
-    """`[N, *dims]` with `prod(dims) == IN_FEATURES` -> `[N, out_dim]`.
+    """Multilayer perceptron: `[N, *dims]` with `prod(dims) == IN_FEATURES` -> `[N, out_dim]`.
 
     Each hidden layer is linear, normalization, activation, dropout.
     """

@@ -38,7 +38,7 @@ class ConvNetConfig(PartConfig):
 
 
 class ConvNet(BaseModel):
-    """`[N, IN_CHANNELS, H, W]` -> feature map `[N, CHANNELS[-1], H', W']`; a neck pools it.
+    """Small conv net: images `[N, IN_CHANNELS, H, W]` -> features `[N, CHANNELS[-1], H', W']`.
 
     With `POOL`, each stage but the last ends with a 2x2 max pooling (rounding up), so
     `H' = ceil(H / 2 ** (len(CHANNELS) - 1))`.

@@ -143,10 +143,11 @@ class ResNetConfig(PartConfig):
 
 
 class ResNet(BaseModel):
-    """`[N, IN_CHANNELS, H, W]` -> feature map `[N, out_dim, H', W']`; a neck pools it.
+    """ResNet-18 to -152: images `[N, IN_CHANNELS, H, W]` -> features `[N, out_dim, H', W']`.
 
-    With the default stem (stride-1 convolution and max pooling) `H' = ceil(H / 8)`;
-    each stride of 2 in the stem halves it once more.
+    A neck (`GlobalAveragePooling`) pools the features. With the default stem (stride-1
+    convolution and max pooling) `H' = ceil(H / 8)`; each stride of 2 in the stem halves
+    it once more.
     """
 
     Config = ResNetConfig

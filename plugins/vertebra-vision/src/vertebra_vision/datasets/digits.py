@@ -78,7 +78,7 @@ def stratified_split(
 
 
 class Digits(BaseDataset):
-    """Items `{"img": float32 [1, 8, 8], "label": int64 []}`, labels 0 to 9."""
+    """scikit-learn's real 8x8 digits: items `{"img": float32 [1, 8, 8], "label": int64 []}`."""
 
     Config = DigitsConfig
     cfg: DigitsConfig

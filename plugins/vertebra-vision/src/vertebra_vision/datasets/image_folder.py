@@ -57,7 +57,7 @@ class ImageFolderConfig(PartConfig):
 
 
 class ImageFolder(BaseDataset):
-    """Items `{"img": float32 [C, H, W] in [0, 1], "label": int64 []}`; C is 1 or 3."""
+    """Images in class subfolders: items `{"img": float32 [C, H, W] in [0, 1], "label": int64 []}`."""
 
     Config = ImageFolderConfig
     cfg: ImageFolderConfig

@@ -38,7 +38,10 @@ class SyntheticImagesConfig(PartConfig):
 
 
 class SyntheticImages(BaseDataset):
-    """Items `{"img": float32 [CHANNELS, SIZE, SIZE], "label": int64 []}`; classes are balanced."""
+    """Class prototypes plus noise: items `{"img": float32 [CHANNELS, SIZE, SIZE], "label": int64 []}`.
+
+    Classes are balanced: each has `NUM_SAMPLES // NUM_CLASSES` samples or one more.
+    """
 
     Config = SyntheticImagesConfig
     cfg: SyntheticImagesConfig

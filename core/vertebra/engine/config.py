@@ -261,4 +261,4 @@ def validate_run_config(raw: Any, source: str | None = None) -> RunConfig:
     if issues or cfg is None:
         raise ConfigError(issues, source=source)
     cfg.PLUGINS = plugins
-    return cfg
+    return cfg  # type: ignore[no-any-return]

@@ -83,6 +83,7 @@ class StepLR(_Warmup):
     """Multiply the learning rate by GAMMA every STEP_SIZE steps (torch StepLR)."""
 
     Config = StepLRConfig
+    cfg: StepLRConfig
 
     def schedule(self, optimizer: torch.optim.Optimizer, steps: int) -> torch_sched.LRScheduler:
         return torch_sched.StepLR(optimizer, step_size=self.cfg.STEP_SIZE, gamma=self.cfg.GAMMA)
@@ -97,6 +98,7 @@ class MultiStepLR(_Warmup):
     """Multiply the learning rate by GAMMA at each milestone (torch MultiStepLR)."""
 
     Config = MultiStepLRConfig
+    cfg: MultiStepLRConfig
 
     def schedule(self, optimizer: torch.optim.Optimizer, steps: int) -> torch_sched.LRScheduler:
         return torch_sched.MultiStepLR(
@@ -112,6 +114,7 @@ class ExponentialLR(_Warmup):
     """Multiply the learning rate by GAMMA every step (torch ExponentialLR)."""
 
     Config = ExponentialLRConfig
+    cfg: ExponentialLRConfig
 
     def schedule(self, optimizer: torch.optim.Optimizer, steps: int) -> torch_sched.LRScheduler:
         return torch_sched.ExponentialLR(optimizer, gamma=self.cfg.GAMMA)
@@ -128,6 +131,7 @@ class CosineAnnealingLR(_Warmup):
     """Cosine decay to ETA_MIN (torch CosineAnnealingLR)."""
 
     Config = CosineAnnealingLRConfig
+    cfg: CosineAnnealingLRConfig
 
     def schedule(self, optimizer: torch.optim.Optimizer, steps: int) -> torch_sched.LRScheduler:
         return torch_sched.CosineAnnealingLR(
@@ -147,6 +151,7 @@ class LinearLR(_Warmup):
     """Linear ramp of the learning-rate factor (torch LinearLR)."""
 
     Config = LinearLRConfig
+    cfg: LinearLRConfig
 
     def schedule(self, optimizer: torch.optim.Optimizer, steps: int) -> torch_sched.LRScheduler:
         return torch_sched.LinearLR(
@@ -168,6 +173,7 @@ class ConstantLR(_Warmup):
     """A constant learning rate (torch ConstantLR); with warmup, a plain warmup."""
 
     Config = ConstantLRConfig
+    cfg: ConstantLRConfig
 
     def schedule(self, optimizer: torch.optim.Optimizer, steps: int) -> torch_sched.LRScheduler:
         return torch_sched.ConstantLR(
@@ -186,6 +192,7 @@ class PolynomialLR(_Warmup):
     """Polynomial decay to zero (torch PolynomialLR)."""
 
     Config = PolynomialLRConfig
+    cfg: PolynomialLRConfig
 
     def schedule(self, optimizer: torch.optim.Optimizer, steps: int) -> torch_sched.LRScheduler:
         return torch_sched.PolynomialLR(

@@ -23,9 +23,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from vertebra import config as config_io
+from vertebra.data import BaseDataset
 from vertebra.engine import distributed
 from vertebra.engine.checkpoints import CheckpointStore, check_fits, load_into, read_checkpoint
 from vertebra.engine.config import LoaderConfig, RunConfig
@@ -142,11 +143,11 @@ class Trainer:
             return path
         return Path(self.resume)
 
-    def _build_dataset(self, loader_cfg: LoaderConfig, path: str) -> Dataset[Any]:
+    def _build_dataset(self, loader_cfg: LoaderConfig, path: str) -> BaseDataset:
         from vertebra.engine.registry import DATASETS
 
         try:
-            dataset = DATASETS.build(loader_cfg.DATASET, logger=self.logger)
+            dataset: BaseDataset = DATASETS.build(loader_cfg.DATASET, logger=self.logger)
         except ConfigError:
             raise
         except UserError as exc:  # a plugin's own message, placed at the config's path
@@ -168,7 +169,7 @@ class Trainer:
             raise ConfigError([ConfigIssue(path, f"dataset {loader_cfg.DATASET.NAME} is empty")])
         return dataset
 
-    def _loader(self, dataset: Dataset[Any], cfg: LoaderConfig, sampler: Any) -> DataLoader[Any]:
+    def _loader(self, dataset: BaseDataset, cfg: LoaderConfig, sampler: Any) -> DataLoader[Any]:
         pin = cfg.PIN_MEMORY if cfg.PIN_MEMORY is not None else self.device.type == "cuda"
         extra: dict[str, Any] = {}
         if cfg.NUM_WORKERS:
@@ -222,7 +223,7 @@ class Trainer:
             check_fits(resume_folder, model, f"MODEL ({cfg.MODEL.NAME})")
             load_into(resume_folder, model)
         if tc.CHANNELS_LAST:
-            model = model.to(memory_format=torch.channels_last)
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.model = model.to(self.device)
         self.optimizer = OPTIMIZERS.build(
             cfg.OPTIMIZER or {"NAME": "AdamW"}, logger=self.logger, params=self.model.parameters()
@@ -236,7 +237,7 @@ class Trainer:
         self.sampler = distributed.TrainSampler(
             len(self.train_set),
             train_cfg.BATCH_SIZE,
-            self.world,  # type: ignore[arg-type]
+            self.world,
             shuffle=train_cfg.SHUFFLE is not False,
             seed=tc.SEED,
             drop_last=train_cfg.DROP_LAST,
@@ -244,7 +245,7 @@ class Trainer:
         self.train_loader = self._loader(self.train_set, train_cfg, self.sampler)
         self.val_loader = None
         if self.val_set is not None and cfg.DATA.VAL is not None:
-            val_sampler = distributed.EvalSampler(len(self.val_set), self.world)  # type: ignore[arg-type]
+            val_sampler = distributed.EvalSampler(len(self.val_set), self.world)
             self.val_loader = self._loader(self.val_set, cfg.DATA.VAL, val_sampler)
         batches = self.sampler.batches_per_epoch()
         if batches == 0:
@@ -252,7 +253,7 @@ class Trainer:
                 [
                     ConfigIssue(
                         "DATA.TRAIN.BATCH_SIZE",
-                        f"no full batch: {len(self.train_set)} samples, {train_cfg.BATCH_SIZE} per batch on "  # type: ignore[arg-type]
+                        f"no full batch: {len(self.train_set)} samples, {train_cfg.BATCH_SIZE} per batch on "
                         f"{self.world.size} process(es) and DROP_LAST",
                     )
                 ]
@@ -311,7 +312,7 @@ class Trainer:
         load_into(folder, model)
         self.model = model.to(self.device)
         self.val_set = self._build_dataset(cfg.DATA.VAL, "DATA.VAL.DATASET")
-        sampler = distributed.EvalSampler(len(self.val_set), self.world)  # type: ignore[arg-type]
+        sampler = distributed.EvalSampler(len(self.val_set), self.world)
         self.val_loader = self._loader(self.val_set, cfg.DATA.VAL, sampler)
         return folder
 

@@ -90,8 +90,9 @@ class RandomCrop(_TransformConfig):
             raise ValueError(
                 f"RandomCrop SIZE {self.SIZE} is larger than the padded image {ph}x{pw}"
             )
-        top = int(torch.randint(0, ph - th + 1, ()))
-        left = int(torch.randint(0, pw - tw + 1, ()))
+        # One draw for both offsets: per-item cost matters in the data loader.
+        u, v = torch.rand(2).tolist()
+        top, left = int(u * (ph - th + 1)), int(v * (pw - tw + 1))
         return img[..., top : top + th, left : left + tw]
 
 

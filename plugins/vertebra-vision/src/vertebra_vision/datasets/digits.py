@@ -57,6 +57,16 @@ def _load() -> tuple[torch.Tensor, torch.Tensor]:
     return images, labels
 
 
+@functools.lru_cache(maxsize=8)
+def _split(val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor, float, float]:
+    """Train and val indices and the train split's pixel mean and std (train and val share them)."""
+    images, labels = _load()
+    train, val = stratified_split(labels.numpy(), val_fraction, seed)
+    train_idx, val_idx = torch.from_numpy(train), torch.from_numpy(val)
+    train_images = images[train_idx]
+    return train_idx, val_idx, float(train_images.mean()), float(train_images.std())
+
+
 def stratified_split(
     labels: np.ndarray[Any, Any], val_fraction: float, seed: int
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
@@ -87,16 +97,15 @@ class Digits(BaseDataset):
     def __init__(self, cfg: DigitsConfig, logger: logging.Logger | None = None) -> None:
         super().__init__(cfg, logger)
         images, labels = _load()
-        train_idx, val_idx = stratified_split(labels.numpy(), cfg.VAL_FRACTION, cfg.SEED)
+        train_idx, val_idx, mean, std = _split(cfg.VAL_FRACTION, cfg.SEED)
         if cfg.SPLIT == "all":
             images_out, labels_out = images, labels
         else:
-            idx = torch.from_numpy(train_idx if cfg.SPLIT == "train" else val_idx)
+            idx = train_idx if cfg.SPLIT == "train" else val_idx
             images_out, labels_out = images[idx], labels[idx]
         if cfg.NORMALIZE:
             # Statistics of the train split only, whichever split this is.
-            train_images = images[torch.from_numpy(train_idx)]
-            images_out = (images_out - train_images.mean()) / train_images.std()
+            images_out = (images_out - mean) / std
         self.images = images_out.contiguous()
         self.labels = labels_out.contiguous()
         self.transforms = Transforms(cfg.TRANSFORMS)

@@ -160,3 +160,14 @@ def test_train_from_scratch_on_a_file(tmp_path: Path) -> None:
     )
     assert evaluated.returncode == 0, evaluated.stderr
     assert "acc@1" in json.loads(evaluated.stdout)
+
+
+def test_readme_documents_every_key() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    registries = all_registries()
+    for registry, names in PARTS.items():
+        for name in names:
+            assert f"`{name}`" in readme, f"README does not document {name}"
+            for key in registries[registry].schema(name).model_fields:
+                if key != "NAME":
+                    assert f"`{key}`" in readme, f"README does not document {name}.{key}"

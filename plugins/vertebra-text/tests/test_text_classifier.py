@@ -92,8 +92,31 @@ def test_vocab_mismatch_fails_the_build_naming_the_key() -> None:
     with pytest.raises(ConfigError) as info:
         MODELS.build(config(BACKBONE={**ENCODER, "VOCAB_SIZE": 1000}))
     message = str(info.value)
-    assert "BACKBONE.VOCAB_SIZE" in message and "takes 1000 for vocab_size" in message
+    assert "BACKBONE.VOCAB_SIZE: BACKBONE TransformerEncoder takes 1000 token ids" in message
     assert "gives 30522" in message
+
+
+def test_tokenizer_longer_than_pretrained_positions_fails_the_build() -> None:
+    with pytest.raises(ConfigError) as info:
+        MODELS.build(
+            config(
+                TOKENIZER={
+                    "NAME": "HuggingfaceTokenizer",
+                    "PRETRAINED_PATH": MINILM,
+                    "MAX_LENGTH": 600,
+                },
+                BACKBONE={
+                    "NAME": "HuggingfaceEncoder",
+                    "PRETRAINED_PATH": MINILM,
+                    "PRETRAINED": False,
+                },
+                HEAD={**HEAD, "DIM": 384},
+            )
+        )
+    assert (
+        "TOKENIZER.MAX_LENGTH: BACKBONE HuggingfaceEncoder takes 512 positions, but TOKENIZER "
+        "HuggingfaceTokenizer gives 600; set it to at most 512"
+    ) in str(info.value)
 
 
 def test_head_width_mismatch_is_caught() -> None:

@@ -79,18 +79,28 @@ class TextClassifier(Classifier):
     def _check_tokenizer(self) -> None:
         """Fail at build time, naming the keys, when the backbone cannot take the token ids."""
         issues = []
+        backbone, tokenizer = self.cfg.BACKBONE, self.cfg.TOKENIZER
         for key, attr in _FROM_TOKENIZER.items():
             have, need = getattr(self.backbone, attr, None), _reported(self.tokenizer, attr)
-            if isinstance(have, int) and isinstance(need, int) and have < need:
-                issues.append(
-                    ConfigIssue(
-                        f"BACKBONE.{key}"
-                        if key in type(self.cfg.BACKBONE).model_fields
-                        else "TOKENIZER",
-                        f"BACKBONE {self.cfg.BACKBONE.NAME} takes {have} for {attr}, but TOKENIZER "
-                        f"{self.cfg.TOKENIZER.NAME} gives {need}",
-                    )
+            if not (isinstance(have, int) and isinstance(need, int) and have < need):
+                continue
+            what = "token ids" if key == "VOCAB_SIZE" else "positions"
+            if key in type(backbone).model_fields:
+                where, fix = (
+                    f"BACKBONE.{key}",
+                    f"leave it unset to take the tokenizer's, or set it to {need}",
                 )
+            elif key == "MAX_LENGTH":
+                where, fix = "TOKENIZER.MAX_LENGTH", f"set it to at most {have}"
+            else:
+                where, fix = "TOKENIZER", "use the tokenizer that was saved with the model"
+            issues.append(
+                ConfigIssue(
+                    where,
+                    f"BACKBONE {backbone.NAME} takes {have} {what}, but TOKENIZER "
+                    f"{tokenizer.NAME} gives {need}; {fix}",
+                )
+            )
         if issues:
             raise ConfigError(issues, source=f"{self.cfg.NAME} config")
 

@@ -3,12 +3,14 @@
 A config is a plain nested mapping until it is validated (`vertebra.schema.validate_tree`).
 
 - `_BASE` (or mmengine's `_base_`): a path or list of paths, relative to the including
-  file, whose configs are deep-merged below this one (mappings merge key by key; any
-  other value, lists included, replaces). A mapping with `_DELETE: true` replaces its base
-  instead of merging into it.
+  file, whose configs are deep-merged below this one, in order (mappings merge key by
+  key; any other value, lists included, replaces). A mapping with `_DELETE: true`
+  replaces its base instead of merging into it. Includes may nest; a loop is an error.
 - Overrides `KEY.PATH=VALUE` set one value; VALUE is read as YAML (`10`, `5e-4`, `true`,
   `[1, 5]`, `null`), and list items are addressed by index (`MODEL.METRICS.0.TOPK=[1]`).
-- Numbers like `5e-4`, `1e5` and `10e-4` are numbers (plain PyYAML reads them as strings).
+- Numbers like `5e-4`, `1e5` and `10e-4` are numbers (plain PyYAML reads them as strings,
+  following YAML 1.1); the dumper writes them back so that they read the same.
+- A key given twice in one mapping is an error, not a silent override.
 """
 
 from __future__ import annotations
@@ -29,28 +31,54 @@ __all__ = ["apply_overrides", "dump", "load", "loads", "merge", "parse_override"
 BASE_KEYS = ("_BASE", "_base_")
 DELETE_KEY = "_DELETE"
 
-
-class _Loader(yaml.SafeLoader):
-    """Safe loader that reads `5e-4` and `1e5` as floats (YAML 1.2 rules)."""
-
-
+#: YAML 1.2 floats: an exponent needs no dot (`1e5`, `5e-4`), signs are optional.
 _FLOAT = re.compile(
     r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
     |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-    |\.[0-9_]+(?:[eE][-+][0-9]+)?
+    |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
     |[-+]?\.(?:inf|Inf|INF)
     |\.(?:nan|NaN|NAN))$""",
     re.X,
 )
-_Loader.yaml_implicit_resolvers = {
-    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:float"]
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+_RESOLVERS = {
+    key: [(tag, regexp) for tag, regexp in resolvers if tag != _FLOAT_TAG]
     for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+for _first in "-+0123456789.":
+    _RESOLVERS.setdefault(_first, []).append((_FLOAT_TAG, _FLOAT))
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe loader that reads `5e-4` and `1e5` as floats and refuses duplicate keys."""
+
+    yaml_implicit_resolvers = _RESOLVERS
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor` may be overridden by the keys beside it
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:
+                continue  # an unhashable key; the base constructor reports it
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {key!r} (first given on line {first + 1})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
 
 
 class _Dumper(yaml.SafeDumper):
-    """Dumps mappings in insertion order, lists in block style."""
+    """Dumps mappings in insertion order; quotes what `_Loader` would read differently."""
+
+    yaml_implicit_resolvers = _RESOLVERS
 
 
 def _repr_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
@@ -64,7 +92,7 @@ _Dumper.add_representer(str, _repr_str)
 def loads(text: str, source: str = "<string>") -> dict[str, Any]:
     """Parse YAML (or JSON, which is YAML) text into a mapping."""
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        data: Any = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -73,16 +101,17 @@ def loads(text: str, source: str = "<string>") -> dict[str, Any]:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(
-            [ConfigIssue("", f"the top level must be a mapping of keys, got {type(data).__name__}")],
-            source=source,
-        )
+        raise ConfigError([ConfigIssue("", _not_a_mapping(data))], source=source)
     return data
+
+
+def _not_a_mapping(data: Any) -> str:
+    return f"the top level must be a mapping of keys, got {type(data).__name__}"
 
 
 def load(path: str | Path, overrides: Iterable[str] = ()) -> dict[str, Any]:
     """Read a YAML or JSON config file, resolve its `_BASE` includes, apply overrides."""
-    data = _load_file(Path(path), ())
+    data = _strip_delete(_load_file(Path(path), ()))
     return apply_overrides(data, overrides, source=str(path))
 
 
@@ -90,8 +119,13 @@ def _read(path: Path, chain: tuple[Path, ...]) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        where = f" (included from {chain[-1]})" if chain else ""
-        raise ConfigError([ConfigIssue("", f"config file not found: {path}{where}")]) from None
+        if chain:
+            raise ConfigError(
+                [ConfigIssue("_BASE", f"included file not found: {path}")], source=str(chain[-1])
+            ) from None
+        raise ConfigError([ConfigIssue("", f"config file not found: {path}")]) from None
+    except IsADirectoryError:
+        raise ConfigError([ConfigIssue("", f"not a config file but a folder: {path}")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([ConfigIssue("", f"cannot read config file {path}: {exc}")]) from None
 
@@ -100,21 +134,21 @@ def _load_file(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
     resolved = path.resolve()
     if resolved in chain:
         loop = " -> ".join(str(p) for p in (*chain, resolved))
-        raise ConfigError([ConfigIssue("_BASE", f"include loop: {loop}")], source=str(chain[0]))
+        raise ConfigError([ConfigIssue("_BASE", f"include loop: {loop}")], source=str(chain[-1]))
     text = _read(path, chain)
     if path.suffix.lower() == ".json":
         try:
-            data = json.loads(text)
+            parsed: Any = json.loads(text, object_pairs_hook=_json_object)
         except json.JSONDecodeError as exc:
             raise ConfigError(
                 [ConfigIssue(f"line {exc.lineno}, column {exc.colno}", f"invalid JSON: {exc.msg}")],
                 source=str(path),
             ) from None
-        if not isinstance(data, dict):
-            raise ConfigError(
-                [ConfigIssue("", f"the top level must be a mapping of keys, got {type(data).__name__}")],
-                source=str(path),
-            )
+        except _DuplicateKey as exc:
+            raise ConfigError([ConfigIssue("", f"invalid JSON: {exc}")], source=str(path)) from None
+        if not isinstance(parsed, dict):
+            raise ConfigError([ConfigIssue("", _not_a_mapping(parsed))], source=str(path))
+        data: dict[str, Any] = parsed
     else:
         data = loads(text, source=str(path))
     bases = [data.pop(key) for key in BASE_KEYS if key in data]
@@ -123,7 +157,7 @@ def _load_file(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for base in bases:
         for item in base if isinstance(base, list) else [base]:
-            if not isinstance(item, str):
+            if not isinstance(item, str) or not item:
                 raise ConfigError(
                     [ConfigIssue("_BASE", f"expected a file path or a list of them, got {item!r}")],
                     source=str(path),
@@ -132,8 +166,24 @@ def _load_file(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
     return merge(merged, data)
 
 
+class _DuplicateKey(ValueError):
+    """A JSON object that gives one key twice."""
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep merge: mappings merge key by key, anything else in `override` replaces."""
+    """Deep merge: mappings merge key by key, anything else in `override` replaces.
+
+    A mapping in `override` with `_DELETE: true` replaces the base's mapping whole.
+    """
     out = copy.deepcopy(dict(base))
     for key, value in override.items():
         if isinstance(value, Mapping) and value.get(DELETE_KEY) is True:
@@ -145,19 +195,34 @@ def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any
     return out
 
 
+def _strip_delete(value: Any) -> Any:
+    """`value` without `_DELETE` keys: they steer merging and are not settings."""
+    if isinstance(value, dict):
+        return {k: _strip_delete(v) for k, v in value.items() if k != DELETE_KEY}
+    if isinstance(value, list):
+        return [_strip_delete(v) for v in value]
+    return value
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """`MODEL.HEAD.NUM_CLASSES=10` -> (['MODEL', 'HEAD', 'NUM_CLASSES'], 10)."""
     key, sep, raw = text.partition("=")
     key = key.strip()
-    if not sep or not key or any(not part for part in key.split(".")):
+    if not sep or not key or any(not part.strip() for part in key.split(".")):
         raise ConfigError(
-            [ConfigIssue("--set", f"expected KEY.PATH=VALUE (for example MODEL.HEAD.NUM_CLASSES=10), got {text!r}")]
+            [
+                ConfigIssue(
+                    "--set",
+                    "expected KEY.PATH=VALUE (for example MODEL.HEAD.NUM_CLASSES=10), "
+                    f"got {text!r}",
+                )
+            ]
         )
     try:
-        value = yaml.load(raw, Loader=_Loader) if raw.strip() else ""  # noqa: S506
+        value = yaml.load(raw, Loader=_Loader) if raw.strip() else ""
     except yaml.YAMLError:
-        value = raw
-    return key.split("."), value
+        value = raw  # not YAML (`a: b: c`): the text itself
+    return [part.strip() for part in key.split(".")], value
 
 
 def apply_overrides(
@@ -174,7 +239,7 @@ def apply_overrides(
             continue
         node: Any = out
         for depth, key in enumerate(keys[:-1]):
-            node = _step(node, key, create=True)
+            node = _step(node, key)
             if node is None:
                 issues.append(
                     ConfigIssue(
@@ -188,7 +253,12 @@ def apply_overrides(
             if isinstance(node, list):
                 index = _index(last, node)
                 if index is None:
-                    issues.append(ConfigIssue(".".join(keys), f"--set {text!r}: no list item {last}"))
+                    issues.append(
+                        ConfigIssue(
+                            ".".join(keys),
+                            f"--set {text!r}: no list item {last} (the list has {len(node)})",
+                        )
+                    )
                     continue
                 node[index] = value
             else:
@@ -204,11 +274,12 @@ def _index(key: str, node: list[Any]) -> int | None:
     return None
 
 
-def _step(node: Any, key: str, create: bool) -> Any:
+def _step(node: Any, key: str) -> Any:
+    """The child `key` of `node`, creating an empty mapping where a mapping lacks it."""
     if isinstance(node, dict):
         if not isinstance(node.get(key), dict | list):
-            if key in node and node[key] is not None:
-                return None
+            if node.get(key) is not None:
+                return None  # a scalar: going into it would lose it
             node[key] = {}
         return node[key]
     if isinstance(node, list):
@@ -220,7 +291,10 @@ def _step(node: Any, key: str, create: bool) -> Any:
 
 
 def dump(config: Any) -> str:
-    """YAML text of a config: a mapping or a validated schema (pydantic model)."""
+    """YAML text of a config: a mapping or a validated schema (pydantic model).
+
+    `load` of the text gives the same mapping back.
+    """
     if hasattr(config, "model_dump"):
-        config = config.model_dump(mode="json")
+        config = config.model_dump(mode="json", serialize_as_any=True)
     return yaml.dump(config, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)

@@ -1,17 +1,19 @@
 """Exceptions of vertebra.
 
 `UserError` and its subclasses are mistakes in user input (a config, a name, a file): the
-command line prints their message and exits with status 2, never with a traceback.
+command line prints their message and exits with status 2, never with a traceback. Other
+`VertebraError`s (a broken plugin) exit with status 1, also without a traceback.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = [
     "ConfigError",
     "ConfigIssue",
+    "PluginHookError",
     "PluginLoadError",
     "RegistrationError",
     "UnknownPartError",
@@ -28,9 +30,8 @@ class UserError(VertebraError):
     """A mistake in user input; reported as a message and exit status 2."""
 
 
-@dataclass(frozen=True)
-class ConfigIssue:
-    """One problem in a config: where it is and what is wrong."""
+class ConfigIssue(NamedTuple):
+    """One problem in a config: where it is (a dotted path, may be empty) and what is wrong."""
 
     path: str
     message: str
@@ -55,7 +56,7 @@ class ConfigError(UserError, ValueError):
 
 
 class UnknownPartError(UserError, KeyError):
-    """A name that no registry entry answers to."""
+    """A name that no registry entry answers to, or that several distributions offer."""
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
@@ -66,4 +67,19 @@ class RegistrationError(VertebraError):
 
 
 class PluginLoadError(VertebraError):
-    """An entry point that could not be loaded; names the distribution and the cause."""
+    """An entry point that could not be loaded; names the distribution and the cause.
+
+    The original exception is chained as `__cause__`; `distribution` and `entry_point`
+    (`name = module:attr`) say where the broken entry point is declared.
+    """
+
+    def __init__(
+        self, message: str, *, distribution: str | None = None, entry_point: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.distribution = distribution
+        self.entry_point = entry_point
+
+
+class PluginHookError(VertebraError):
+    """A hook implementation raised; names the plugin and the hook."""

@@ -1,23 +1,35 @@
 """The plugin manager: loads hook modules named in the `vertebra.plugins` entry-point group.
 
 Loading honours `VERTEBRA_PLUGINS` like the part registries do. A hook module that fails
-to import is reported (`broken_plugins()`) and skipped; the others load.
+to import, implements a hook that does not exist, or defines a hook function without
+`@vertebra.hookimpl` is reported (a warning, and `broken_plugins()`) and skipped; the
+others load.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import logging
 from typing import Any
 
 import pluggy
 
 from . import discovery, hookspecs
-from .errors import PluginLoadError
+from .errors import PluginHookError, PluginLoadError, UserError
 
-__all__ = ["HOOK_GROUP", "broken_plugins", "get_plugin_manager", "hookimpl", "reset"]
+__all__ = [
+    "HOOK_GROUP",
+    "broken_plugins",
+    "call_each",
+    "get_plugin_manager",
+    "hookimpl",
+    "reset",
+]
 
 HOOK_GROUP = "vertebra.plugins"
 hookimpl = pluggy.HookimplMarker("vertebra")
+_log = logging.getLogger("vertebra.hooks")
 
 _manager: pluggy.PluginManager | None = None
 _generation = -1
@@ -33,22 +45,80 @@ def get_plugin_manager() -> pluggy.PluginManager:
     manager.add_hookspecs(hookspecs)
     _broken.clear()
     for entry in discovery.current_index().group(HOOK_GROUP):
+        name = f"{entry.distribution}:{entry.name}"
         try:
             module = importlib.import_module(entry.module)
             plugin: Any = getattr(module, entry.attr) if entry.attr else module
-            manager.register(plugin, name=f"{entry.distribution}:{entry.name}")
+            _check_unmarked(manager, plugin)
+            manager.register(plugin, name=name)
+            _check_known(manager, plugin)
         except Exception as exc:  # a broken plugin is isolated, not fatal
-            error = PluginLoadError(f"cannot load hook plugin from {entry.describe()}: {type(exc).__name__}: {exc}")
+            registered = manager.get_plugin(name)
+            if registered is not None:
+                manager.unregister(registered)
+            error = PluginLoadError(
+                f"cannot load hook plugin from {entry.describe()}: {type(exc).__name__}: {exc}",
+                distribution=entry.distribution,
+                entry_point=f"{entry.name} = {entry.value}",
+            )
             error.__cause__ = exc
             _broken.append(error)
+            _log.warning("vertebra: %s (skipped)", error)
     _manager, _generation = manager, discovery.generation()
     return manager
+
+
+def _spec_names() -> list[str]:
+    return [name for name in vars(hookspecs) if name.startswith("vertebra_")]
+
+
+def _check_unmarked(manager: pluggy.PluginManager, plugin: Any) -> None:
+    for name in _spec_names():
+        fn = getattr(plugin, name, None)
+        if callable(fn) and manager.parse_hookimpl_opts(plugin, name) is None:
+            raise TypeError(f"function '{name}' is not marked with @vertebra.hookimpl")
+
+
+def _check_known(manager: pluggy.PluginManager, plugin: Any) -> None:
+    for caller in manager.get_hookcallers(plugin) or []:
+        if caller.has_spec():
+            continue
+        impls = [i for i in caller.get_hookimpls() if i.plugin is plugin and not i.optionalhook]
+        if impls:
+            hint = difflib.get_close_matches(caller.name, _spec_names(), n=1)
+            suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
+            raise TypeError(f"'{caller.name}' is not a vertebra hook{suggestion}")
 
 
 def broken_plugins() -> list[PluginLoadError]:
     """Hook modules that failed to load, each naming its distribution and cause."""
     get_plugin_manager()
     return list(_broken)
+
+
+def call_each(hook: str, **kwargs: Any) -> list[Any]:
+    """Call every implementation of `hook` in pluggy's order; the non-None results.
+
+    An implementation that raises is named in a `PluginHookError` (chained to the cause);
+    a `UserError` it raises (a config problem it found) passes through unchanged.
+    """
+    caller = getattr(get_plugin_manager().hook, hook)
+    impls = caller.get_hookimpls()
+    if any(i.hookwrapper or i.wrapper for i in impls):
+        return list(caller(**kwargs))  # wrappers need pluggy's own call loop
+    results = []
+    for impl in reversed(impls):  # pluggy calls the last registered first
+        try:
+            result = impl.function(*[kwargs[name] for name in impl.argnames])
+        except UserError:
+            raise
+        except Exception as exc:
+            raise PluginHookError(
+                f"hook {hook} of plugin '{impl.plugin_name}' failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        if result is not None:
+            results.append(result)
+    return results
 
 
 def reset() -> None:

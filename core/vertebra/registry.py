@@ -10,11 +10,11 @@ from __future__ import annotations
 import fnmatch
 import importlib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from . import discovery
 from .errors import (
+    ConfigError,
     ConfigIssue,
     PluginLoadError,
     RegistrationError,
@@ -33,9 +33,12 @@ REGISTRY_MODULES = ("vertebra.model.registry", "vertebra.engine.registry")
 _REGISTRIES: dict[str, Registry] = {}
 
 
-@dataclass(frozen=True)
-class PartOrigin:
-    """Where a registered name comes from."""
+class PartOrigin(NamedTuple):
+    """Where a registered name comes from.
+
+    `distribution` and `version` are None for a class registered in this process; `error`
+    is the load error of a broken entry point once a load was tried, else None.
+    """
 
     registry: str
     name: str
@@ -48,11 +51,16 @@ class PartOrigin:
 
     @property
     def qualified_name(self) -> str:
+        """`DISTRIBUTION:Name`, the form that picks one of several offers."""
         return f"{self.distribution}:{self.name}" if self.distribution else self.name
 
 
 class Registry:
-    """Parts of one kind, by name. `build(cfg)` validates `cfg` and constructs the part."""
+    """Parts of one kind, by name. `build(cfg)` validates `cfg` and constructs the part.
+
+    `base` is `"module:Class"`, the class every part must subclass; it is imported when a
+    part is first loaded, so that defining a registry imports nothing heavy.
+    """
 
     def __init__(self, name: str, *, group: str, base: str, description: str = "") -> None:
         if name in _REGISTRIES:
@@ -65,6 +73,8 @@ class Registry:
         self._local: dict[str, type] = {}
         self._loaded: dict[tuple[str, str], type] = {}
         self._failed: dict[tuple[str, str], PluginLoadError] = {}
+        # name as asked (bare or qualified) -> class; dropped whenever anything changes.
+        self._resolved: dict[str, type] = {}
         self._generation = -1
         _REGISTRIES[name] = self
 
@@ -77,18 +87,24 @@ class Registry:
         if self._generation != discovery.generation():
             self._loaded.clear()
             self._failed.clear()
+            self._resolved.clear()
             self._generation = discovery.generation()
 
     def _entries(self, include_disabled: bool = False) -> list[discovery.EntryPointInfo]:
         self._sync()
         return discovery.current_index().group(self.group, include_disabled=include_disabled)
 
+    def _by_name(self) -> dict[str, list[discovery.EntryPointInfo]]:
+        self._sync()
+        return discovery.current_index().by_name(self.group)
+
     def names(self, pattern: str | None = None) -> list[str]:
         """Sorted names offered; `pattern` is a shell-style wildcard (`res*`), any case."""
-        found = set(self._local) | {e.name for e in self._entries()}
+        found = set(self._local) | set(self._by_name())
         if pattern:
-            found = {n for n in found if fnmatch.fnmatch(n.lower(), pattern.lower())}
-        return sorted(found, key=str.lower)
+            wanted = pattern.lower()
+            found = {n for n in found if fnmatch.fnmatchcase(n.lower(), wanted)}
+        return sorted(found, key=lambda n: (n.lower(), n))
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
@@ -103,21 +119,23 @@ class Registry:
 
     def _candidates(self, name: str) -> list[discovery.EntryPointInfo]:
         dist, _, bare = name.rpartition(":")
-        found = [e for e in self._entries() if e.name == bare]
+        found = self._by_name().get(bare, [])
         if dist:
-            found = [e for e in found if discovery.normalize(e.distribution) == discovery.normalize(dist)]
+            wanted = discovery.normalize(dist)
+            found = [e for e in found if discovery.normalize(e.distribution) == wanted]
         return found
 
     def origins(self, name: str | None = None) -> list[PartOrigin]:
         """Where each name (or only `name`) comes from, including disabled and broken entries."""
         self._sync()
+        bare = None if name is None else name.rpartition(":")[2]
         out = [
             PartOrigin(self.name, n, None, None, f"{c.__module__}:{c.__qualname__}", True)
             for n, c in self._local.items()
-            if name is None or n == name
+            if bare is None or n in (name, bare)
         ]
         for e in self._entries(include_disabled=True):
-            if name is not None and e.name != name.rpartition(":")[2]:
+            if bare is not None and e.name != bare:
                 continue
             key = (e.distribution, e.name)
             failure = self._failed.get(key)
@@ -130,27 +148,40 @@ class Registry:
                     e.value,
                     loaded=key in self._loaded,
                     enabled=e.enabled,
-                    error=str(failure.__cause__ or failure) if failure else None,
+                    error=_describe_cause(failure) if failure else None,
                 )
             )
         return out
 
     def origin(self, name: str) -> PartOrigin:
-        """Where `name` comes from: distribution, version, `module:attr`, loaded, load error."""
-        if name in self._local:
-            return self.origins(name)[0]
-        self._resolve(name)  # raises for unknown or ambiguous names
-        dist = name.rpartition(":")[0]
-        found = [
-            o
-            for o in self.origins(name)
-            if o.enabled and (not dist or discovery.normalize(o.distribution or "") == discovery.normalize(dist))
-        ]
-        return found[0]
+        """Where `name` comes from: distribution, version, `module:attr`, loaded, load error.
+
+        Raises `UnknownPartError` for a name nothing offers, or that several distributions
+        offer (then `DISTRIBUTION:name` picks one).
+        """
+        entry = self._resolve(name)
+        if entry is None:
+            cls = self._local[name]
+            return PartOrigin(
+                self.name, name, None, None, f"{cls.__module__}:{cls.__qualname__}", True
+            )
+        key = (entry.distribution, entry.name)
+        failure = self._failed.get(key)
+        return PartOrigin(
+            self.name,
+            entry.name,
+            entry.distribution,
+            entry.version,
+            entry.value,
+            loaded=key in self._loaded,
+            enabled=entry.enabled,
+            error=_describe_cause(failure) if failure else None,
+        )
 
     # -- resolving and loading ----------------------------------------------------------
 
     def _resolve(self, name: str) -> discovery.EntryPointInfo | None:
+        """The one entry point `name` selects; None for an in-process registration."""
         if name in self._local:
             return None
         found = self._candidates(name)
@@ -167,15 +198,21 @@ class Registry:
     def _unknown_message(self, name: str) -> str:
         from .schema import close_match
 
-        bare = name.rpartition(":")[2]
-        message = f"'{name}' is not a registered {self._singular()}"
+        dist, _, bare = name.rpartition(":")
+        message = f"'{name}' is not a registered {self.singular}"
+        entries = self._entries(include_disabled=True)
+        disabled = [e for e in entries if e.name == bare and not e.enabled]
+        offered = [e for e in entries if e.name == bare and e.enabled]
         hint = close_match(bare, self.names())
-        disabled = [e for e in self._entries(include_disabled=True) if e.name == bare and not e.enabled]
         if disabled:
             message += (
                 f"; it is offered by distribution '{disabled[0].distribution}', which "
-                f"{discovery.ENV_PLUGINS} does not load"
+                f"{discovery.ENV_PLUGINS} does not load (add it to {discovery.ENV_PLUGINS} "
+                f"or unset the variable)"
             )
+        elif dist and offered:
+            others = ", ".join(f"'{e.distribution}:{bare}'" for e in offered)
+            message += f" of distribution '{dist}'; it is offered as {others}"
         elif hint:
             message += f"; did you mean '{hint}'?"
         elif self.names():
@@ -184,47 +221,64 @@ class Registry:
             message += f"; no {self.name} are registered (entry-point group '{self.group}')"
         return message
 
-    def _singular(self) -> str:
+    @property
+    def singular(self) -> str:
+        """What one part of this registry is called in messages (`backbone`, `loss`)."""
         word = self.group.removeprefix(discovery.GROUP_PREFIX)
         for plural, single in (("ies", "y"), ("sses", "ss"), ("s", "")):
             if word.endswith(plural):
                 return word[: -len(plural)] + single
         return word
 
+    def _singular(self) -> str:
+        return self.singular
+
     def get(self, name: str) -> type:
         """The class registered as `name` (or `DISTRIBUTION:name`); imports its module."""
+        cls = self._resolved.get(name)
+        if cls is not None and self._generation == discovery.generation():
+            return cls
         entry = self._resolve(name)
         if entry is None:
-            return self._local[name]
-        key = (entry.distribution, entry.name)
-        if key in self._loaded:
-            return self._loaded[key]
-        if key in self._failed:
-            raise self._failed[key]
-        try:
-            cls = self._load(entry)
-        except PluginLoadError as exc:
-            self._failed[key] = exc
-            raise
-        self._loaded[key] = cls
+            cls = self._local[name]
+        else:
+            key = (entry.distribution, entry.name)
+            if key in self._failed:
+                raise self._failed[key]
+            cls = self._loaded.get(key)
+            if cls is None:
+                try:
+                    cls = self._load(entry)
+                except PluginLoadError as exc:
+                    self._failed[key] = exc
+                    raise
+                self._loaded[key] = cls
+        self._resolved[name] = cls
         return cls
 
     def _load(self, entry: discovery.EntryPointInfo) -> type:
+        where = {"distribution": entry.distribution, "entry_point": f"{entry.name} = {entry.value}"}
         try:
             obj: Any = importlib.import_module(entry.module)
             for part in entry.attr.split(".") if entry.attr else []:
                 obj = getattr(obj, part)
         except Exception as exc:  # any failure of plugin code is that plugin's alone
             raise PluginLoadError(
-                f"cannot load {self._singular()} '{entry.name}' from {entry.describe()}: "
-                f"{type(exc).__name__}: {exc}"
+                f"cannot load {self.singular} '{entry.name}' from {entry.describe()}: "
+                f"{type(exc).__name__}: {exc}",
+                **where,
             ) from exc
         base = self.base
         if not (isinstance(obj, type) and issubclass(obj, base)):
-            raise PluginLoadError(
-                f"{self._singular()} '{entry.name}' from {entry.describe()} is "
-                f"{obj!r}, not a subclass of {base.__module__}.{base.__qualname__}"
+            problem = TypeError(
+                f"{obj!r} is not a subclass of {base.__module__}.{base.__qualname__}"
             )
+            raise PluginLoadError(
+                f"cannot load {self.singular} '{entry.name}' from {entry.describe()}: "
+                f"{problem}; {self.name} takes subclasses of "
+                f"{base.__module__}.{base.__qualname__}",
+                **where,
+            ) from problem
         return obj
 
     @property
@@ -248,50 +302,63 @@ class Registry:
 
     def register(self, cls: type, name: str | None = None, *, force: bool = False) -> None:
         """Register `cls` in this process; `force=True` replaces an existing name."""
-        key = name or cls.__name__
+        key = name or getattr(cls, "__name__", "")
+        if not key or ":" in key:
+            raise RegistrationError(
+                f"cannot register {cls!r} in {self.name} under {key!r}: a name is needed, "
+                "without ':' (that form picks a distribution)"
+            )
         if not (isinstance(cls, type) and issubclass(cls, self.base)):
             base = self.base
             raise RegistrationError(
-                f"cannot register {cls!r} as {self._singular()} '{key}': {self.name} takes "
+                f"cannot register {cls!r} as {self.singular} '{key}': {self.name} takes "
                 f"subclasses of {base.__module__}.{base.__qualname__}"
             )
+        self._resolved.clear()
+        if self._local.get(key) is cls:
+            return  # the same class again (a module imported twice): nothing changes
         value = f"{cls.__module__}:{cls.__qualname__}"
         own = [e for e in self._candidates(key) if e.value == value]
-        if own and not force:
-            # The class its own entry point names, imported: it is the same part.
+        if own and not force and key not in self._local:
+            # The class its own entry point names, being imported: it is the same part.
             self._loaded[(own[0].distribution, key)] = cls
             return
         if not force and key in self:
-            where = ", ".join(o.value for o in self.origins(key))
+            where = "; ".join(
+                f"{o.value} from distribution '{o.distribution}'"
+                if o.distribution
+                else f"{o.value} registered in this process"
+                for o in self.origins(key)
+                if o.enabled
+            )
             raise RegistrationError(
-                f"{self._singular()} '{key}' is already registered in {self.name} ({where}); "
+                f"{self.singular} '{key}' is already registered in {self.name} ({where}); "
                 "pass force=True to replace it"
             )
         self._local[key] = cls
 
     def unregister(self, name: str) -> None:
         """Remove an in-process registration."""
+        self._resolved.clear()
         del self._local[name]
 
     # -- schemas, validation, building ------------------------------------------------
 
     def schema(self, name: str) -> type[PartConfig]:
         """The pydantic schema of part `name` (imports that part's module)."""
-        from .schema import PartConfig
-
         cls = self.get(name)
-        schema = getattr(cls, "Config", PartConfig)
-        if not (isinstance(schema, type) and issubclass(schema, PartConfig)):
+        schema = getattr(cls, "Config", None)
+        if schema is None:
+            return _part_config()  # a part without settings takes NAME alone
+        if not (isinstance(schema, type) and issubclass(schema, _part_config())):
             raise PluginLoadError(
-                f"{self._singular()} '{name}' ({cls.__module__}.{cls.__qualname__}) has a "
+                f"{self.singular} '{name}' ({cls.__module__}.{cls.__qualname__}) has a "
                 f"Config attribute that is not a vertebra.schema.PartConfig subclass: {schema!r}"
             )
         return schema
 
     def validate(self, cfg: Mapping[str, Any] | PartConfig, path: str = "") -> PartConfig:
         """Validate a part config (its `NAME` picks the schema); raise every error at once."""
-        from .errors import ConfigError
-
         issues: list[ConfigIssue] = []
         result = self.validate_into(cfg, path, issues)
         if issues or result is None:
@@ -299,37 +366,62 @@ class Registry:
         return result
 
     def validate_into(self, cfg: Any, path: str, issues: list[ConfigIssue]) -> PartConfig | None:
-        from .schema import PartConfig, join, validate_into
+        """Validate like `validate`, appending problems to `issues` instead of raising."""
+        from .schema import join, validate_into
 
-        if isinstance(cfg, PartConfig):
+        if isinstance(cfg, _part_config()):
             return cfg
         if not isinstance(cfg, Mapping):
             issues.append(
-                ConfigIssue(path, f"expected a mapping with a NAME from {self.name}, got {cfg!r}")
+                ConfigIssue(
+                    path, f"expected a mapping with a NAME from {self.name}, got {_kind(cfg)}"
+                )
             )
             return None
         name = cfg.get("NAME")
         if not isinstance(name, str) or not name:
             choices = ", ".join(self.names()) or "none registered"
-            issues.append(ConfigIssue(join(path, "NAME"), f"required: one of {self.name} ({choices})"))
+            if name is None:
+                message = f"required key is missing: the name of a {self.singular} ({choices})"
+            else:
+                message = f"expected the name of a {self.singular} ({choices}), got {name!r}"
+            issues.append(ConfigIssue(join(path, "NAME"), message))
             return None
         try:
             schema = self.schema(name)
-        except UnknownPartError as exc:
-            issues.append(ConfigIssue(join(path, "NAME"), str(exc)))
-            return None
-        except PluginLoadError as exc:
+        except (UnknownPartError, PluginLoadError) as exc:
             issues.append(ConfigIssue(join(path, "NAME"), str(exc)))
             return None
         return validate_into(schema, cfg, path, issues)
 
     def build(self, cfg: Mapping[str, Any] | PartConfig, logger: Any = None, **kwargs: Any) -> Any:
-        """Validate `cfg` and return `cls(validated_cfg, logger=logger)`; `NAME` picks `cls`."""
+        """Validate `cfg` and return `cls(validated_cfg, logger=logger)`; `NAME` picks `cls`.
+
+        Further keyword arguments go to the constructor (an optimizer's `params`).
+        """
+        validated = cfg if isinstance(cfg, _part_config()) else self.validate(cfg)
+        return self.get(validated.NAME)(validated, logger=logger, **kwargs)
+
+
+_PART_CONFIG: list[type[PartConfig]] = []
+
+
+def _part_config() -> type[PartConfig]:
+    # `vertebra.schema` imports pydantic: load it on the first validation, not at import.
+    if not _PART_CONFIG:
         from .schema import PartConfig
 
-        validated = cfg if isinstance(cfg, PartConfig) else self.validate(cfg)
-        cls = self.get(validated.NAME)
-        return cls(validated, logger=logger, **kwargs)
+        _PART_CONFIG.append(PartConfig)
+    return _PART_CONFIG[0]
+
+
+def _describe_cause(error: PluginLoadError) -> str:
+    cause = error.__cause__
+    return f"{type(cause).__name__}: {cause}" if cause is not None else str(error)
+
+
+def _kind(value: Any) -> str:
+    return "nothing (null)" if value is None else f"{type(value).__name__} {value!r}"[:80]
 
 
 def all_registries() -> dict[str, Registry]:
@@ -341,16 +433,25 @@ def all_registries() -> dict[str, Registry]:
 
 def registry_for(key: str) -> Registry:
     """A registry by its name (`BACKBONES`) or entry-point word (`backbones`), any case."""
-    registries = all_registries()
     wanted = key.strip().lower()
+    found = _BY_KEY.get(wanted)
+    if found is not None:
+        return found
+    registries = all_registries()
     for reg in registries.values():
-        if wanted in (reg.name.lower(), reg.group.lower(), reg.group.removeprefix(discovery.GROUP_PREFIX).lower()):
+        words = (reg.name, reg.group, reg.group.removeprefix(discovery.GROUP_PREFIX))
+        if wanted in (w.lower() for w in words):
+            _BY_KEY[wanted] = reg
             return reg
     from .schema import close_match
 
-    hint = close_match(key, [r.name for r in registries.values()])
-    names = ", ".join(r.name for r in registries.values())
-    message = f"'{key}' is not a registry; registries: {names}"
+    names = ", ".join(registries)
+    hint = close_match(key, list(registries))
     if hint:
-        message = f"'{key}' is not a registry; did you mean {hint}? Registries: {names}"
-    raise UnknownPartError(message)
+        raise UnknownPartError(
+            f"'{key}' is not a registry; did you mean {hint}? Registries: {names}"
+        )
+    raise UnknownPartError(f"'{key}' is not a registry; registries: {names}")
+
+
+_BY_KEY: dict[str, Registry] = {}

@@ -6,19 +6,22 @@ keys are errors; defaults live in the schema alone.
 
 A field that holds another part is marked with `PartOf(registry)`: its block is validated
 against the schema of the part that its `NAME` selects, recursively, before anything is
-built. `validate_tree` collects every problem of a config, each with its dotted path, and
-raises them together as one `ConfigError`.
+built. Plain nested schemas (a `DATA` section holding loaders that hold datasets) are
+walked too. `validate_tree` collects every problem of a config, each with its dotted path,
+and raises them together as one `ConfigError`.
 """
 
 from __future__ import annotations
 
 import difflib
+import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NamedTuple, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, ValidationError
+from pydantic_core import CoreSchema, core_schema
 
 from .errors import ConfigError, ConfigIssue
 
@@ -33,6 +36,9 @@ __all__ = [
     "TokenizerCfg",
     "close_match",
     "format_path",
+    "join",
+    "part_fields",
+    "validate_into",
     "validate_tree",
 ]
 
@@ -64,6 +70,24 @@ class PartOf:
 
     registry: str
 
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        # The field is typed `PartConfig` but holds the selected part's own schema; dump it
+        # as what it is, or `model_dump()` would keep `NAME` alone.
+        schema = handler(source)
+        target: Any = schema
+        while target["type"] == "definitions":
+            target = target["schema"]
+        target["serialization"] = core_schema.wrap_serializer_function_ser_schema(
+            _as_is, schema=core_schema.any_schema()
+        )
+        return schema
+
+
+def _as_is(value: Any, handler: core_schema.SerializerFunctionWrapHandler) -> Any:
+    return handler(value)
+
 
 BackboneCfg = Annotated[PartConfig, PartOf("backbones")]
 NeckCfg = Annotated[PartConfig | None, PartOf("necks")]
@@ -73,15 +97,54 @@ MetricCfgs = Annotated[list[PartConfig], PartOf("metrics")]
 TokenizerCfg = Annotated[PartConfig, PartOf("tokenizers")]
 
 
+class _Plan(NamedTuple):
+    """What `validate_into` must walk in one schema before pydantic validates it."""
+
+    parts: dict[str, tuple[PartOf, bool]]
+    nested: dict[str, type[BaseModel]]
+
+
+_PLANS: dict[type[BaseModel], _Plan] = {}
+
+
 def part_fields(schema: type[BaseModel]) -> dict[str, tuple[PartOf, bool]]:
     """Fields of `schema` that hold parts: name -> (marker, takes a list)."""
-    found: dict[str, tuple[PartOf, bool]] = {}
+    return _plan(schema).parts
+
+
+def _plan(schema: type[BaseModel]) -> _Plan:
+    plan = _PLANS.get(schema)
+    if plan is None:
+        plan = _make_plan(schema, set())
+        _PLANS[schema] = plan
+    return plan
+
+
+def _make_plan(schema: type[BaseModel], visiting: set[type[BaseModel]]) -> _Plan:
+    parts: dict[str, tuple[PartOf, bool]] = {}
+    nested: dict[str, type[BaseModel]] = {}
+    visiting = visiting | {schema}
     for name, info in schema.model_fields.items():
         marker = next((m for m in info.metadata if isinstance(m, PartOf)), None)
-        if marker is None:
+        if marker is not None:
+            parts[name] = (marker, _is_list(info.annotation))
             continue
-        found[name] = (marker, _is_list(info.annotation))
-    return found
+        model = _single_model(info.annotation)
+        if model is not None and model not in visiting:
+            inner = _make_plan(model, visiting)
+            if inner.parts or inner.nested:
+                nested[name] = model
+    return _Plan(parts, nested)
+
+
+def _single_model(annotation: Any) -> type[BaseModel] | None:
+    """The schema of a field typed `Model` or `Model | None`; None for anything else."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        return _single_model(args[0])
+    return None
 
 
 def _is_list(annotation: Any) -> bool:
@@ -92,6 +155,7 @@ def _is_list(annotation: Any) -> bool:
 
 
 def format_path(parts: Sequence[str | int]) -> str:
+    """`["MODEL", "METRICS", 0, "TOPK"]` -> `MODEL.METRICS[0].TOPK`."""
     out = ""
     for part in parts:
         if isinstance(part, int):
@@ -102,6 +166,7 @@ def format_path(parts: Sequence[str | int]) -> str:
 
 
 def join(path: str, key: str | int) -> str:
+    """The dotted path of `key` inside `path` (an int is a list index)."""
     if isinstance(key, int):
         return f"{path}[{key}]"
     return f"{path}.{key}" if path else key
@@ -123,28 +188,52 @@ def validate_tree(schema: type[S], raw: Any, path: str = "", source: str | None 
     return result
 
 
-def validate_into(
-    schema: type[S], raw: Any, path: str, issues: list[ConfigIssue]
-) -> S | None:
+def validate_into(schema: type[S], raw: Any, path: str, issues: list[ConfigIssue]) -> S | None:
     """Validate like `validate_tree`, appending problems to `issues` instead of raising."""
-    from .registry import registry_for
-
     if isinstance(raw, schema):
         return raw
     if not isinstance(raw, Mapping):
         issues.append(ConfigIssue(path, f"expected a mapping of keys, got {_kind(raw)}"))
         return None
-    data: dict[str, Any] = {str(k): v for k, v in raw.items()}
+    if type(raw) is dict and all(type(k) is str for k in raw):
+        data: dict[str, Any] = raw
+    else:  # YAML allows `1:` or `true:` as keys; report them as the text they were
+        data = {str(k): v for k, v in raw.items()}
+    plan = _plan(schema)
     failed: set[str] = set()
-    for name, (marker, many) in part_fields(schema).items():
-        if name not in data or data[name] is None:
+    if plan.parts or plan.nested:
+        data = dict(data)
+        _walk(plan, data, path, issues, failed)
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors():
+            loc = error["loc"]
+            if loc and loc[0] in failed:
+                continue  # already reported, at its own depth
+            issues.append(_issue_from_pydantic(schema, error, path))
+        return None
+
+
+def _walk(
+    plan: _Plan, data: dict[str, Any], path: str, issues: list[ConfigIssue], failed: set[str]
+) -> None:
+    """Validate the part blocks and nested sections of `data` in place."""
+    from .registry import registry_for
+
+    for name, (marker, many) in plan.parts.items():
+        if data.get(name) is None:
             continue
         registry = registry_for(marker.registry)
         value = data[name]
         here = join(path, name)
         if many:
             if not isinstance(value, list | tuple):
-                issues.append(ConfigIssue(here, f"expected a list of {registry.name} configs"))
+                issues.append(
+                    ConfigIssue(
+                        here, f"expected a list of {registry.name} configs, got {_kind(value)}"
+                    )
+                )
                 failed.add(name)
                 continue
             items = [registry.validate_into(v, join(here, i), issues) for i, v in enumerate(value)]
@@ -156,15 +245,13 @@ def validate_into(
             if item is None:
                 failed.add(name)
             data[name] = item
-    try:
-        return schema.model_validate(data)
-    except ValidationError as exc:
-        for error in exc.errors():
-            loc = error["loc"]
-            if loc and loc[0] in failed:
-                continue  # already reported, at its own depth
-            issues.append(_issue_from_pydantic(schema, error, path))
-        return None
+    for name, model in plan.nested.items():
+        if data.get(name) is None:
+            continue
+        section = validate_into(model, data[name], join(path, name), issues)
+        if section is None:
+            failed.add(name)
+        data[name] = section
 
 
 def _kind(value: Any) -> str:
@@ -196,6 +283,12 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def _literal_choices(annotation: Any) -> list[str]:
+    if typing.get_origin(annotation) is typing.Literal:
+        return [str(a) for a in typing.get_args(annotation)]
+    return [c for arg in typing.get_args(annotation) for c in _literal_choices(arg)]
+
+
 def _issue_from_pydantic(schema: type[BaseModel], error: Any, path: str) -> ConfigIssue:
     loc = list(error["loc"])
     where = path
@@ -217,7 +310,18 @@ def _issue_from_pydantic(schema: type[BaseModel], error: Any, path: str) -> Conf
         info = owner.model_fields.get(str(loc[-1])) if owner else None
         detail = f" ({info.description})" if info and info.description else ""
         return ConfigIssue(where, f"required key is missing{detail}")
+    if kind == "value_error" and "error" in error.get("ctx", {}):
+        # A schema's own check (a model or field validator): its message says it all.
+        return ConfigIssue(where, str(error["ctx"]["error"]))
     message = str(error["msg"])
     if "input" in error and not isinstance(error["input"], Mapping):
         message += f", got {error['input']!r}"
+    if kind == "literal_error" and loc:
+        owner = _model_at(schema, loc)
+        info = owner.model_fields.get(str(loc[-1])) if owner else None
+        hint = close_match(
+            str(error.get("input")), _literal_choices(info.annotation) if info else []
+        )
+        if hint:
+            message += f"; did you mean '{hint}'?"
     return ConfigIssue(where, message)

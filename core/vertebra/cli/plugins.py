@@ -1,11 +1,19 @@
-"""`vertebra plugins list [--json] [--check]`: installed distributions and their parts."""
+"""`vertebra plugins SUBCOMMAND`: installed plugin distributions.
+
+`vertebra plugins list [--json] [--check]` reads entry-point metadata alone (no torch, no
+pydantic, no plugin code) unless `--check` asks it to import every entry point. Each
+subcommand adds itself to the `plugins` parser in `add_parser` through its own
+`_add_<name>(subparsers)` function.
+"""
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
-from collections import defaultdict
 from typing import Any
+
+__all__ = ["add_parser", "collect"]
 
 
 def add_parser(sub: Any) -> None:
@@ -16,14 +24,23 @@ def add_parser(sub: Any) -> None:
     )
     psub = p.add_subparsers(dest="plugins_command", metavar="SUBCOMMAND")
     psub.required = True
+    _add_list(psub)
+    from vertebra.doctor import add_parser as _add_doctor  # imports nothing heavy
+
+    _add_doctor(psub)
+
+
+def _add_list(psub: Any) -> None:
     ls = psub.add_parser(
         "list",
         help="distributions, their parts per registry, versions, problems",
-        description="List from entry-point metadata alone; --check also imports every entry point.",
+        description="List from entry-point metadata alone; --check also imports every entry "
+        "point. Exit status 1 when --check finds a broken one.",
     )
     ls.add_argument("--json", action="store_true", help="print JSON")
     ls.add_argument(
-        "--check", action="store_true",
+        "--check",
+        action="store_true",
         help="import every entry point and report the broken ones with their causes",
     )
     ls.set_defaults(run=run_list)
@@ -35,44 +52,97 @@ def collect(check: bool = False) -> dict[str, Any]:
 
     index = discovery.current_index()
     dists: dict[str, dict[str, Any]] = {}
-    owners: dict[tuple[str, str], list[str]] = defaultdict(list)
+    owners: dict[tuple[str, str], list[str]] = {}
     for e in index.entries:
         d = dists.setdefault(
             e.distribution,
-            {"name": e.distribution, "version": e.version, "enabled": e.enabled, "parts": {}},
+            {
+                "name": e.distribution,
+                "version": e.version,
+                "enabled": e.enabled,
+                "parts": {},
+                "entry_points": {},
+            },
         )
         word = e.group.removeprefix(discovery.GROUP_PREFIX)
         d["parts"].setdefault(word, []).append(e.name)
+        d["entry_points"].setdefault(e.group, {})[e.name] = e.value
         if e.enabled:
-            owners[(e.group, e.name)].append(e.distribution)
+            owners.setdefault((e.group, e.name), []).append(e.distribution)
     problems: list[dict[str, str]] = []
     for (group, name), found in owners.items():
         if len(found) > 1:
-            problems.append({
-                "kind": "conflict",
-                "group": group,
-                "name": name,
-                "distributions": ", ".join(found),
-                "message": f"'{name}' in group '{group}' is offered by {', '.join(found)}; "
-                f"configs must name one as 'DISTRIBUTION:{name}'",
-            })
+            offers = ", ".join(f"'{dist}:{name}'" for dist in found)
+            problems.append(
+                _problem(
+                    "conflict",
+                    group,
+                    name,
+                    ", ".join(found),
+                    f"'{name}' in group '{group}' is offered by {', '.join(found)}; "
+                    f"configs must name one: {offers}",
+                )
+            )
+    known = _known_groups()
     for e in index.entries:
-        if e.enabled and ":" not in e.value and e.group != "vertebra.plugins":
-            problems.append({
-                "kind": "malformed", "group": e.group, "name": e.name,
-                "distributions": e.distribution,
-                "message": f"{e.describe()} does not name 'module:attribute'",
-            })
+        if not e.enabled:
+            continue
+        if ":" not in e.value and e.group != _hook_group():
+            problems.append(
+                _problem(
+                    "malformed",
+                    e.group,
+                    e.name,
+                    e.distribution,
+                    f"{e.describe()} does not name 'module:attribute'",
+                )
+            )
+        if e.group not in known:
+            hint = difflib.get_close_matches(e.group, sorted(known), n=1)
+            if hint:  # a group near a real one is a typo; others may be a plugin's own
+                problems.append(
+                    _problem(
+                        "unknown-group",
+                        e.group,
+                        e.name,
+                        e.distribution,
+                        f"{e.describe()}: no registry reads group '{e.group}'; "
+                        f"did you mean '{hint[0]}'?",
+                    )
+                )
     if check:
         problems.extend(_check(index))
     for d in dists.values():
         for names in d["parts"].values():
             names.sort(key=str.lower)
     return {
-        "distributions": sorted(dists.values(), key=lambda d: (d["name"] != "vertebra", d["name"].lower())),
+        "distributions": sorted(
+            dists.values(),
+            key=lambda d: (d["name"] != discovery.CORE_DISTRIBUTION, d["name"].lower()),
+        ),
         "problems": problems,
         "allowlist": discovery.allowlist_from_env(),
     }
+
+
+def _problem(kind: str, group: str, name: str, dists: str, message: str) -> dict[str, str]:
+    return {
+        "kind": kind,
+        "group": group,
+        "name": name,
+        "distributions": dists,
+        "message": message,
+    }
+
+
+def _hook_group() -> str:
+    return "vertebra.plugins"  # vertebra.hooks.HOOK_GROUP, without importing pluggy
+
+
+def _known_groups() -> set[str]:
+    from vertebra.registry import all_registries
+
+    return {reg.group for reg in all_registries().values()} | {_hook_group()}
 
 
 def _check(index: Any) -> list[dict[str, str]]:
@@ -84,24 +154,24 @@ def _check(index: Any) -> list[dict[str, str]]:
     for reg in all_registries().values():
         for e in index.group(reg.group):
             try:
-                reg.get(f"{e.distribution}:{e.name}")
+                reg.schema(f"{e.distribution}:{e.name}")
             except (PluginLoadError, UnknownPartError) as exc:
-                out.append({"kind": "broken", "group": e.group, "name": e.name,
-                            "distributions": e.distribution, "message": str(exc)})
-    for exc in broken_plugins():
-        out.append({"kind": "broken", "group": "vertebra.plugins", "name": "", "distributions": "",
-                    "message": str(exc)})
+                out.append(_problem("broken", e.group, e.name, e.distribution, str(exc)))
+    for error in broken_plugins():
+        name = (error.entry_point or "").partition(" = ")[0]
+        out.append(_problem("broken", _hook_group(), name, error.distribution or "", str(error)))
     return out
 
 
 def run_list(args: argparse.Namespace) -> int:
     data = collect(check=args.check)
+    broken = any(p["kind"] == "broken" for p in data["problems"])
     if args.json:
         print(json.dumps(data, indent=2))
-        return 1 if args.check and any(p["kind"] == "broken" for p in data["problems"]) else 0
+        return 1 if broken else 0
     lines = []
     for d in data["distributions"]:
-        state = "" if d["enabled"] else "  (not loaded: VERTEBRA_PLUGINS)"
+        state = "" if d["enabled"] else "  (not loaded: VERTEBRA_PLUGINS leaves it out)"
         lines.append(f"{d['name']} {d['version']}{state}")
         width = max(len(w) for w in d["parts"])
         for word, names in sorted(d["parts"].items()):
@@ -109,10 +179,14 @@ def run_list(args: argparse.Namespace) -> int:
     if not data["distributions"]:
         lines.append("no distribution offers vertebra parts")
     if data["allowlist"] is not None:
-        lines.append(f"VERTEBRA_PLUGINS={','.join(data['allowlist'])!r}: only these (and vertebra) load")
+        allowed = ",".join(data["allowlist"])
+        lines.append(f"VERTEBRA_PLUGINS={allowed!r}: only these distributions (and vertebra) load")
     if data["problems"]:
+        count = len(data["problems"])
         lines.append("")
-        lines.append(f"{len(data['problems'])} problem(s):")
+        lines.append(f"{count} problem{'s' if count != 1 else ''}:")
         lines.extend(f"  [{p['kind']}] {p['message']}" for p in data["problems"])
+    elif args.check:
+        lines.append("every entry point loads")
     print("\n".join(lines))
-    return 1 if args.check and any(p["kind"] == "broken" for p in data["problems"]) else 0
+    return 1 if broken else 0

@@ -5,19 +5,31 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+__all__ = ["add_parser", "run"]
+
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "validate",
         help="check a config against the schemas of its parts",
-        description="Check a run config: every error at once, with its dotted path. Builds nothing.",
+        description="Check a run config: every error at once, with its dotted path. Builds "
+        "nothing. Exit status 0 when valid, 2 with every error otherwise.",
     )
     p.add_argument("config", metavar="CONFIG", help="YAML or JSON run config")
     p.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override one value, e.g. --set MODEL.HEAD.NUM_CLASSES=10 (repeatable)",
     )
-    p.add_argument("--print", dest="print_config", action="store_true", help="print the resolved config")
+    p.add_argument(
+        "--print",
+        dest="print_config",
+        action="store_true",
+        help="print the resolved config (defaults filled in) as YAML",
+    )
     p.set_defaults(run=run)
 
 
@@ -29,11 +41,17 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(config_io.dump(cfg), end="")
         return 0
-    model = cfg.MODEL
-    parts = ", ".join(
-        f"{key}={getattr(model, key).NAME}"
-        for key in type(model).model_fields
-        if hasattr(getattr(model, key), "NAME")
-    )
-    print(f"{args.config}: valid. MODEL={model.NAME}" + (f" ({parts})" if parts else ""))
+    print(f"{args.config}: valid. MODEL={cfg.MODEL.NAME}{_parts(cfg.MODEL)}")
     return 0
+
+
+def _parts(block: Any) -> str:
+    """` (BACKBONE=MLP, HEAD=ClassifierHead, METRICS=[AccuracyMetric])` for a network block."""
+    found = []
+    for key in type(block).model_fields:
+        value = getattr(block, key)
+        if hasattr(value, "NAME"):
+            found.append(f"{key}={value.NAME}")
+        elif isinstance(value, list) and value and all(hasattr(v, "NAME") for v in value):
+            found.append(f"{key}=[{', '.join(v.NAME for v in value)}]")
+    return f" ({', '.join(found)})" if found else ""

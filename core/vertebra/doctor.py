@@ -248,8 +248,8 @@ def _check_part(registry: Registry, e: EntryPointInfo, where: str, report: Repor
 def _load_problem(
     registry: Registry, e: EntryPointInfo, where: str, exc: PluginLoadError
 ) -> Problem:
-    cause = exc.__cause__
     section = f'[project.entry-points."{e.group}"] of {e.distribution}\'s pyproject.toml'
+    cause = _import_failure(e)
     if isinstance(cause, ModuleNotFoundError):
         missing = cause.name or ""
         if missing and (e.module == missing or e.module.startswith(f"{missing}.")):
@@ -261,14 +261,30 @@ def _load_problem(
         fix = f"module '{e.module}' has no '{e.attr}': correct the value '{e.value}' in {section}, {_REINSTALL}"
         return Problem(e.distribution, "import", where, str(exc), fix)
     if cause is not None:
-        fix = f"importing '{e.module}' raised {type(cause).__name__}: fix that module (run `python -c \"import {e.module}\"` to see the traceback)"
+        fix = (
+            f"importing '{e.module}' raised {type(cause).__name__}: fix that module "
+            f'(`python -c "import {e.module}"` shows the traceback)'
+        )
         return Problem(e.distribution, "import", where, str(exc), fix)
     base = registry.base
     fix = (
-        f"make {e.attr} in {e.module} a subclass of {base.__module__}.{base.__qualname__}, "
-        f"or declare it in the group its base belongs to"
+        f"make {e.attr} in {e.module} a subclass of {base.__module__}.{base.__qualname__} "
+        f"({registry.name} takes those), or declare it in the group of the registry it belongs to"
     )
     return Problem(e.distribution, "base-class", where, str(exc), fix)
+
+
+def _import_failure(e: EntryPointInfo) -> BaseException | None:
+    """What importing the entry point's object raises; None when it imports (a base problem)."""
+    import importlib
+
+    try:
+        obj: Any = importlib.import_module(e.module)
+        for part in e.attr.split(".") if e.attr else []:
+            obj = getattr(obj, part)
+    except Exception as exc:
+        return exc
+    return None
 
 
 def _check_fields(

@@ -1,0 +1,194 @@
+"""`vertebra plugin new NAME [--path DIR]`: a plugin distribution that installs and passes its tests."""
+
+from __future__ import annotations
+
+import os
+import site
+import subprocess
+import venv
+from pathlib import Path
+
+import pytest
+import tomllib
+import torch
+from vertebra.cli import main
+from vertebra.testing import PluginSandbox, check_part
+
+EXPECTED = [
+    ".gitignore",
+    "README.md",
+    "pyproject.toml",
+    "src/acme_parts/__init__.py",
+    "src/acme_parts/backbones.py",
+    "src/acme_parts/losses.py",
+    "tests/conftest.py",
+    "tests/test_parts.py",
+]
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def _new(tmp_path: Path, name: str = "acme-parts") -> Path:
+    target = tmp_path / name
+    assert main(["plugin", "new", name, "--path", str(target)]) == 0
+    return target
+
+
+def test_writes_a_complete_distribution(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = _new(tmp_path)
+    out = capsys.readouterr().out
+    assert "BACKBONES AcmePartsBackbone, LOSSES AcmePartsLoss" in out
+    assert 'pip install -e ".[test]"' in out
+    assert _files(target) == EXPECTED
+    for path in target.rglob("*"):
+        if path.is_file():
+            text = path.read_text(encoding="utf-8")
+            assert "{{" not in text and "__package__" not in text, path
+            if path.suffix == ".py":
+                compile(text, str(path), "exec")
+    meta = tomllib.loads((target / "pyproject.toml").read_text(encoding="utf-8"))
+    assert meta["project"]["name"] == "acme-parts"
+    assert meta["project"]["entry-points"] == {
+        "vertebra.backbones": {"AcmePartsBackbone": "acme_parts.backbones:AcmePartsBackbone"},
+        "vertebra.losses": {"AcmePartsLoss": "acme_parts.losses:AcmePartsLoss"},
+    }
+    assert any(dep.startswith("vertebra>=") for dep in meta["project"]["dependencies"])
+    assert "acme-parts" in (target / "tests" / "conftest.py").read_text(encoding="utf-8")
+
+
+def test_default_folder_is_the_name_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["plugin", "new", "vertebra-acme"]) == 0
+    backbones = (tmp_path / "vertebra-acme" / "src" / "vertebra_acme" / "backbones.py").read_text(
+        encoding="utf-8"
+    )
+    assert "class AcmeBackbone(BaseModel):" in backbones  # the vertebra- prefix is not repeated
+
+
+def test_generated_parts_pass_check_part_in_process(tmp_path: Path) -> None:
+    target = _new(tmp_path)
+    meta = tomllib.loads((target / "pyproject.toml").read_text(encoding="utf-8"))
+    files = {
+        p.relative_to(target / "src").as_posix(): p.read_text(encoding="utf-8")
+        for p in (target / "src").rglob("*.py")
+    }
+    with PluginSandbox(tmp_path / "site") as sandbox:
+        sandbox.add("acme-parts", meta["project"]["entry-points"], files)
+        checked = check_part(
+            "backbones", "AcmePartsBackbone", {"IN_FEATURES": 3, "WIDTH": 5}, torch.randn(2, 3)
+        )
+        assert checked.output.shape == (2, 5)
+        loss = check_part(
+            "LOSSES", "AcmePartsLoss", {}, (torch.randn(3, 4), torch.tensor([0, 1, 3]))
+        )
+        assert loss.output.dim() == 0
+        assert main(["plugins", "doctor", "acme-parts"]) == 0
+
+
+def test_refuses_a_folder_that_is_not_empty(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "acme-parts"
+    target.mkdir()
+    (target / "notes.txt").write_text("keep me", encoding="utf-8")
+    assert main(["plugin", "new", "acme-parts", "--path", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert "already exists and is not empty; nothing was written" in err
+    assert _files(target) == ["notes.txt"]
+    assert (target / "notes.txt").read_text(encoding="utf-8") == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["acme-parts"]  # no staging folder left
+
+
+def test_an_empty_folder_is_used(tmp_path: Path) -> None:
+    target = tmp_path / "empty"
+    target.mkdir()
+    assert main(["plugin", "new", "acme-parts", "--path", str(target)]) == 0
+    assert _files(target) == EXPECTED
+
+
+def test_refuses_a_file_as_the_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "file"
+    target.write_text("x", encoding="utf-8")
+    assert main(["plugin", "new", "acme-parts", "--path", str(target)]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    assert target.read_text(encoding="utf-8") == "x"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("acme parts", "not a valid distribution name"),
+        ("acme-parts-", "not a valid distribution name"),
+        ("ünïcode", "not a valid distribution name"),
+        ("9lives", "cannot be a Python package name"),
+        ("class", "cannot be a Python package name"),
+        ("torch", "a module named 'torch' can already be imported"),
+        ("vertebra", "a module named 'vertebra' can already be imported"),
+    ],
+)
+def test_invalid_names_exit_2(
+    name: str, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["plugin", "new", name, "--path", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def _layered_venv(path: Path) -> Path:
+    """A virtual environment on top of this one: this one's packages stay importable."""
+    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(path)
+    python = path / "bin" / "python"
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    # A .pth line that starts with `import` runs: this environment's site-packages (with
+    # its own .pth files: editable installs) come after the new environment's.
+    lines = [f"import site; site.addsitedir({p!r})" for p in site.getsitepackages()]
+    (Path(purelib) / "_outer_environment.pth").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return python
+
+
+@pytest.mark.slow
+def test_installs_into_a_fresh_environment_and_its_tests_pass(tmp_path: Path) -> None:
+    target = _new(tmp_path)
+    python = _layered_venv(tmp_path / "venv")
+    env = {k: v for k, v in os.environ.items() if k != "VERTEBRA_PLUGINS"}
+    install = [str(python), "-m", "pip", "install", "--no-deps", "-e", str(target)]
+    if _importable("setuptools"):
+        # Build with this environment's setuptools: no download, no isolated build environment.
+        install[-2:-2] = ["--no-build-isolation", "--no-index"]
+    done = subprocess.run(install, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    tests = subprocess.run(
+        [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=target,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert "6 passed" in tests.stdout
+    doctor = subprocess.run(
+        [str(python), "-m", "vertebra", "plugins", "doctor", "acme-parts"],
+        capture_output=True,
+        text=True,
+        env={**env, "VERTEBRA_PLUGINS": "acme-parts"},
+        timeout=300,
+    )
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert "acme-parts 0.1.0: ok" in doctor.stdout
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None

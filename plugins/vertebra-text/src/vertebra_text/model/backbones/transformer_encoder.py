@@ -94,4 +94,5 @@ class TransformerEncoder(BaseModel):
         x = self.token_embedding(input_ids) + self.position_embedding(positions)
         padding = None if attention_mask is None else attention_mask == 0
         x = self.layers(self.dropout(x), src_key_padding_mask=padding)
-        return self.norm(x)
+        out: torch.Tensor = self.norm(x)
+        return out

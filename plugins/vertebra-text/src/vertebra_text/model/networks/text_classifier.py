@@ -58,7 +58,7 @@ class TextClassifier(Classifier):
     `{"logits": ..., "metrics": {...}}` and accumulates the metrics.
     """
 
-    Config = TextClassifierConfig
+    Config = TextClassifierConfig  # type: ignore[assignment]
     cfg: TextClassifierConfig
 
     def __init__(self, cfg: TextClassifierConfig, logger: logging.Logger | None = None) -> None:

@@ -139,6 +139,12 @@ def test_encoding(tmp_path: Path) -> None:
         file_set(path, ENCODING="klingon-8")
 
 
+def test_byte_order_mark_is_not_part_of_the_header(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_bytes("text,label\nfine,x\n".encode("utf-8-sig"))
+    assert file_set(path).texts == ["fine"]
+
+
 def test_label_names_must_be_unique(tmp_path: Path) -> None:
     path = write(tmp_path / "d.csv", "text,label\na,x\n")
     with pytest.raises(ConfigError, match="label names repeat: x"):

@@ -129,7 +129,7 @@ def test_csv_corpus_with_text_key(tmp_path: Path) -> None:
 
 def test_corpus_mistakes(tmp_path: Path) -> None:
     missing = tmp_path / "missing.txt"
-    with pytest.raises(UserError, match=r"missing\.txt' does not exist"):
+    with pytest.raises(UserError, match=r"CORPUS: file '.*missing\.txt' does not exist"):
         build(missing, tmp_path / "a")
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n", encoding="utf-8")

@@ -37,7 +37,7 @@ def decode_file(path: Path, encoding: str) -> str:
     except OSError as exc:
         raise UserError(f"cannot read '{path}': {exc.strerror or exc}") from exc
     try:
-        return raw.decode(encoding)
+        text = raw.decode(encoding)
     except LookupError as exc:
         raise UserError(f"'{encoding}' is not a known text encoding (reading '{path}')") from exc
     except UnicodeDecodeError as exc:
@@ -46,6 +46,8 @@ def decode_file(path: Path, encoding: str) -> str:
             f"{path}:{line}: not valid {encoding} text ({exc.reason}); set ENCODING to the "
             "file's encoding"
         ) from exc
+    # Spreadsheet programs start UTF-8 files with a byte-order mark; it is not text.
+    return text.removeprefix("\ufeff")
 
 
 def read_records(

@@ -97,6 +97,7 @@ class TrainedTokenizer(BaseTokenizer):
 
     def __init__(self, cfg: TrainedTokenizerConfig, logger: logging.Logger | None = None) -> None:
         super().__init__(cfg, logger)
+        self._digest: str | None = None
         self.save_dir = self._folder()
         if not (self.save_dir / SETTINGS_FILE).is_file():
             if (self.save_dir / TOKENIZER_FILE).exists():
@@ -123,14 +124,21 @@ class TrainedTokenizer(BaseTokenizer):
         digest = hashlib.sha256(key.encode()).hexdigest()[:20]
         return cache_dir() / "tokenizers" / f"{self.cfg.MODEL}-{digest}"
 
+    def _corpus_path(self) -> Path:
+        try:
+            return existing_path(self.cfg.CORPUS, "file")
+        except UserError as exc:
+            raise UserError(f"CORPUS: {exc}") from exc
+
     def _corpus_digest(self) -> str:
-        path = existing_path(self.cfg.CORPUS, "file")
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        if self._digest is None:
+            self._digest = hashlib.sha256(self._corpus_path().read_bytes()).hexdigest()
+        return self._digest
 
     # -- training ------------------------------------------------------------------------
 
     def _texts(self) -> Iterator[str]:
-        path = existing_path(self.cfg.CORPUS, "file")
+        path = self._corpus_path()
         key = self.cfg.TEXT_KEY
         if key is None:
             for line in decode_file(path, self.cfg.ENCODING).splitlines():

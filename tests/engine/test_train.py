@@ -214,3 +214,65 @@ def test_non_finite_loss_stops_with_status_3_and_keeps_the_last_good_checkpoint(
     weights = load_file(str(ckpts / "last" / "model.safetensors"))
     assert all(torch.isfinite(w).all() for w in weights.values())
     assert out == ""
+
+
+def test_loader_workers_are_seeded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Random crops drawn in two worker processes repeat with the seed, and change with it."""
+    changes = {
+        "DATA": {
+            "TRAIN": {
+                "NUM_WORKERS": 2,
+                "DATASET": {"TRANSFORMS": [{"NAME": "RandomCrop", "SIZE": 8, "PADDING": 2}]},
+            },
+            "VAL": None,
+        },
+        "TRAIN": {"EPOCHS": None, "MAX_STEPS": 4, "NUM_THREADS": 1},
+    }
+    weights = []
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        config = write_config(tmp_path / name, changes)
+        status, _, err = cli(capsys, "train", config, "--set", f"TRAIN.SEED={seed}")
+        assert status == 0, err
+        weights.append(
+            load_file(str(tmp_path / name / "run" / "checkpoints" / "last" / "model.safetensors"))
+        )
+    assert all(weights[0][k].equal(weights[1][k]) for k in weights[0])
+    assert not all(weights[0][k].equal(weights[2][k]) for k in weights[0])
+
+
+def test_fp16_with_a_gradient_scaler_on_request(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(
+        tmp_path,
+        {"TRAIN": {"EPOCHS": None, "MAX_STEPS": 3, "PRECISION": "fp16", "GRAD_CLIP_NORM": 1.0}},
+    )
+    status, _, err = cli(capsys, "train", config)
+    assert status == 0, err
+    assert "on cpu (fp16)" in err
+    state = read_state(tmp_path / "run" / "checkpoints" / "last")
+    assert state["scaler"] is not None and state["scaler"]["scale"] > 0
+
+
+def test_no_plot_without_matplotlib_is_a_note(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import builtins
+    import sys
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name: str, *args: object, **kwargs: object) -> object:
+        if name.startswith("matplotlib"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    for name in [m for m in sys.modules if m.startswith("matplotlib")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    config = write_config(tmp_path, {"TRAIN": {"EPOCHS": None, "MAX_STEPS": 2, "PLOT": True}})
+    status, out, err = cli(capsys, "train", config)
+    assert status == 0, err
+    assert "matplotlib is not installed, so no curves.png" in err
+    assert not (tmp_path / "run" / "curves.png").exists()
+    assert out.startswith("best validation")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -97,6 +98,15 @@ def loads(text: str, source: str = "<string>") -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
+        context = getattr(exc, "context", None)
+        context_mark = getattr(exc, "context_mark", None)
+        if (
+            context
+            and context_mark is not None
+            and mark is not None
+            and context_mark.line != mark.line
+        ):
+            problem += f" ({context} that starts on line {context_mark.line + 1})"
         raise ConfigError([ConfigIssue(where, f"invalid YAML: {problem}")], source=source) from None
     if data is None:
         data = {}
@@ -116,6 +126,7 @@ def load(path: str | Path, overrides: Iterable[str] = ()) -> dict[str, Any]:
 
 
 def _read(path: Path, chain: tuple[Path, ...]) -> str:
+    """The text of `path`; `chain` holds the files that include it, outermost first."""
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -131,9 +142,14 @@ def _read(path: Path, chain: tuple[Path, ...]) -> str:
 
 
 def _load_file(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    """One file with its includes merged in; `chain` holds the files that include it.
+
+    Paths are shown as the user wrote them (joined to the including file's folder, `..`
+    folded) and compared resolved.
+    """
     resolved = path.resolve()
-    if resolved in chain:
-        loop = " -> ".join(str(p) for p in (*chain, resolved))
+    if resolved in (p.resolve() for p in chain):
+        loop = " -> ".join(str(p) for p in (*chain, path))
         raise ConfigError([ConfigIssue("_BASE", f"include loop: {loop}")], source=str(chain[-1]))
     text = _read(path, chain)
     if path.suffix.lower() == ".json":
@@ -162,7 +178,8 @@ def _load_file(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
                     [ConfigIssue("_BASE", f"expected a file path or a list of them, got {item!r}")],
                     source=str(path),
                 )
-            merged = merge(merged, _load_file(path.parent / item, (*chain, resolved)))
+            included = Path(os.path.normpath(path.parent / item))
+            merged = merge(merged, _load_file(included, (*chain, path)))
     return merge(merged, data)
 
 

@@ -7,7 +7,8 @@ command line prints their message and exits with status 2, never with a tracebac
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import difflib
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "UnknownPartError",
     "UserError",
     "VertebraError",
+    "close_match",
 ]
 
 
@@ -83,3 +85,10 @@ class PluginLoadError(VertebraError):
 
 class PluginHookError(VertebraError):
     """A hook implementation raised; names the plugin and the hook."""
+
+
+def close_match(word: str, choices: Sequence[str]) -> str | None:
+    """The choice closest to `word`, case-insensitively, if any is close (for "did you mean")."""
+    by_upper = {c.upper(): c for c in choices}
+    found = difflib.get_close_matches(word.upper(), list(by_upper), n=1, cutoff=0.6)
+    return by_upper[found[0]] if found else None

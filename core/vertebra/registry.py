@@ -7,6 +7,7 @@ imported when that part is built or its schema is asked for, and only that modul
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import importlib
 from collections.abc import Callable, Iterator, Mapping
@@ -19,6 +20,7 @@ from .errors import (
     PluginLoadError,
     RegistrationError,
     UnknownPartError,
+    close_match,
 )
 
 if TYPE_CHECKING:
@@ -196,8 +198,6 @@ class Registry:
         )
 
     def _unknown_message(self, name: str) -> str:
-        from .schema import close_match
-
         dist, _, bare = name.rpartition(":")
         message = f"'{name}' is not a registered {self.singular}"
         entries = self._entries(include_disabled=True)
@@ -358,7 +358,15 @@ class Registry:
         return schema
 
     def validate(self, cfg: Mapping[str, Any] | PartConfig, path: str = "") -> PartConfig:
-        """Validate a part config (its `NAME` picks the schema); raise every error at once."""
+        """Validate a part config (its `NAME` picks the schema); raise every error at once.
+
+        A part that cannot be loaded raises its `PluginLoadError` (a broken plugin, not a
+        mistake in `cfg`); inside nested blocks it is one error among the others.
+        """
+        name = cfg.get("NAME") if isinstance(cfg, Mapping) else None
+        if isinstance(name, str) and name in self:
+            with contextlib.suppress(UnknownPartError):  # ambiguous: reported below
+                self.schema(name)
         issues: list[ConfigIssue] = []
         result = self.validate_into(cfg, path, issues)
         if issues or result is None:
@@ -443,8 +451,6 @@ def registry_for(key: str) -> Registry:
         if wanted in (w.lower() for w in words):
             _BY_KEY[wanted] = reg
             return reg
-    from .schema import close_match
-
     names = ", ".join(registries)
     hint = close_match(key, list(registries))
     if hint:

@@ -13,7 +13,6 @@ and raises them together as one `ConfigError`.
 
 from __future__ import annotations
 
-import difflib
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -23,7 +22,7 @@ from typing import Annotated, Any, NamedTuple, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, ValidationError
 from pydantic_core import CoreSchema, core_schema
 
-from .errors import ConfigError, ConfigIssue
+from .errors import ConfigError, ConfigIssue, close_match
 
 __all__ = [
     "BackboneCfg",
@@ -170,13 +169,6 @@ def join(path: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{path}[{key}]"
     return f"{path}.{key}" if path else key
-
-
-def close_match(word: str, choices: Sequence[str]) -> str | None:
-    """The choice closest to `word`, case-insensitively, if any is close."""
-    by_upper = {c.upper(): c for c in choices}
-    found = difflib.get_close_matches(word.upper(), list(by_upper), n=1, cutoff=0.6)
-    return by_upper[found[0]] if found else None
 
 
 def validate_tree(schema: type[S], raw: Any, path: str = "", source: str | None = None) -> S:

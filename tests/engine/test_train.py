@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from safetensors.torch import load_file
 from vertebra.engine.checkpoints import read_state
 from vertebra.engine.logs import read_records
+from vertebra.hooks import get_plugin_manager, hookimpl
 
 from .conftest import BASE_CONFIG, cli, write_config
 
@@ -168,8 +170,25 @@ def test_bf16_autocast_channels_last_and_compile_on_cpu(
             },
         },
     )
-    status, _, err = cli(capsys, "train", config)
+    seen: dict[str, object] = {}
+
+    class Inspect:
+        @hookimpl
+        def vertebra_run_start(self, run: Any) -> None:
+            convs = [m.weight for m in run.model.modules() if isinstance(m, torch.nn.Conv2d)]
+            seen["channels_last"] = all(
+                w.is_contiguous(memory_format=torch.channels_last) for w in convs
+            )
+            seen["compiled"] = type(run.train_model).__name__
+
+    plugin = Inspect()
+    get_plugin_manager().register(plugin)
+    try:
+        status, _, err = cli(capsys, "train", config)
+    finally:
+        get_plugin_manager().unregister(plugin)
     assert status == 0, err
+    assert seen == {"channels_last": True, "compiled": "OptimizedModule"}
     assert "on cpu (bf16)" in err
     records = read_records(tmp_path / "run" / "metrics.jsonl")
     assert [r["samples"] for r in records if r["event"] == "eval"] == [359]

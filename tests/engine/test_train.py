@@ -71,7 +71,7 @@ def test_run_folder_holds_config_metrics_checkpoints_and_plot(
     status, out, err = cli(capsys, "eval", config, "--checkpoint", ckpts / "best", "--json")
     assert status == 0, err
     result = json.loads(out)
-    assert result["samples"] == 359
+    assert result["samples"] == 359 and result["step"] == best["step"]
     assert result["acc@1"] == pytest.approx(best["acc@1"], abs=1e-9)
 
 

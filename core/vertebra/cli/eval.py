@@ -38,10 +38,23 @@ def run(args: argparse.Namespace) -> int:
     from vertebra.engine.loading import load_run_config
 
     cfg = load_run_config(args.config, args.overrides)
-    metrics, count, folder = evaluate_checkpoint(cfg, args.checkpoint)
+    result = evaluate_checkpoint(cfg, args.checkpoint)
+    if not result.is_main:  # under torchrun, rank 0 reports
+        return 0
     if args.json:
-        print(json.dumps({"checkpoint": str(folder), "samples": count, **metrics}))
+        print(
+            json.dumps(
+                {
+                    "checkpoint": str(result.checkpoint),
+                    "step": result.step,
+                    "samples": result.samples,
+                    **result.metrics,
+                }
+            )
+        )
     else:
-        shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
-        print(f"{folder}: {shown} over {count} validation samples")
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
+        print(
+            f"{result.checkpoint} (step {result.step}): {shown} over {result.samples} validation samples"
+        )
     return 0

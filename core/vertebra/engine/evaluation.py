@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from vertebra.engine.config import RunConfig
 from vertebra.engine.trainer import Trainer
 
-__all__ = ["evaluate_checkpoint"]
+__all__ = ["Evaluation", "evaluate_checkpoint"]
 
 
-def evaluate_checkpoint(
-    cfg: RunConfig, checkpoint: str | Path
-) -> tuple[dict[str, float], int, Path]:
-    """Metrics over `cfg.DATA.VAL` of the weights in `checkpoint`, the sample count, the folder."""
+@dataclass(frozen=True)
+class Evaluation:
+    """What `vertebra eval` reports."""
+
+    checkpoint: Path
+    step: int
+    samples: int
+    metrics: dict[str, float]
+    is_main: bool
+
+
+def evaluate_checkpoint(cfg: RunConfig, checkpoint: str | Path) -> Evaluation:
+    """Metrics over `cfg.DATA.VAL` of the weights in `checkpoint`, each sample counted once."""
     trainer = Trainer(cfg)
     try:
         folder = trainer.prepare_evaluation(checkpoint)
         metrics, count = trainer.evaluate()
     finally:
         trainer.close()
-    return metrics, count, folder
+    return Evaluation(folder, trainer.step, count, metrics, trainer.is_main)

@@ -168,3 +168,16 @@ def test_eval_needs_validation_data(
     config = write_config(tmp_path, {"DATA": {"VAL": None}})
     err = _fails(capsys, "eval", config, "--checkpoint", trained / "run" / "checkpoints" / "last")
     assert "DATA.VAL: required to evaluate" in err
+
+
+def test_best_metric_the_network_does_not_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(
+        tmp_path, {"TRAIN": {"EPOCHS": None, "MAX_STEPS": 2, "BEST_METRIC": "accuracy"}}
+    )
+    err = _fails(capsys, "train", config)
+    assert (
+        "TRAIN.BEST_METRIC: 'accuracy' is not a metric the network reports; it reports: acc@1, acc@3"
+        in err
+    )

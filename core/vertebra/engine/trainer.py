@@ -534,9 +534,8 @@ class Trainer:
         due = (tc.CHECKPOINT_EVERY and self.step % tc.CHECKPOINT_EVERY == 0) or (
             not tc.CHECKPOINT_EVERY and end_of_epoch
         )
-        if (
-            last or due or improved or self.stop_reason is not None
-        ):  # a plugin may just have stopped it
+        # A plugin may have stopped the run during the evaluation: that is a last step too.
+        if last or due or improved or self.stop_reason is not None:
             self._save(is_best=improved)
 
     def _check_finite(self) -> float:

@@ -81,12 +81,12 @@ def _model_lines(
             has_value, value = True, info.get_default(call_default_factory=True)
         if not (depth == 0 and key == "NAME"):
             lines.append("")
-            lines.extend(_comment(pad, info, _type_text(schema, name, info, builder)))
+            lines.extend(_comment(pad, info, type_text(schema, name, info, builder)))
         if name in parts and not has_value:
             item = "- NAME" if parts[name][1] else "NAME"
             lines.extend([f"{pad}{key}:", f"{pad}{_INDENT}{item}: {PLACEHOLDER}"])
             continue
-        model = _section_model(info.annotation)
+        model = section_model(info.annotation)
         if (
             model is not None
             and name not in parts
@@ -147,27 +147,27 @@ def _inline(value: Any) -> str | None:
     return None if "\n" in text else text
 
 
-def _section_model(annotation: Any) -> type[BaseModel] | None:
+def section_model(annotation: Any) -> type[BaseModel] | None:
     """The pydantic model a field holds directly (or as an optional), if any."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return None if annotation is PartConfig else annotation
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
-        return _section_model(args[0])
+        return section_model(args[0])
     return None
 
 
 # -- type descriptions for the comments --------------------------------------------------
 
 
-def _type_text(owner: type[BaseModel], name: str, info: FieldInfo, builder: SchemaBuilder) -> str:
+def type_text(owner: type[BaseModel], name: str, info: FieldInfo, builder: SchemaBuilder) -> str:
     parts = part_fields(owner)
     if name in parts:
         marker, many = parts[name]
         from vertebra.registry import registry_for
 
         reg = registry_for(marker.registry).name
-        text = f"list of {reg} parts" if many else f"a {reg} part"
+        text = f"list of {reg} parts" if many else f"{reg} part"
         if typing.get_origin(info.annotation) is not None and type(None) in typing.get_args(
             info.annotation
         ):
@@ -278,7 +278,7 @@ def _fill(
             part = _example_part(registry_for(marker.registry), depth + 1)
             out[key] = [part] if many else part
             continue
-        model = _section_model(info.annotation)
+        model = section_model(info.annotation)
         if model is not None and isinstance(out.get(key), dict):
             out[key] = _fill(model, out[key], {}, builder, depth)
             continue

@@ -197,7 +197,7 @@ def test_required_parts_show_as_blocks_to_fill(
     text = _template(capsys, "MODELS", "Needy")
     assert "BACKBONE:\n  NAME: ???" in text
     assert "METRICS:\n  - NAME: ???" in text
-    assert "[a BACKBONES part, required]" in text
+    assert "[BACKBONES part, required]" in text
     loaded = yaml.safe_load(text)
     assert placeholders(loaded) == ["BACKBONE.NAME", "METRICS[0].NAME"]
     from vertebra.model.registry import MODELS

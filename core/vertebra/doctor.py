@@ -13,7 +13,6 @@ Nothing is imported when this module is; the CLI glue at the bottom adds the sub
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import typing
 from collections.abc import Iterable
@@ -392,6 +391,8 @@ def _check_build(
 
 def required_build_arguments(cls: type) -> list[str]:
     """Arguments of `cls(...)` beyond `cfg` and `logger` that have no default."""
+    import inspect
+
     try:
         params = list(inspect.signature(cls).parameters.values())
     except (TypeError, ValueError):

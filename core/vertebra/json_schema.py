@@ -175,9 +175,10 @@ class SchemaBuilder:
         return {}
 
     def _leaf(self, annotation: Any, metadata: Sequence[Any]) -> dict[str, Any]:
-        target = Annotated[(annotation, *metadata)] if metadata else annotation
+        target: Any = Annotated[(annotation, *metadata)] if metadata else annotation
         try:
-            schema = TypeAdapter(target).json_schema(ref_template=REF, mode="validation")
+            adapter: TypeAdapter[Any] = TypeAdapter(target)
+            schema = adapter.json_schema(ref_template=REF, mode="validation")
         except Exception:  # a type JSON Schema cannot describe (a callable, say): anything goes
             return {}
         for key, value in schema.pop("$defs", {}).items():
@@ -322,6 +323,8 @@ def run_config_schema(*, partial: bool = False) -> tuple[dict[str, Any], list[Sc
 
     builder = SchemaBuilder()
     root = builder.object_schema(RunConfig)
+    if "PLUGINS" in root["properties"]:
+        root["properties"]["PLUGINS"] = _plugin_sections(builder, root["properties"]["PLUGINS"])
     root["properties"]["_BASE"] = {
         "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
         "description": "Config file(s), relative to this one, merged below this file's keys.",
@@ -340,6 +343,29 @@ def run_config_schema(*, partial: bool = False) -> tuple[dict[str, Any], list[Sc
 
 #: Keywords whose values are data, not schemas.
 _DATA_KEYS = ("default", "examples", "enum", "const")
+
+
+def _plugin_sections(builder: SchemaBuilder, field_schema: dict[str, Any]) -> dict[str, Any]:
+    """`PLUGINS`: one key per section that an installed hook plugin reads, with its schema.
+
+    The run config checks these sections itself (they come from `vertebra_plugin_settings`
+    hooks, not from `PartOf` markers), so the schema asks the same hooks.
+    """
+    from vertebra.engine.config import plugin_settings
+
+    try:
+        sections = plugin_settings()
+    except Exception as exc:  # a broken hook plugin: PLUGINS stays an open mapping
+        builder.problems.append(SchemaProblem("PLUGINS", "*", None, _reason(exc)))
+        return field_schema
+    properties: dict[str, Any] = {}
+    for name, model in sorted(sections.items()):
+        ref = builder.model_ref(model)
+        text = _doc(model) or f"Settings of the {name} plugin."
+        # An empty section (`EARLY_STOPPING:`) turns the plugin on with its defaults.
+        properties[name] = {"anyOf": [ref, {"type": "null"}], "description": text}
+    out = {k: v for k, v in field_schema.items() if k != "additionalProperties"}
+    return {**out, "type": "object", "properties": properties, "additionalProperties": False}
 
 
 def _relax(node: Any, in_if: bool = False) -> None:

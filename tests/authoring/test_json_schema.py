@@ -311,3 +311,23 @@ def test_new_sections_flow_through_generically() -> None:
     assert ("NESTED", "WEIGHT") in paths
     assert ("HEADS", 0, "NUM_CLASSES") in paths
     assert ("PAIR",) in paths
+
+
+def test_plugin_sections_come_from_the_installed_hook_plugins(schema: dict[str, Any]) -> None:
+    from vertebra.engine.config import plugin_settings
+
+    sections = plugin_settings()
+    plugins = schema["properties"]["PLUGINS"]
+    assert set(plugins["properties"]) == set(sections)
+    assert plugins["additionalProperties"] is False
+    config = config_io.load(EXAMPLES[0])
+    name = sorted(sections)[0]
+    config["PLUGINS"] = {name: None}
+    assert _errors(schema, config) == []
+    key = next(iter(sections[name].model_fields))
+    config["PLUGINS"] = {name: {f"{key}X": 1}, f"{name}X": {}}
+    errors = _errors(schema, config)
+    assert {tuple(e.absolute_path) for e in errors} == {("PLUGINS",), ("PLUGINS", name)}, _messages(
+        errors
+    )
+    assert any(f"{key}X" in m for m in _messages(errors))

@@ -108,8 +108,23 @@ def test_existing_run_is_not_overwritten_without_resume(
     trained: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = file_bytes(trained / "run")
-    err = _fails(capsys, "train", trained / "run.yaml")
+    err = _fails(capsys, "train", trained / "run.yaml", "--output", trained / "run")
     assert "already holds checkpoints" in err and "--resume" in err
+    assert file_bytes(trained / "run") == before
+
+
+def test_the_configs_folder_moves_on_when_it_holds_a_run(
+    trained: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = file_bytes(trained / "run")
+    status, out, err = cli(capsys, "train", trained / "run.yaml")
+    assert status == 0, err
+    assert (
+        f"{trained / 'run'} holds an earlier run (left as it is); this run writes to {trained / 'run-2'}"
+        in err
+    )
+    assert str(trained / "run-2" / "checkpoints" / "best") in out
+    assert f"OUTPUT_DIR: {trained / 'run-2'}" in (trained / "run-2" / "config.yaml").read_text()
     assert file_bytes(trained / "run") == before
 
 

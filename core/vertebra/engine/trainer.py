@@ -88,6 +88,7 @@ class Trainer:
         self.config = cfg
         self.train_cfg = cfg.TRAIN
         self.output_dir = Path(output_dir or cfg.TRAIN.OUTPUT_DIR)
+        self._output_given = output_dir is not None
         self.resume = resume
         self.world = distributed.from_env()
         self.is_main = self.world.is_main
@@ -115,8 +116,28 @@ class Trainer:
     # -- set-up --------------------------------------------------------------------------
 
     def _check_output(self) -> CheckpointStore:
+        """The run folder, checked writable. A folder that holds an earlier run is never
+        written into without --resume: a folder named with --output is refused, and the
+        config's TRAIN.OUTPUT_DIR moves on to a fresh sibling (`runs/digits-2`)."""
         out = self.output_dir
-        store = CheckpointStore(out / "checkpoints", self.train_cfg.KEEP_LAST)
+        if not self.resume and _holds_run(out):
+            if self._output_given:
+                raise UserError(
+                    f"{out} already holds checkpoints of a run ({out / 'checkpoints'}); pass "
+                    "--resume to continue it, or choose another folder with --output "
+                    "(nothing was overwritten)"
+                )
+            n = 2
+            while (
+                _holds_run(out.with_name(f"{out.name}-{n}"))
+                or out.with_name(f"{out.name}-{n}").is_file()
+            ):
+                n += 1
+            self.output_dir = out.with_name(f"{out.name}-{n}")
+            self.logger.info(
+                f"{out} holds an earlier run (left as it is); this run writes to {self.output_dir}"
+            )
+            out = self.output_dir
         try:
             out.mkdir(parents=True, exist_ok=True)
             probe = out / f".write-probe-{os.getpid()}"
@@ -126,12 +147,7 @@ class Trainer:
             raise UserError(
                 f"cannot write to the output folder {out}: {exc.strerror or exc}"
             ) from None
-        if not self.resume and (store.steps() or (store.root / "last").exists()):
-            raise UserError(
-                f"{out} already holds checkpoints of a run ({store.root}); pass --resume to "
-                "continue it, or choose another folder with --output (nothing was overwritten)"
-            )
-        return store
+        return CheckpointStore(out / "checkpoints", self.train_cfg.KEEP_LAST)
 
     def _resume_path(self) -> Path | None:
         if not self.resume:
@@ -287,7 +303,10 @@ class Trainer:
             self.train_model = torch.compile(self.train_model, backend=tc.COMPILE_BACKEND)  # type: ignore[assignment]
         self.metrics_log = MetricsLog(self.output_dir / "metrics.jsonl")
         if self.is_main:
-            (self.output_dir / "config.yaml").write_text(config_io.dump(cfg), encoding="utf-8")
+            resolved = cfg.model_copy(
+                update={"TRAIN": tc.model_copy(update={"OUTPUT_DIR": str(self.output_dir)})}
+            )
+            (self.output_dir / "config.yaml").write_text(config_io.dump(resolved), encoding="utf-8")
             self.metrics_log.open(keep_until_step=self.step if resume_state is not None else None)
         self._resumed_from = resume_folder if resume_state is not None else None
         self._prepared = True
@@ -705,6 +724,12 @@ class Trainer:
     def close(self) -> None:
         """Leave the process group (a run launched by torchrun)."""
         distributed.teardown()
+
+
+def _holds_run(folder: Path) -> bool:
+    """Whether `folder` holds checkpoints of a run."""
+    store = CheckpointStore(folder / "checkpoints", 1)
+    return bool(store.steps()) or (store.root / "last").is_symlink()
 
 
 def _batch_len(batch: dict[str, Any]) -> int:

@@ -65,30 +65,13 @@ def parts_page() -> str:
         "A key marked **required** has no default: a config must set it.",
         "",
     ]
-    registries = sorted(all_registries().values(), key=lambda r: _ORDER.get(r.name, len(_ORDER)))
+    from vertebra.cli.components import ordered
+
+    registries = ordered(all_registries().values())
     lines.extend(f"- [{reg.name}](#{reg.name.lower()}): {reg.description}" for reg in registries)
     for reg in registries:
         lines.extend(_registry_section(reg))
     return "\n".join(lines) + "\n"
-
-
-_ORDER = {
-    name: i
-    for i, name in enumerate(
-        [
-            "MODELS",
-            "BACKBONES",
-            "NECKS",
-            "HEADS",
-            "LOSSES",
-            "METRICS",
-            "TOKENIZERS",
-            "DATASETS",
-            "OPTIMIZERS",
-            "LR_SCHEDULERS",
-        ]
-    )
-}
 
 
 def _registry_section(reg: Registry) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from vertebra.errors import UnknownPartError
@@ -12,6 +13,19 @@ if TYPE_CHECKING:
     from vertebra.registry import Registry
 
 WILDCARDS = "*?["
+#: The order registries are listed in: a network first, then its parts, then training's.
+REGISTRY_ORDER = (
+    "MODELS",
+    "BACKBONES",
+    "NECKS",
+    "HEADS",
+    "LOSSES",
+    "METRICS",
+    "TOKENIZERS",
+    "DATASETS",
+    "OPTIMIZERS",
+    "LR_SCHEDULERS",
+)
 
 
 def add_parser(sub: Any) -> None:
@@ -47,13 +61,13 @@ def _select(first: str | None, second: str | None) -> tuple[list[Registry], str 
     from vertebra.registry import all_registries, registry_for
 
     if first is None:
-        return list(all_registries().values()), None
+        return ordered(all_registries().values()), None
     if second is not None:
         return [registry_for(first)], second
     try:
         return [registry_for(first)], None
     except UnknownPartError as not_registry:
-        registries = list(all_registries().values())
+        registries = ordered(all_registries().values())
         if any(c in first for c in WILDCARDS) or any(_matches(reg, first) for reg in registries):
             return registries, first
         from vertebra.schema import close_match
@@ -65,6 +79,12 @@ def _select(first: str | None, second: str | None) -> tuple[list[Registry], str 
                 f"'{first}' is neither a registry nor a part name; did you mean '{hint}'?"
             ) from None
         raise not_registry from None
+
+
+def ordered(registries: Iterable[Registry]) -> list[Registry]:
+    """Registries in `REGISTRY_ORDER`, any others after them by name."""
+    rank = {name: i for i, name in enumerate(REGISTRY_ORDER)}
+    return sorted(registries, key=lambda r: (rank.get(r.name, len(rank)), r.name))
 
 
 def _matches(registry: Registry, pattern: str) -> list[str]:

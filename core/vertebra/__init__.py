@@ -1,7 +1,7 @@
 """vertebra: a plugin ecosystem for PyTorch model parts.
 
 Importing this package is cheap: it imports neither torch nor pydantic. The public names
-live in their modules (see docs/reference.md): `vertebra.model.registry` for the
+live in their modules (see docs/reference/parts.md): `vertebra.model.registry` for the
 registries, `vertebra.model.base_model.BaseModel` and the other base classes.
 """
 

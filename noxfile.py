@@ -76,7 +76,11 @@ def docs(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Performance measurements, printed as ratios against in-process baselines."""
     install_project(session)
-    for script in session.posargs or ("benchmarks/bench_discovery.py", "benchmarks/bench_build.py", "benchmarks/bench_train.py"):
+    for script in session.posargs or (
+        "benchmarks/bench_discovery.py",
+        "benchmarks/bench_build.py",
+        "benchmarks/bench_train.py",
+    ):
         session.run("python", script)
 
 

@@ -7,7 +7,6 @@ imported when that part is built or its schema is asked for, and only that modul
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import importlib
 from collections.abc import Callable, Iterator, Mapping
@@ -77,6 +76,7 @@ class Registry:
         self._failed: dict[tuple[str, str], PluginLoadError] = {}
         # name as asked (bare or qualified) -> class; dropped whenever anything changes.
         self._resolved: dict[str, type] = {}
+        self._schemas: dict[str, type[PartConfig]] = {}
         self._generation = -1
         _REGISTRIES[name] = self
 
@@ -90,6 +90,7 @@ class Registry:
             self._loaded.clear()
             self._failed.clear()
             self._resolved.clear()
+            self._schemas.clear()
             self._generation = discovery.generation()
 
     def _entries(self, include_disabled: bool = False) -> list[discovery.EntryPointInfo]:
@@ -315,6 +316,7 @@ class Registry:
                 f"subclasses of {base.__module__}.{base.__qualname__}"
             )
         self._resolved.clear()
+        self._schemas.clear()
         if self._local.get(key) is cls:
             return  # the same class again (a module imported twice): nothing changes
         value = f"{cls.__module__}:{cls.__qualname__}"
@@ -340,6 +342,7 @@ class Registry:
     def unregister(self, name: str) -> None:
         """Remove an in-process registration."""
         self._resolved.clear()
+        self._schemas.clear()
         del self._local[name]
 
     # -- schemas, validation, building ------------------------------------------------
@@ -363,15 +366,33 @@ class Registry:
         A part that cannot be loaded raises its `PluginLoadError` (a broken plugin, not a
         mistake in `cfg`); inside nested blocks it is one error among the others.
         """
-        name = cfg.get("NAME") if isinstance(cfg, Mapping) else None
-        if isinstance(name, str) and name in self:
-            with contextlib.suppress(UnknownPartError):  # ambiguous: reported below
-                self.schema(name)
+        name = cfg.get("NAME") if type(cfg) is dict or isinstance(cfg, Mapping) else None
+        if isinstance(name, str):
+            schema = self._known_schema(name)  # raises for a broken part
+            if schema is not None and type(cfg) is dict:
+                from .schema import quick_validate
+
+                found = quick_validate(schema, cfg)
+                if found is not None:
+                    return found  # no nested parts and no error: the common case, fast
         issues: list[ConfigIssue] = []
         result = self.validate_into(cfg, path, issues)
         if issues or result is None:
             raise ConfigError(issues, source=f"{self.name} config")
         return result
+
+    def _known_schema(self, name: str) -> type[PartConfig] | None:
+        """The schema of `name`, cached; None for a name that is unknown or ambiguous."""
+        if self._generation == discovery.generation():
+            schema = self._schemas.get(name)
+            if schema is not None:
+                return schema
+        try:
+            schema = self.schema(name)
+        except UnknownPartError:
+            return None  # the full validation reports it, with its path
+        self._schemas[name] = schema
+        return schema
 
     def validate_into(self, cfg: Any, path: str, issues: list[ConfigIssue]) -> PartConfig | None:
         """Validate like `validate`, appending problems to `issues` instead of raising."""
@@ -407,7 +428,10 @@ class Registry:
 
         Further keyword arguments go to the constructor (an optimizer's `params`).
         """
-        validated = cfg if isinstance(cfg, _part_config()) else self.validate(cfg)
+        if type(cfg) is not dict and isinstance(cfg, _part_config()):
+            validated = cfg
+        else:
+            validated = self.validate(cfg)
         return self.get(validated.NAME)(validated, logger=logger, **kwargs)
 
 

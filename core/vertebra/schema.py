@@ -37,6 +37,7 @@ __all__ = [
     "format_path",
     "join",
     "part_fields",
+    "quick_validate",
     "validate_into",
     "validate_tree",
 ]
@@ -178,6 +179,20 @@ def validate_tree(schema: type[S], raw: Any, path: str = "", source: str | None 
     if issues or result is None:
         raise ConfigError(issues, source=source)
     return result
+
+
+def quick_validate(schema: type[S], raw: dict[str, Any]) -> S | None:
+    """`raw` validated when `schema` holds no parts and `raw` has no error; else None.
+
+    The fast path of building a leaf part; on None, `validate_into` finds every error.
+    """
+    plan = _plan(schema)
+    if plan.parts or plan.nested or not all(type(k) is str for k in raw):
+        return None
+    try:
+        return schema.model_validate(raw)
+    except ValidationError:
+        return None
 
 
 def validate_into(schema: type[S], raw: Any, path: str, issues: list[ConfigIssue]) -> S | None:

@@ -72,7 +72,7 @@ def source_path() -> Path:
     except UserError as exc:
         raise UserError(
             f"MovieReviewPolarity reads a file that the gensim package ships ({exc}); "
-            "install it with: pip install gensim"
+            "install it with: pip install 'vertebra-text[demo]'"
         ) from exc
     if not path.is_file():
         raise UserError(f"the installed gensim package lacks '{path}'; reinstall gensim")

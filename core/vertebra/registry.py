@@ -276,8 +276,7 @@ class Registry:
             )
             raise PluginLoadError(
                 f"cannot load {self.singular} '{entry.name}' from {entry.describe()}: "
-                f"{problem}; {self.name} takes subclasses of "
-                f"{base.__module__}.{base.__qualname__}",
+                f"{problem} (the base of every {self.name} part)",
                 **where,
             ) from problem
         return obj

@@ -117,8 +117,7 @@ BROKEN = [
         "vb_wrong_base.parts:NotAPart",
         TypeError,
         "<class 'vb_wrong_base.parts.NotAPart'> is not a subclass of "
-        "vertebra.model.base_model.BaseModel; BACKBONES takes subclasses of "
-        "vertebra.model.base_model.BaseModel",
+        "vertebra.model.base_model.BaseModel (the base of every BACKBONES part)",
     ),
 ]
 

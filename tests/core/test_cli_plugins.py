@@ -158,6 +158,28 @@ def test_a_distribution_left_out_by_the_allowlist_is_listed_as_such(
     )
 
 
+def test_an_allowlist_name_that_matches_nothing_is_a_problem(
+    vertebra_plugins: PluginSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    dists.add_good(vertebra_plugins)
+    monkeypatch.setenv("VERTEBRA_PLUGINS", "vb-god,vertebra,nothing-like-it")
+    index = discovery.PluginIndex.scan(
+        [str(vertebra_plugins.root)], allow=discovery.allowlist_from_env()
+    )
+    with discovery.use_index(index):
+        assert main(["plugins", "list"]) == 0
+    out = capsys.readouterr().out
+    assert out.endswith(
+        "2 problems:\n"
+        "  [allowlist] VERTEBRA_PLUGINS names 'vb-god', but no installed distribution of that "
+        "name offers vertebra parts; did you mean 'vb-good'?\n"
+        "  [allowlist] VERTEBRA_PLUGINS names 'nothing-like-it', but no installed distribution "
+        "of that name offers vertebra parts\n"
+    )
+
+
 def test_an_empty_world(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

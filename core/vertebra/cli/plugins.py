@@ -110,6 +110,21 @@ def collect(check: bool = False) -> dict[str, Any]:
                         f"did you mean '{hint[0]}'?",
                     )
                 )
+    allowlist = discovery.allowlist_from_env()
+    installed = {discovery.normalize(name) for name in dists} | {discovery.CORE_DISTRIBUTION}
+    for wanted in allowlist or []:
+        if discovery.normalize(wanted) not in installed:
+            hint = difflib.get_close_matches(wanted, sorted(dists), n=1)
+            problems.append(
+                _problem(
+                    "allowlist",
+                    "",
+                    "",
+                    wanted,
+                    f"VERTEBRA_PLUGINS names '{wanted}', but no installed distribution of that "
+                    "name offers vertebra parts" + (f"; did you mean '{hint[0]}'?" if hint else ""),
+                )
+            )
     if check:
         problems.extend(_check(index))
     for d in dists.values():
@@ -121,7 +136,7 @@ def collect(check: bool = False) -> dict[str, Any]:
             key=lambda d: (d["name"] != discovery.CORE_DISTRIBUTION, d["name"].lower()),
         ),
         "problems": problems,
-        "allowlist": discovery.allowlist_from_env(),
+        "allowlist": allowlist,
     }
 
 

@@ -7,7 +7,8 @@ description (and an upper-case name), the part's JSON Schema can be written, and
 builds from its defaults where they suffice. Hook modules must load and implement only
 hooks that exist. Each problem names its distribution and says how to fix it.
 
-Nothing is imported when this module is; the CLI glue at the bottom adds the subcommand.
+Nothing heavy is imported when this module is; `vertebra.cli.plugins` runs `run` only when
+the subcommand is called.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from vertebra.errors import PluginLoadError
     from vertebra.registry import Registry
 
-__all__ = ["Problem", "Report", "add_parser", "diagnose"]
+__all__ = ["Problem", "Report", "diagnose", "run"]
 
 ERROR = "error"
 WARNING = "warning"
@@ -431,27 +432,6 @@ def _check_hooks(report: Report, only: set[str] | None) -> None:
 
 
 # -- command line -----------------------------------------------------------------------
-
-
-def add_parser(psub: Any) -> None:
-    """Add `doctor` to the `vertebra plugins` subcommands."""
-    p = psub.add_parser(
-        "doctor",
-        help="import and check every plugin; each problem with its distribution and a fix",
-        description=(
-            "Import every entry point and check it: group, value, duplicate names, base class, "
-            "schema (every key described), and that the part builds from its defaults where "
-            "they suffice. Exit status 1 when anything is broken, 0 otherwise."
-        ),
-    )
-    p.add_argument(
-        "distributions", metavar="DISTRIBUTION", nargs="*", help="check only these distributions"
-    )
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument(
-        "--verbose", "-v", action="store_true", help="also list the parts built and skipped"
-    )
-    p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

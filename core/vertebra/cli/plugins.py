@@ -25,8 +25,6 @@ def add_parser(sub: Any) -> None:
     psub = p.add_subparsers(dest="plugins_command", metavar="SUBCOMMAND")
     psub.required = True
     _add_list(psub)
-    from vertebra.doctor import add_parser as _add_doctor  # imports nothing heavy
-
     _add_doctor(psub)
 
 
@@ -44,6 +42,33 @@ def _add_list(psub: Any) -> None:
         help="import every entry point and report the broken ones with their causes",
     )
     ls.set_defaults(run=run_list)
+
+
+def _add_doctor(psub: Any) -> None:
+    """Add `doctor` to the `vertebra plugins` subcommands."""
+    p = psub.add_parser(
+        "doctor",
+        help="import and check every plugin; each problem with its distribution and a fix",
+        description=(
+            "Import every entry point and check it: group, value, duplicate names, base class, "
+            "schema (every key described), and that the part builds from its defaults where "
+            "they suffice. Exit status 1 when anything is broken, 0 otherwise."
+        ),
+    )
+    p.add_argument(
+        "distributions", metavar="DISTRIBUTION", nargs="*", help="check only these distributions"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--verbose", "-v", action="store_true", help="also list the parts built and skipped"
+    )
+    p.set_defaults(run=_run_doctor)
+
+
+def _run_doctor(args: argparse.Namespace) -> int:
+    from vertebra.doctor import run  # imports and builds plugins: only when asked
+
+    return run(args)
 
 
 def collect(check: bool = False) -> dict[str, Any]:

@@ -22,6 +22,19 @@ __all__ = ["main"]
 COMMANDS = ("train", "eval", "validate", "plugins", "components", "schema", "template", "plugin")
 
 
+def add_config_arguments(parser: argparse.ArgumentParser, example: str) -> None:
+    """The `CONFIG` argument and repeatable `--set KEY=VALUE` overrides of run commands."""
+    parser.add_argument("config", metavar="CONFIG", help="YAML or JSON run config")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override one value, e.g. --set {example} (repeatable)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vertebra",

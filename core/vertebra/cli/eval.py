@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from vertebra.cli import add_config_arguments
+
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
@@ -14,20 +16,12 @@ def add_parser(sub: Any) -> None:
         description="Build the network of CONFIG, load the checkpoint's weights, and print the metrics "
         "over DATA.VAL (every sample counted once, also under torchrun).",
     )
-    p.add_argument("config", metavar="CONFIG", help="YAML or JSON run config")
+    add_config_arguments(p, "DATA.VAL.BATCH_SIZE=512")
     p.add_argument(
         "--checkpoint",
         required=True,
         metavar="PATH",
         help="checkpoint folder (or its model.safetensors)",
-    )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one value, e.g. --set DATA.VAL.BATCH_SIZE=512 (repeatable)",
     )
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.set_defaults(run=run)

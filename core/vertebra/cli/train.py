@@ -11,6 +11,8 @@ import argparse
 import sys
 from typing import Any
 
+from vertebra.cli import add_config_arguments
+
 EXIT_DIVERGED = 3
 
 
@@ -22,15 +24,7 @@ def add_parser(sub: Any) -> None:
         "checkpoints/ (last, best) and curves.png; the last line printed states the best validation "
         "metrics and where they are. Launch on several processes with torchrun.",
     )
-    p.add_argument("config", metavar="CONFIG", help="YAML or JSON run config")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one value, e.g. --set TRAIN.EPOCHS=5 (repeatable)",
-    )
+    add_config_arguments(p, "TRAIN.EPOCHS=5")
     p.add_argument("--output", metavar="DIR", help="run folder (overrides TRAIN.OUTPUT_DIR)")
     p.add_argument(
         "--resume",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from vertebra.cli import add_config_arguments
+
 __all__ = ["add_parser", "run"]
 
 
@@ -15,15 +17,7 @@ def add_parser(sub: Any) -> None:
         description="Check a run config: every error at once, with its dotted path. Builds "
         "nothing. Exit status 0 when valid, 2 with every error otherwise.",
     )
-    p.add_argument("config", metavar="CONFIG", help="YAML or JSON run config")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one value, e.g. --set MODEL.HEAD.NUM_CLASSES=10 (repeatable)",
-    )
+    add_config_arguments(p, "MODEL.HEAD.NUM_CLASSES=10")
     p.add_argument(
         "--print",
         dest="print_config",

@@ -41,6 +41,16 @@ def test_batches_of_different_sizes_aggregate_to_the_exact_overall_accuracy() ->
     assert metric.compute() == {}
 
 
+def test_values_give_the_batch_accuracy_without_entering_the_sums() -> None:
+    metric = METRICS.build({"NAME": "AccuracyMetric", "TOPK": [1, 2]})
+    values = metric.values(_logits_for([[0, 1], [1, 0]]), torch.tensor([0, 0]))
+    assert values["acc@1"].item() == pytest.approx(1 / 2)
+    assert values["acc@2"].item() == pytest.approx(1.0)
+    assert metric.compute() == {}
+    metric(_logits_for([[2, 1]]), torch.tensor([2]))
+    assert metric.compute() == {"acc@1": 1.0, "acc@2": 1.0}
+
+
 def test_k_beyond_the_number_of_classes_counts_every_sample() -> None:
     metric = METRICS.build({"NAME": "AccuracyMetric", "TOPK": [1, 5]})
     out = metric(torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.1]]), torch.tensor([2, 0]))

@@ -43,6 +43,17 @@ class BaseMetric:
         raise NotImplementedError(f"{type(self).__qualname__} must implement stats()")
 
     @torch.no_grad()
+    def values(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+        """This batch's values, not added to the running sums (for logging training batches)."""
+        out: dict[str, torch.Tensor] = {}
+        for name, (total, count) in self.stats(*args, **kwargs).items():
+            total_t = torch.as_tensor(total, dtype=torch.float32)
+            # No .item(): on CUDA the division stays on the device, without a sync.
+            count_t = torch.as_tensor(count, dtype=torch.float32, device=total_t.device)
+            out[name] = total_t / count_t.clamp(min=1)
+        return out
+
+    @torch.no_grad()
     def __call__(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
         for name, (total, count) in self.stats(*args, **kwargs).items():
@@ -73,7 +84,4 @@ class BaseMetric:
             if torch.distributed.get_backend() == "nccl" and stacked.device.type != "cuda":
                 stacked = stacked.cuda()
             torch.distributed.all_reduce(stacked)
-        return {
-            n: float(stacked[i, 0] / stacked[i, 1].clamp(min=1)) for i, n in enumerate(names)
-        }
-
+        return {n: float(stacked[i, 0] / stacked[i, 1].clamp(min=1)) for i, n in enumerate(names)}

@@ -82,11 +82,7 @@ class Classifier(TrainModule):
     def forward_train(self, img: torch.Tensor, label: torch.Tensor) -> dict[str, Any]:  # type: ignore[override]
         logits = self.logits(img)
         out: dict[str, Any] = {"loss": self.loss(logits, label)}
-        with torch.no_grad():
-            # stats(), not __call__: training batches must not enter the evaluation sums.
-            for metric in self.metrics:
-                for name, (total, count) in metric.stats(logits.detach(), label).items():
-                    out[name] = torch.as_tensor(total, dtype=torch.float32) / max(float(count), 1.0)
+        out.update(self.batch_metrics(logits.detach(), label))
         return out
 
     def forward_test(self, img: torch.Tensor, label: torch.Tensor | None = None) -> dict[str, Any]:  # type: ignore[override]

@@ -46,6 +46,13 @@ class TrainModule(BaseModel):
     def metric_parts(self) -> list[BaseMetric]:
         return list(getattr(self, "metrics", None) or [])
 
+    def batch_metrics(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+        """Every metric's value on one batch, kept out of the evaluation sums."""
+        out: dict[str, torch.Tensor] = {}
+        for metric in self.metric_parts():
+            out.update(metric.values(*args, **kwargs))
+        return out
+
     def reset_metrics(self) -> None:
         """Start a new evaluation: forget what the metrics have seen."""
         for metric in self.metric_parts():
@@ -57,4 +64,3 @@ class TrainModule(BaseModel):
         for metric in self.metric_parts():
             out.update(metric.compute(sync=sync))
         return out
-

@@ -130,11 +130,7 @@ class TextClassifier(Classifier):
         logits = self.logits(text)
         label = torch.as_tensor(label, device=logits.device)
         out: dict[str, Any] = {"loss": self.loss(logits, label)}
-        with torch.no_grad():
-            # stats(), not __call__: training batches must not enter the evaluation sums.
-            for metric in self.metrics:
-                for name, (total, count) in metric.stats(logits.detach(), label).items():
-                    out[name] = torch.as_tensor(total, dtype=torch.float32) / max(float(count), 1.0)
+        out.update(self.batch_metrics(logits.detach(), label))
         return out
 
     def forward_test(self, text: Sequence[str], label: Any = None) -> dict[str, Any]:  # type: ignore[override]

@@ -315,7 +315,7 @@ def _issue_from_pydantic(schema: type[BaseModel], error: Any, path: str) -> Conf
     if kind == "missing":
         owner = _model_at(schema, loc)
         info = owner.model_fields.get(str(loc[-1])) if owner else None
-        detail = f" ({info.description})" if info and info.description else ""
+        detail = f": {info.description.rstrip('.')}" if info and info.description else ""
         return ConfigIssue(where, f"required key is missing{detail}")
     if kind == "value_error" and "error" in error.get("ctx", {}):
         # A schema's own check (a model or field validator): its message says it all.

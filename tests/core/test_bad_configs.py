@@ -32,7 +32,7 @@ EXPECTED: dict[str, tuple[str, list[str]]] = {
     "typo_key.yaml": (
         "typo_key.yaml",
         [
-            "MODEL.HEAD.NUM_CLASSES: required key is missing (Number of classes (width of the logits).)",
+            "MODEL.HEAD.NUM_CLASSES: required key is missing: Number of classes (width of the logits)",
             "MODEL.HEAD.NUM_CLASES: unknown key; did you mean NUM_CLASSES?",
         ],
     ),
@@ -46,8 +46,8 @@ EXPECTED: dict[str, tuple[str, list[str]]] = {
     "missing_required.yaml": (
         "missing_required.yaml",
         [
-            "MODEL.HEAD.NUM_CLASSES: required key is missing (Number of classes (width of the logits).)",
-            "MODEL.LOSS: required key is missing (Training loss of logits and labels (a LOSSES part).)",
+            "MODEL.HEAD.NUM_CLASSES: required key is missing: Number of classes (width of the logits)",
+            "MODEL.LOSS: required key is missing: Training loss of logits and labels (a LOSSES part)",
         ],
     ),
     "bad_yaml.yaml": (

@@ -176,7 +176,7 @@ def test_a_broken_part_in_a_config_is_one_error_among_the_others(
         "'vb-missing-attr 0.1.0': AttributeError: "
     )
     assert [str(i) for i in others] == [
-        "MODEL.HEAD.NUM_CLASSES: required key is missing (Number of classes.)",
+        "MODEL.HEAD.NUM_CLASSES: required key is missing: Number of classes",
         "MODEL.HEAD.DIMM: unknown key; did you mean DIM?",
     ]
 

@@ -102,7 +102,7 @@ def test_every_error_of_a_tree_comes_at_once_with_its_dotted_path(
         "NET.BACKBONE.DEPTH: Input should be greater than or equal to 1, got 0",
         "NET.BACKBONE.WIDHT: unknown key; did you mean WIDTH?",
         "NET.NECK.NAME: 'Idenity' is not a registered neck; did you mean 'Identity'?",
-        "NET.HEAD.NUM_CLASSES: required key is missing (Number of classes.)",
+        "NET.HEAD.NUM_CLASSES: required key is missing: Number of classes",
         "NET.METRICS[0].TOPK: Input should be a valid list, got 'one'",
         "NET.METRICS[1]: expected a mapping with a NAME from METRICS, got str 'AccuracyMetric'",
         "NET.MODE: Input should be 'fast' or 'exact', got 'exakt'; did you mean 'exact'?",

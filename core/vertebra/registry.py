@@ -231,9 +231,6 @@ class Registry:
                 return word[: -len(plural)] + single
         return word
 
-    def _singular(self) -> str:
-        return self.singular
-
     def get(self, name: str) -> type:
         """The class registered as `name` (or `DISTRIBUTION:name`); imports its module."""
         cls = self._resolved.get(name)

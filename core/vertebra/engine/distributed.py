@@ -56,8 +56,17 @@ def setup(world: World, device: torch.device) -> None:
     )
 
 
-def teardown() -> None:
+def teardown(synchronize: bool = True) -> None:
+    """Leave the process group; with `synchronize`, once every rank got here.
+
+    Rank 0 finishes later than the others (it writes logs and the plot). A rank that
+    destroys a gloo group while a peer still holds it open can abort in gloo's threads,
+    so after a run that ended well the ranks meet at a barrier first. After a failure
+    they do not: the peers may never reach it.
+    """
     if dist.is_available() and dist.is_initialized():
+        if synchronize and dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
 
 

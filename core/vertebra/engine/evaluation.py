@@ -28,6 +28,8 @@ def evaluate_checkpoint(cfg: RunConfig, checkpoint: str | Path) -> Evaluation:
     try:
         folder = trainer.prepare_evaluation(checkpoint)
         metrics, count = trainer.evaluate()
-    finally:
-        trainer.close()
+    except BaseException:
+        trainer.close(synchronize=False)
+        raise
+    trainer.close()
     return Evaluation(folder, trainer.step, count, metrics, trainer.is_main)

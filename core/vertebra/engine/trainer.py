@@ -721,9 +721,9 @@ class Trainer:
         if self.stop_reason:
             self.logger.info(f"stopped at step {self.step}: {self.stop_reason}")
 
-    def close(self) -> None:
-        """Leave the process group (a run launched by torchrun)."""
-        distributed.teardown()
+    def close(self, synchronize: bool = True) -> None:
+        """Leave the process group (a run launched by torchrun); see `distributed.teardown`."""
+        distributed.teardown(synchronize)
 
 
 def _holds_run(folder: Path) -> bool:
@@ -754,6 +754,9 @@ def load_and_train(
     cfg = load_run_config(config_path, overrides or [])
     trainer = Trainer(cfg, output_dir=output_dir, resume=resume)
     try:
-        return trainer.fit()
-    finally:
-        trainer.close()
+        summary = trainer.fit()
+    except BaseException:
+        trainer.close(synchronize=False)
+        raise
+    trainer.close()
+    return summary

@@ -8,11 +8,14 @@ not run its code, so a config can point at data that a heavy package ships.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated
 
+from pydantic import AfterValidator
 from vertebra.errors import UserError
 
-__all__ = ["PACKAGE_PREFIX", "existing_path", "resolve_path"]
+__all__ = ["PACKAGE_PREFIX", "ExistingFile", "ExistingFolder", "existing_path", "resolve_path"]
 
 PACKAGE_PREFIX = "package:"
 
@@ -53,3 +56,20 @@ def existing_path(value: str | Path, kind: str = "file") -> Path:
     if kind == "file" and not path.is_file():
         raise UserError(f"{shown} is a folder, expected a file")
     return path
+
+
+def _exists(kind: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        try:
+            existing_path(value, kind)
+        except UserError as exc:
+            raise ValueError(str(exc)) from None  # pydantic reports it with the key's path
+        return value
+
+    return check
+
+
+#: A config value naming a file that must exist (checked when the config is validated).
+ExistingFile = Annotated[str, AfterValidator(_exists("file"))]
+#: A config value naming a folder that must exist (checked when the config is validated).
+ExistingFolder = Annotated[str, AfterValidator(_exists("folder"))]

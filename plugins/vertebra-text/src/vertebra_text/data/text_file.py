@@ -12,7 +12,7 @@ from vertebra.data import BaseDataset
 from vertebra.errors import UserError
 
 from vertebra_text.data.splits import SplitConfig, split_indices
-from vertebra_text.paths import existing_path
+from vertebra_text.paths import ExistingFile, existing_path
 from vertebra_text.records import Format, read_records
 
 __all__ = ["TextClassificationFile", "TextClassificationFileConfig"]
@@ -24,7 +24,7 @@ _MAX_REPORTED = 10
 class TextClassificationFileConfig(SplitConfig):
     """Settings of `TextClassificationFile`."""
 
-    PATH: str = Field(
+    PATH: ExistingFile = Field(
         description="The file: CSV or TSV with a header row, or one JSON object per line; "
         "'package:NAME/inside' names a file that an installed package ships."
     )
@@ -39,15 +39,6 @@ class TextClassificationFileConfig(SplitConfig):
         "that are all integers are ids themselves, others get ids in sorted name order.",
     )
     ENCODING: str = Field("utf-8", description="Text encoding of the file.")
-
-    @field_validator("PATH")
-    @classmethod
-    def _file_exists(cls, value: str) -> str:
-        try:
-            existing_path(value, "file")
-        except UserError as exc:
-            raise ValueError(str(exc)) from None
-        return value
 
     @field_validator("LABELS")
     @classmethod

@@ -6,13 +6,13 @@ import logging
 from typing import Any
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field
 from vertebra.errors import UserError
 from vertebra.model.base_model import BaseModel
 from vertebra.schema import PartConfig
 
 from vertebra_text.model.offline import PATH_DESCRIPTION, import_transformers, quiet_loading
-from vertebra_text.paths import existing_path
+from vertebra_text.paths import ExistingFolder, existing_path
 
 __all__ = ["HuggingfaceEncoder", "HuggingfaceEncoderConfig"]
 
@@ -20,7 +20,7 @@ __all__ = ["HuggingfaceEncoder", "HuggingfaceEncoderConfig"]
 class HuggingfaceEncoderConfig(PartConfig):
     """Settings of `HuggingfaceEncoder`."""
 
-    PRETRAINED_PATH: str = Field(
+    PRETRAINED_PATH: ExistingFolder = Field(
         description=f"The model's folder (config.json and weights). {PATH_DESCRIPTION}"
     )
     PRETRAINED: bool = Field(
@@ -33,15 +33,6 @@ class HuggingfaceEncoderConfig(PartConfig):
         "PRETRAINED, the fixed weights stay out of state_dict() and so out of checkpoints: "
         "they are loaded from PRETRAINED_PATH again.",
     )
-
-    @field_validator("PRETRAINED_PATH")
-    @classmethod
-    def _folder_exists(cls, value: str) -> str:
-        try:
-            existing_path(value, "folder")
-        except UserError as exc:
-            raise ValueError(str(exc)) from None
-        return value
 
 
 class HuggingfaceEncoder(BaseModel):

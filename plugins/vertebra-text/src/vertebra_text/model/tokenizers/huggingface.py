@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field
 from vertebra.errors import UserError
 from vertebra.model.tokenizers import BaseTokenizer
 
 from vertebra_text.model.offline import PATH_DESCRIPTION, import_transformers
 from vertebra_text.model.tokenizers.settings import EncodingConfig
-from vertebra_text.paths import existing_path
+from vertebra_text.paths import ExistingFolder, existing_path
 
 __all__ = ["HuggingfaceTokenizer", "HuggingfaceTokenizerConfig"]
 
@@ -21,16 +21,9 @@ __all__ = ["HuggingfaceTokenizer", "HuggingfaceTokenizerConfig"]
 class HuggingfaceTokenizerConfig(EncodingConfig):
     """Settings of `HuggingfaceTokenizer`."""
 
-    PRETRAINED_PATH: str = Field(description=f"The tokenizer's folder. {PATH_DESCRIPTION}")
-
-    @field_validator("PRETRAINED_PATH")
-    @classmethod
-    def _folder_exists(cls, value: str) -> str:
-        try:
-            existing_path(value, "folder")
-        except UserError as exc:
-            raise ValueError(str(exc)) from None
-        return value
+    PRETRAINED_PATH: ExistingFolder = Field(
+        description=f"The tokenizer's folder. {PATH_DESCRIPTION}"
+    )
 
 
 class HuggingfaceTokenizer(BaseTokenizer):

@@ -60,9 +60,12 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy strict on the core package."""
+    """mypy strict on the core package and on each first-party plugin."""
     install_project(session, "mypy>=1.10", "types-PyYAML")
     session.run("mypy")
+    for plugin in PLUGINS:  # each plugin as its authors check it, against the typed core
+        with session.chdir(plugin):
+            session.run("mypy")
 
 
 @nox.session

@@ -170,7 +170,7 @@ def test_checkpoint_of_another_network(
     last = trained / "run" / "checkpoints" / "last"
     err = _fails(capsys, "eval", other, "--checkpoint", last)
     assert f"checkpoint {last} does not fit MODEL (Classifier)" in err
-    assert "missing: backbone." in err and "shape mismatch: backbone." in err
+    assert "missing from the checkpoint: backbone." in err and "shape differs: backbone." in err
     err = _fails(capsys, "train", other, "--resume", last)
     assert "does not fit MODEL (Classifier)" in err
     assert not (tmp_path / "run" / "checkpoints").exists()

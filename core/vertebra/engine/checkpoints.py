@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from vertebra.errors import UserError
+from vertebra.state_dicts import mismatches
 
 __all__ = [
     "MODEL_FILE",
@@ -197,35 +198,17 @@ def _header(file: Path) -> dict[str, tuple[int, ...]]:
 def check_fits(folder: Path, model: nn.Module, what: str = "the network") -> None:
     """Raise `CheckpointError` naming every key that is missing, unexpected or mis-shaped."""
     stored = _header(folder / MODEL_FILE)
-    own = model.state_dict()
+    tensors = model.state_dict()
     by_storage: dict[int, list[str]] = {}
-    for key, value in own.items():
+    for key, value in tensors.items():
         by_storage.setdefault(value.data_ptr(), []).append(key)
-    missing = [
-        k
-        for k, v in own.items()
-        if k not in stored and not any(o in stored for o in by_storage[v.data_ptr()])
-    ]
-    unexpected = [k for k in stored if k not in own]
-    shapes = [
-        f"{k} {list(stored[k])} in the checkpoint, {list(own[k].shape)} in the network"
-        for k in stored
-        if k in own and tuple(own[k].shape) != stored[k]
-    ]
-    if not (missing or unexpected or shapes):
+    # safetensors stores tied weights once: a key whose storage partner is stored is there.
+    tied = {k for k, v in tensors.items() if any(o in stored for o in by_storage[v.data_ptr()])}
+    own = {k: tuple(v.shape) for k, v in tensors.items()}
+    problems = mismatches(own, stored, "the checkpoint", optional=tied)
+    if not problems:
         return
-    parts = []
-    for label, items in (
-        ("missing", missing),
-        ("unexpected", unexpected),
-        ("shape mismatch", shapes),
-    ):
-        if items:
-            shown = ", ".join(items[:5]) + (
-                f", ... ({len(items)} in all)" if len(items) > 5 else ""
-            )
-            parts.append(f"{label}: {shown}")
-    raise CheckpointError(f"checkpoint {folder} does not fit {what}: " + "; ".join(parts))
+    raise CheckpointError(f"checkpoint {folder} does not fit {what}: " + "; ".join(problems))
 
 
 def load_into(folder: Path, model: nn.Module, device: torch.device | str = "cpu") -> None:

@@ -6,14 +6,11 @@ import fnmatch
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
 from torch import nn
 from vertebra.errors import UserError
+from vertebra.state_dicts import mismatches
 
 __all__ = ["PretrainedWeightsError", "load_pretrained"]
-
-#: How many mismatched names an error message shows per kind.
-_SHOWN = 5
 
 
 class PretrainedWeightsError(UserError):
@@ -43,7 +40,10 @@ def load_pretrained(module: nn.Module, path: str | Path, ignore: Sequence[str] =
         ) from exc
     state = {k: v for k, v in loaded.items() if not any(fnmatch.fnmatchcase(k, p) for p in ignore)}
     expected = module.state_dict()
-    problems = _mismatches(expected, state)
+    problems = mismatches(
+        {k: tuple(v.shape) for k, v in expected.items()},
+        {k: tuple(v.shape) for k, v in state.items()},
+    )
     if problems:
         raise PretrainedWeightsError(
             f"pretrained weights file {path} does not fit {type(module).__name__}: "
@@ -51,23 +51,3 @@ def load_pretrained(module: nn.Module, path: str | Path, ignore: Sequence[str] =
         )
     module.load_state_dict(state, strict=True)
     return len(state)
-
-
-def _mismatches(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> list[str]:
-    missing = [k for k in expected if k not in found]
-    unexpected = [k for k in found if k not in expected]
-    shapes = [
-        f"{k} {tuple(found[k].shape)} in the file, {tuple(v.shape)} in the model"
-        for k, v in expected.items()
-        if k in found and found[k].shape != v.shape
-    ]
-    out = []
-    for label, names in (
-        ("missing from the file", missing),
-        ("not in the model", unexpected),
-        ("shape differs", shapes),
-    ):
-        if names:
-            more = f" (and {len(names) - _SHOWN} more)" if len(names) > _SHOWN else ""
-            out.append(f"{len(names)} {label}: {', '.join(names[:_SHOWN])}{more}")
-    return out

@@ -140,21 +140,22 @@ class Registry:
         for e in self._entries(include_disabled=True):
             if bare is not None and e.name != bare:
                 continue
-            key = (e.distribution, e.name)
-            failure = self._failed.get(key)
-            out.append(
-                PartOrigin(
-                    self.name,
-                    e.name,
-                    e.distribution,
-                    e.version,
-                    e.value,
-                    loaded=key in self._loaded,
-                    enabled=e.enabled,
-                    error=_describe_cause(failure) if failure else None,
-                )
-            )
+            out.append(self._entry_origin(e))
         return out
+
+    def _entry_origin(self, entry: discovery.EntryPointInfo) -> PartOrigin:
+        key = (entry.distribution, entry.name)
+        failure = self._failed.get(key)
+        return PartOrigin(
+            self.name,
+            entry.name,
+            entry.distribution,
+            entry.version,
+            entry.value,
+            loaded=key in self._loaded,
+            enabled=entry.enabled,
+            error=_describe_cause(failure) if failure else None,
+        )
 
     def origin(self, name: str) -> PartOrigin:
         """Where `name` comes from: distribution, version, `module:attr`, loaded, load error.
@@ -168,18 +169,7 @@ class Registry:
             return PartOrigin(
                 self.name, name, None, None, f"{cls.__module__}:{cls.__qualname__}", True
             )
-        key = (entry.distribution, entry.name)
-        failure = self._failed.get(key)
-        return PartOrigin(
-            self.name,
-            entry.name,
-            entry.distribution,
-            entry.version,
-            entry.value,
-            loaded=key in self._loaded,
-            enabled=entry.enabled,
-            error=_describe_cause(failure) if failure else None,
-        )
+        return self._entry_origin(entry)
 
     # -- resolving and loading ----------------------------------------------------------
 

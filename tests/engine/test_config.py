@@ -15,6 +15,19 @@ from vertebra.errors import ConfigError
 from .conftest import BASE_CONFIG
 
 
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSprop"])
+def test_every_optimizer_key_reaches_torch(name: str) -> None:
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    opt = OPTIMIZERS.build({"NAME": name, "LR": 0.25, "WEIGHT_DECAY": 0.5}, params=params)
+    group = opt.param_groups[0]
+    defaults = OPTIMIZERS.schema(name)(NAME=name, LR=0.25, WEIGHT_DECAY=0.5).model_dump()
+    for key, value in defaults.items():
+        if key != "NAME":
+            expected = tuple(value) if isinstance(value, list | tuple) else value
+            got = group[key.lower()]
+            assert (tuple(got) if isinstance(got, list | tuple) else got) == expected, key
+
+
 def test_registries_hold_torch_classes_with_schemas() -> None:
     assert {"SGD", "Adam", "AdamW", "RMSprop"} <= set(OPTIMIZERS.names())
     assert {"CosineAnnealingLR", "StepLR", "MultiStepLR", "LinearLR", "ConstantLR"} <= set(

@@ -59,74 +59,41 @@ class RMSpropConfig(_OptimizerConfig):
 Params = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
 
 
-class SGD(torch.optim.SGD):
+class _FromConfig:
+    """Builds a torch optimizer from a config whose keys are its arguments in upper case.
+
+    Every schema above names its fields after the torch argument (`WEIGHT_DECAY` is
+    `weight_decay`), so one mapping serves every optimizer.
+    """
+
+    Config: ClassVar[type[PartConfig]]
+
+    def __init__(
+        self, cfg: PartConfig, logger: logging.Logger | None = None, *, params: Params
+    ) -> None:
+        settings = {k.lower(): v for k, v in cfg.model_dump().items() if k != "NAME"}
+        super().__init__(params, **settings)  # type: ignore[call-arg]
+
+
+class SGD(_FromConfig, torch.optim.SGD):
     """Stochastic gradient descent (torch.optim.SGD)."""
 
-    Config: ClassVar[type[PartConfig]] = SGDConfig
-
-    def __init__(
-        self, cfg: SGDConfig, logger: logging.Logger | None = None, *, params: Params
-    ) -> None:
-        super().__init__(
-            params,
-            lr=cfg.LR,
-            momentum=cfg.MOMENTUM,
-            dampening=cfg.DAMPENING,
-            weight_decay=cfg.WEIGHT_DECAY,
-            nesterov=cfg.NESTEROV,
-        )
+    Config = SGDConfig
 
 
-class Adam(torch.optim.Adam):
+class Adam(_FromConfig, torch.optim.Adam):
     """Adam (torch.optim.Adam)."""
 
-    Config: ClassVar[type[PartConfig]] = AdamConfig
-
-    def __init__(
-        self, cfg: AdamConfig, logger: logging.Logger | None = None, *, params: Params
-    ) -> None:
-        super().__init__(
-            params,
-            lr=cfg.LR,
-            betas=cfg.BETAS,
-            eps=cfg.EPS,
-            weight_decay=cfg.WEIGHT_DECAY,
-            amsgrad=cfg.AMSGRAD,
-        )
+    Config = AdamConfig
 
 
-class AdamW(torch.optim.AdamW):
+class AdamW(_FromConfig, torch.optim.AdamW):
     """Adam with decoupled weight decay (torch.optim.AdamW)."""
 
-    Config: ClassVar[type[PartConfig]] = AdamWConfig
-
-    def __init__(
-        self, cfg: AdamWConfig, logger: logging.Logger | None = None, *, params: Params
-    ) -> None:
-        super().__init__(
-            params,
-            lr=cfg.LR,
-            betas=cfg.BETAS,
-            eps=cfg.EPS,
-            weight_decay=cfg.WEIGHT_DECAY,
-            amsgrad=cfg.AMSGRAD,
-        )
+    Config = AdamWConfig
 
 
-class RMSprop(torch.optim.RMSprop):
+class RMSprop(_FromConfig, torch.optim.RMSprop):
     """RMSprop (torch.optim.RMSprop)."""
 
-    Config: ClassVar[type[PartConfig]] = RMSpropConfig
-
-    def __init__(
-        self, cfg: RMSpropConfig, logger: logging.Logger | None = None, *, params: Params
-    ) -> None:
-        super().__init__(
-            params,
-            lr=cfg.LR,
-            alpha=cfg.ALPHA,
-            eps=cfg.EPS,
-            weight_decay=cfg.WEIGHT_DECAY,
-            momentum=cfg.MOMENTUM,
-            centered=cfg.CENTERED,
-        )
+    Config = RMSpropConfig

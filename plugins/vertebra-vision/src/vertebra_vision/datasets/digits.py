@@ -13,9 +13,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from pydantic import Field
-from vertebra.data import BaseDataset
 from vertebra.schema import PartConfig
 
+from vertebra_vision.datasets.tensor_images import TensorImages
 from vertebra_vision.transforms import TransformCfg, Transforms
 
 __all__ = ["Digits", "DigitsConfig", "stratified_split"]
@@ -87,7 +87,7 @@ def stratified_split(
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
-class Digits(BaseDataset):
+class Digits(TensorImages):
     """scikit-learn's real 8x8 digits: items `{"img": float32 [1, 8, 8], "label": int64 []}`."""
 
     Config = DigitsConfig
@@ -110,12 +110,3 @@ class Digits(BaseDataset):
         self.labels = labels_out.contiguous()
         self.transforms = Transforms(cfg.TRANSFORMS)
         self.transforms.check_channels(1)
-
-    def __len__(self) -> int:
-        return self.labels.shape[0]
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        img = self.images[index]
-        if self.transforms:
-            img = self.transforms(img)
-        return {"img": img, "label": self.labels[index]}

@@ -8,13 +8,12 @@ Gaussian noise. Everything is generated once from `SEED` when the dataset is bui
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import torch
 from pydantic import Field, NonNegativeFloat, PositiveInt
-from vertebra.data import BaseDataset
 from vertebra.schema import PartConfig
 
+from vertebra_vision.datasets.tensor_images import TensorImages
 from vertebra_vision.transforms import TransformCfg, Transforms
 
 __all__ = ["SyntheticImages", "SyntheticImagesConfig"]
@@ -37,7 +36,7 @@ class SyntheticImagesConfig(PartConfig):
     )
 
 
-class SyntheticImages(BaseDataset):
+class SyntheticImages(TensorImages):
     """Class prototypes plus noise: items `{"img": float32 [CHANNELS, SIZE, SIZE], "label": int64 []}`.
 
     Classes are balanced: each has `NUM_SAMPLES // NUM_CLASSES` samples or one more.
@@ -59,12 +58,3 @@ class SyntheticImages(BaseDataset):
         self.num_classes = cfg.NUM_CLASSES
         self.transforms = Transforms(cfg.TRANSFORMS)
         self.transforms.check_channels(cfg.CHANNELS)
-
-    def __len__(self) -> int:
-        return self.labels.shape[0]
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        img = self.images[index]
-        if self.transforms:
-            img = self.transforms(img)
-        return {"img": img, "label": self.labels[index]}

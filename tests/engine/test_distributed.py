@@ -20,6 +20,14 @@ RUN = {
 }
 
 
+def torchrun(*args: str) -> subprocess.CompletedProcess[str]:
+    """`torchrun --standalone --nproc-per-node 2 ARGS` on the CPU (gloo)."""
+    command = [PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    return subprocess.run(
+        [*command, *args], env=subprocess_env(), capture_output=True, text=True, timeout=180
+    )
+
+
 def test_two_gloo_processes_match_one_process(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -29,26 +37,7 @@ def test_two_gloo_processes_match_one_process(
     assert status == 0, err
 
     double = write_config(tmp_path / "double", RUN)
-    done = subprocess.run(
-        [
-            PYTHON,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc-per-node",
-            "2",
-            "-m",
-            "vertebra",
-            "train",
-            str(double),
-            "--set",
-            "DATA.TRAIN.BATCH_SIZE=32",
-        ],
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    done = torchrun("-m", "vertebra", "train", str(double), "--set", "DATA.TRAIN.BATCH_SIZE=32")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 processes" in done.stderr
     # Only rank 0 prints the summary line and writes the run folder.
@@ -68,6 +57,36 @@ def test_two_gloo_processes_match_one_process(
     w2 = load_file(str(tmp_path / "double" / "run" / "checkpoints" / "last" / "model.safetensors"))
     for key in w1:
         torch.testing.assert_close(w1[key], w2[key], rtol=1e-4, atol=1e-5)
+
+
+#: Run under torchrun: train, close, then report whether a DistributedDataParallel wrapper
+#: (whose reducer keeps the process group alive) survived `close()` while the trainer lives on.
+AFTER_CLOSE = """
+import gc, sys
+from torch.nn.parallel import DistributedDataParallel
+from torch import distributed as dist
+from vertebra.engine.loading import load_run_config
+from vertebra.engine.trainer import Trainer
+
+trainer = Trainer(load_run_config(sys.argv[1], []))
+trainer.fit()
+wrapped = isinstance(trainer.train_model, DistributedDataParallel)
+trainer.close()
+alive = sum(isinstance(o, DistributedDataParallel) for o in gc.get_objects())
+print(f"wrapped={wrapped} alive={alive} initialized={dist.is_initialized()}")
+"""
+
+
+def test_close_releases_the_ddp_wrapper_before_leaving_the_group(tmp_path: Path) -> None:
+    # A reducer left alive holds the gloo group past destroy_process_group; it was then torn
+    # down with the interpreter, and a rank aborted now and then after a run that ended well.
+    config = write_config(tmp_path, RUN)
+    script = tmp_path / "after_close.py"
+    script.write_text(AFTER_CLOSE, encoding="utf-8")
+    done = torchrun(str(script), str(config))
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("wrapped=")]
+    assert lines == ["wrapped=True alive=0 initialized=False"] * 2, done.stdout
 
 
 def test_eval_sampler_counts_every_sample_once() -> None:

@@ -13,6 +13,7 @@ checkpoint, before any checkpoint could store its weights.
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import os
 import time
@@ -722,7 +723,17 @@ class Trainer:
             self.logger.info(f"stopped at step {self.step}: {self.stop_reason}")
 
     def close(self, synchronize: bool = True) -> None:
-        """Leave the process group (a run launched by torchrun); see `distributed.teardown`."""
+        """Leave the process group (a run launched by torchrun); see `distributed.teardown`.
+
+        The DistributedDataParallel wrapper goes first: its reducer holds the process group,
+        which would otherwise outlive `destroy_process_group` and be torn down with the
+        interpreter, where gloo's threads can abort the process after a run that ended well.
+        """
+        wrapped, model = getattr(self, "train_model", None), getattr(self, "model", None)
+        if wrapped is not None and wrapped is not model:
+            self.train_model = self.model
+            del wrapped
+            gc.collect()  # DDP's hooks form reference cycles: free the reducer now
         distributed.teardown(synchronize)
 
 

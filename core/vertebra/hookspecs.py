@@ -62,4 +62,5 @@ def vertebra_checkpoint_saved(run: Any, step: int, path: str, is_best: bool) -> 
 
 @hookspec
 def vertebra_run_end(run: Any, status: str) -> None:
-    """A run ended: status is 'completed', 'stopped' (a plugin asked) or 'failed'."""
+    """A run ended: status is 'completed', 'stopped' (a plugin asked), 'interrupted'
+    (SIGINT or SIGTERM stopped it with a checkpoint) or 'failed'."""

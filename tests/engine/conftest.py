@@ -84,7 +84,7 @@ def file_bytes(folder: Path) -> dict[str, bytes]:
 
 
 #: Test-only parts: a network whose loss becomes NaN at a given step, and a hook plugin that
-#: kills its own process with SIGKILL after a given step (environment variable).
+#: sends its own process a signal after a given step (environment variables).
 FIXTURE_FILES = {
     "engine_fixtures/__init__.py": "",
     "engine_fixtures/nets.py": """
@@ -141,8 +141,18 @@ FIXTURE_FILES = {
 
         @hookimpl
         def vertebra_step_end(run, step, outputs):
-            if os.environ.get("KILL_AT_STEP") == str(step):
-                os.kill(os.getpid(), signal.SIGKILL)
+            # KILL_SIGNAL (default SIGKILL) KILL_TIMES times at step KILL_AT_STEP, on every
+            # process or on rank KILL_RANK only; to the whole process group with KILL_GROUP.
+            if os.environ.get("KILL_AT_STEP") != str(step):
+                return
+            if os.environ.get("KILL_RANK", str(run.world.rank)) != str(run.world.rank):
+                return
+            signum = signal.Signals[os.environ.get("KILL_SIGNAL", "SIGKILL")]
+            for _ in range(int(os.environ.get("KILL_TIMES", "1"))):
+                if os.environ.get("KILL_GROUP"):
+                    os.killpg(os.getpgrp(), signum)
+                else:
+                    os.kill(os.getpid(), signum)
     """,
 }
 FIXTURE_ENTRY_POINTS = {
@@ -163,8 +173,15 @@ def fixture_plugins(tmp_path: Path) -> Iterator[PluginSandbox]:
 def subprocess_env(sandbox: PluginSandbox | None = None, **extra: str) -> dict[str, str]:
     """Environment of a `vertebra` subprocess that sees the sandbox's distributions."""
     env = dict(os.environ)
-    env.pop("KILL_AT_STEP", None)
-    env.pop("READ_LOG", None)
+    for name in (
+        "KILL_AT_STEP",
+        "KILL_SIGNAL",
+        "KILL_RANK",
+        "KILL_TIMES",
+        "KILL_GROUP",
+        "READ_LOG",
+    ):
+        env.pop(name, None)
     paths = [str(sandbox.root)] if sandbox else []
     env["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [env.get("PYTHONPATH")])])
     env["VERTEBRA_PLUGINS"] = "vertebra,vertebra-vision" + (",engine-fixtures" if sandbox else "")

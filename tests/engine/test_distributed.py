@@ -20,11 +20,15 @@ RUN = {
 }
 
 
-def torchrun(*args: str) -> subprocess.CompletedProcess[str]:
+def torchrun(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """`torchrun --standalone --nproc-per-node 2 ARGS` on the CPU (gloo)."""
     command = [PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     return subprocess.run(
-        [*command, *args], env=subprocess_env(), capture_output=True, text=True, timeout=180
+        [*command, *args],
+        env=env or subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
 
 

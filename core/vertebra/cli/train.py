@@ -2,12 +2,14 @@
 
 Exit status: 0 when the run ends (or a plugin stops it), 2 for bad input (config, data
 files, output folder, checkpoint), 3 when the training loss becomes NaN or infinite,
+130 or 143 when SIGINT or SIGTERM stopped it (with a checkpoint to resume from),
 1 for other failures.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from typing import Any
 
@@ -47,9 +49,24 @@ def run(args: argparse.Namespace) -> int:
     except NonFiniteLossError as exc:
         print(f"vertebra train: error: {exc}", file=sys.stderr)
         return EXIT_DIVERGED
-    if summary.output_dir is not None:
-        from vertebra.engine import distributed
+    from vertebra.engine import distributed
 
-        if distributed.from_env().is_main:
-            print(summary.line())
+    main_process = distributed.from_env().is_main
+    if summary.status == "interrupted":
+        import signal
+
+        name = summary.stop_signal or "SIGTERM"
+        if main_process:
+            sets = [arg for value in args.overrides for arg in ("--set", value)]
+            command = shlex.join(
+                ["vertebra", "train", args.config, *sets, "--output", str(summary.output_dir)]
+            )
+            print(
+                f"vertebra train: {name} stopped the run at step {summary.step}; checkpoint "
+                f"{summary.last_checkpoint}. Continue with: {command} --resume",
+                file=sys.stderr,
+            )
+        return 128 + int(signal.Signals[name])
+    if main_process:
+        print(summary.line())
     return 0

@@ -7,6 +7,7 @@ States are kept as tensors, ints and lists so that a checkpoint loads with
 from __future__ import annotations
 
 import random
+import signal
 from typing import Any
 
 import numpy as np
@@ -27,10 +28,22 @@ def seed_worker(worker_id: int) -> None:
 
     torch gives each worker `base_seed + worker_id`, and the base seed comes from the
     loader's own generator, which the trainer seeds per epoch.
+
+    Workers leave stop signals to the trainer, which ends the run cleanly and then shuts
+    its workers down itself: Ctrl-C reaches every process of the terminal, and torchrun and
+    Slurm send SIGTERM to a whole process group, where a worker that died of it would fail
+    the run before it could save a checkpoint. A worker ignores SIGINT and its first
+    SIGTERM; a second SIGTERM (the loader's own `terminate()`) ends it.
     """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _ignore_once)
     seed = torch.initial_seed() % 2**32
     random.seed(seed)
     np.random.seed(seed)
+
+
+def _ignore_once(signum: int, frame: Any) -> None:
+    signal.signal(signum, signal.SIG_DFL)
 
 
 def get_rng_state() -> dict[str, Any]:

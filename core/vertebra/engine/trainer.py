@@ -16,6 +16,8 @@ import contextlib
 import gc
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -63,6 +65,8 @@ class RunSummary:
     best: dict[str, Any] | None
     last_checkpoint: Path | None
     final_metrics: dict[str, float] = field(default_factory=dict)
+    #: The signal that stopped an "interrupted" run ("SIGINT" or "SIGTERM").
+    stop_signal: str | None = None
 
     def line(self) -> str:
         """The one line `vertebra train` ends with."""
@@ -98,6 +102,10 @@ class Trainer:
         self.epoch = 0
         self.best: dict[str, Any] | None = None
         self.stop_reason: str | None = None
+        #: The stop signal this process received (SIGINT or SIGTERM), not yet acted on.
+        self._signal: int | None = None
+        #: Name of the signal that stopped the run ("SIGTERM"), once every process knows.
+        self.interrupted_by: str | None = None
         self._prepared = False
         self._saved_flags: dict[str, Any] = {}
         self.active_hooks: set[str] = set()
@@ -401,8 +409,15 @@ class Trainer:
             # Plugins may register per-run objects in run_start; ask once which hooks exist.
             self.hook, self.active_hooks = self._hooks()
             self._log_start()
-            self._loop()
-            status = "stopped" if self.stop_reason else "completed"
+            with self._stop_on_signals():
+                self._loop()
+            status = (
+                "interrupted"
+                if self.interrupted_by
+                else "stopped"
+                if self.stop_reason
+                else "completed"
+            )
         finally:
             try:
                 if self._prepared:
@@ -415,8 +430,54 @@ class Trainer:
                 self._restore_flags()
         last = self.store.root / "last"
         return RunSummary(
-            self.output_dir, status, self.step, self.best, last if last.exists() else None
+            self.output_dir,
+            status,
+            self.step,
+            self.best,
+            last if last.exists() else None,
+            stop_signal=self.interrupted_by,
         )
+
+    @contextlib.contextmanager
+    def _stop_on_signals(self) -> Iterator[None]:
+        """SIGINT (Ctrl-C) and SIGTERM (a scheduler's preemption) end the run cleanly.
+
+        The first one asks the loop to stop at the end of the current step (the step every
+        process agrees on, under torchrun) and to save a checkpoint that `--resume`
+        continues from. The handlers then go back to what they were, so a second signal
+        acts at once (Ctrl-C raises KeyboardInterrupt). Only the main thread can take
+        signals: elsewhere the run keeps the handlers it has.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous: dict[int, Any] = {}
+
+        def restore() -> None:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+        def take(signum: int, frame: Any) -> None:
+            restore()
+            self._signal = signum
+            when = "at the next log step" if self.world.distributed else "after this step"
+            again = "Ctrl-C again" if signum == signal.SIGINT else "a second signal"
+            self._end_progress_line()
+            self.logger.info(
+                f"{signal.Signals(signum).name} received: the run stops {when} and saves a "
+                f"checkpoint ({again} stops it at once)"
+            )
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, take)
+        try:
+            yield
+        finally:
+            restore()
+
+    def _interrupt(self, name: str) -> None:
+        self.interrupted_by = name
+        self.stop_reason = f"{name} received"
 
     def _log_start(self) -> None:
         tc = self.train_cfg
@@ -526,6 +587,8 @@ class Trainer:
                 if step_hook:
                     self.hook.vertebra_step_end(run=self, step=self.step, outputs=outputs)
                 self.progress.update(self.step)
+                if self._signal is not None and not self.world.distributed:
+                    self._interrupt(signal.Signals(self._signal).name)
                 end_of_epoch = index == n_batches
                 if self.step % log_every == 0 or self.step == self.total_steps:
                     self._log_train(outputs)
@@ -542,6 +605,9 @@ class Trainer:
 
     def _after_step(self, end_of_epoch: bool) -> None:
         tc = self.train_cfg
+        if self.interrupted_by and self.stop_reason:
+            self._save(is_best=False)  # no evaluation: a preempted job has seconds to leave
+            return
         last = self.step >= self.total_steps or self.stop_reason is not None
         improved = False
         if self.val_loader is not None and (
@@ -559,8 +625,21 @@ class Trainer:
             self._save(is_best=improved)
 
     def _check_finite(self) -> float:
-        """Mean loss since the last log, over every process; raises when it is not finite."""
-        total = distributed.all_reduce_sum(self._running).item()
+        """Mean loss since the last log, over every process; raises when it is not finite.
+
+        Under torchrun the same reduction carries each process's stop signal, so that all
+        of them stop at the same step however the signals reached them.
+        """
+        if self.world.distributed:
+            votes = torch.zeros(3, dtype=torch.float64, device=self.device)
+            if self._signal is not None:
+                votes[1 if self._signal == signal.SIGTERM else 2] = 1
+            votes[0] = self._running
+            total, term, interrupt = distributed.all_reduce_sum(votes).tolist()
+            if (term or interrupt) and self.interrupted_by is None:
+                self._interrupt("SIGTERM" if term else "SIGINT")
+        else:
+            total = self._running.item()
         count = self._running_steps * self.world.size
         mean = total / count if count else 0.0
         if not math.isfinite(mean):
@@ -673,14 +752,19 @@ class Trainer:
         }
         self._emit(record)
         shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-        if self.progress.enabled and self.progress._shown:
-            self.progress.stream.write("\n")
+        self._end_progress_line()
         self.logger.info(
             f"step {self.step} (epoch {self.epoch}): validation {shown} over {count} samples"
         )
         if "vertebra_evaluation_end" in self.active_hooks:
             self.hook.vertebra_evaluation_end(run=self, step=self.step, metrics=metrics)
         return improved
+
+    def _end_progress_line(self) -> None:
+        """Move past the progress bar's line before a message is logged."""
+        progress = getattr(self, "progress", None)
+        if progress is not None and progress.enabled and progress._shown:
+            progress.stream.write("\n")
 
     def _save(self, is_best: bool) -> None:
         self._check_finite()

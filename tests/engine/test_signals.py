@@ -1,0 +1,156 @@
+"""SIGTERM and Ctrl-C stop a run cleanly: a checkpoint at the step every process agrees on,
+exit status 128 + the signal, and a resume that ends with the uninterrupted weights."""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+from torch.utils.data import DataLoader, Dataset
+from vertebra.engine.checkpoints import read_state
+from vertebra.engine.logs import read_records
+from vertebra.engine.seeding import seed_worker
+from vertebra.testing import PluginSandbox
+
+from .conftest import PYTHON, cli, subprocess_env, write_config
+from .test_distributed import torchrun
+
+RUN = {
+    "MODEL": {"BACKBONE": {"HIDDEN": [32], "DROPOUT": 0.2}},  # dropout: the RNG state matters
+    # 23 steps per epoch: step 33 is in the middle of the second epoch.
+    "TRAIN": {"EPOCHS": 2, "CHECKPOINT_EVERY": 10, "LOG_EVERY": 5, "NUM_THREADS": 1},
+}
+
+
+def vertebra(*args: str, sandbox: PluginSandbox, **env: str) -> subprocess.CompletedProcess[str]:
+    """`vertebra ARGS` in a process group of its own (with its loader workers), as torchrun
+    starts its processes."""
+    return subprocess.run(
+        [PYTHON, "-m", "vertebra", *args],
+        env=subprocess_env(sandbox, **env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        start_new_session=True,
+    )
+
+
+def test_sigterm_checkpoints_the_step_and_resume_gives_the_uninterrupted_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fixture_plugins: PluginSandbox
+) -> None:
+    reference = write_config(tmp_path / "reference", RUN)
+    status, _, err = cli(capsys, "train", reference)
+    assert status == 0, err
+
+    config = write_config(tmp_path / "stopped", RUN)
+    run = tmp_path / "stopped" / "run"
+    stopped = vertebra(
+        "train", str(config), sandbox=fixture_plugins, KILL_AT_STEP="33", KILL_SIGNAL="SIGTERM"
+    )
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
+    assert (
+        "SIGTERM received: the run stops after this step and saves a checkpoint" in stopped.stderr
+    )
+    # Not the periodic checkpoint of step 30: the step the signal came in.
+    assert (run / "checkpoints" / "last").resolve().name == "step-00000033"
+    state = read_state(run / "checkpoints" / "last")
+    assert (state["step"], state["epoch"], state["batch_in_epoch"]) == (33, 1, 10)
+    records = read_records(run / "metrics.jsonl")
+    assert [r["step"] for r in records if r["event"] == "eval"] == [23]  # none at the stop
+    assert stopped.stdout == ""  # no "best validation" line: the run did not end
+
+    # The message says how to go on; that very command finishes the run.
+    line = next(x for x in stopped.stderr.splitlines() if "stopped the run at step 33" in x)
+    command = shlex.split(line.split("Continue with: ")[1])
+    assert command[:3] == ["vertebra", "train", str(config)] and command[-1] == "--resume"
+    resumed = vertebra(*command[1:], sandbox=fixture_plugins)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "at step 33" in resumed.stderr
+
+    expected = load_file(
+        str(tmp_path / "reference" / "run" / "checkpoints" / "last" / "model.safetensors")
+    )
+    got = load_file(str(run / "checkpoints" / "last" / "model.safetensors"))
+    assert expected.keys() == got.keys()
+    for key in expected:
+        assert expected[key].equal(got[key]), key
+    assert read_state(run / "checkpoints" / "last")["step"] == 46
+
+
+def test_ctrl_c_stops_after_the_step_and_gives_the_handlers_back(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    fixture_plugins: PluginSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    monkeypatch.setenv("KILL_AT_STEP", "4")
+    monkeypatch.setenv("KILL_SIGNAL", "SIGINT")
+    config = write_config(tmp_path, RUN)
+    status, out, err = cli(capsys, "train", config)
+    assert status == 128 + signal.SIGINT, err
+    assert "SIGINT received: the run stops after this step" in err
+    assert "(Ctrl-C again stops it at once)" in err
+    assert "SIGINT stopped the run at step 4" in err and out == ""
+    assert read_state(tmp_path / "run" / "checkpoints" / "last")["step"] == 4
+    assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_a_second_ctrl_c_stops_at_once(tmp_path: Path, fixture_plugins: PluginSandbox) -> None:
+    config = write_config(tmp_path, RUN)
+    done = vertebra(
+        "train",
+        str(config),
+        sandbox=fixture_plugins,
+        KILL_AT_STEP="12",
+        KILL_SIGNAL="SIGINT",
+        KILL_TIMES="2",
+    )
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.rstrip().endswith("vertebra train: interrupted")
+    # No checkpoint for step 12; the periodic one of step 10 is intact.
+    assert (tmp_path / "run" / "checkpoints" / "last").resolve().name == "step-00000010"
+    assert read_state(tmp_path / "run" / "checkpoints" / "last")["step"] == 10
+
+
+def test_under_torchrun_every_process_stops_at_the_same_step(
+    tmp_path: Path, fixture_plugins: PluginSandbox
+) -> None:
+    # Rank 1's process group (the rank and its loader workers, as torchrun and Slurm signal
+    # them) gets SIGTERM at step 3; the ranks agree at the next log step, 4. Rank 1 loads
+    # another batch first: from workers that must still be there.
+    loader = {"BATCH_SIZE": 32, "NUM_WORKERS": 1}
+    run_cfg = {
+        "DATA": {"TRAIN": loader, "VAL": {"NUM_WORKERS": 1}},
+        "TRAIN": {"EPOCHS": None, "MAX_STEPS": 20, "LOG_EVERY": 2, "NUM_THREADS": 1},
+    }
+    config = write_config(tmp_path, run_cfg)
+    env = subprocess_env(
+        fixture_plugins, KILL_AT_STEP="3", KILL_SIGNAL="SIGTERM", KILL_RANK="1", KILL_GROUP="1"
+    )
+    done = torchrun("-m", "vertebra", "train", str(config), env=env)
+    assert done.returncode != 0
+    assert "SIGTERM stopped the run at step 4" in done.stderr, done.stderr[-3000:]
+    assert done.stderr.count("exitcode  : 143") == 2, done.stderr[-3000:]
+    assert "DataLoader worker" not in done.stderr
+    assert read_state(tmp_path / "run" / "checkpoints" / "last")["step"] == 4
+    records = read_records(tmp_path / "run" / "metrics.jsonl")
+    assert max(r["step"] for r in records) == 4
+
+
+class _IgnoresSigint(Dataset[int]):
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> int:
+        return int(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)
+
+
+def test_loader_workers_leave_ctrl_c_to_the_trainer() -> None:
+    loader = DataLoader(_IgnoresSigint(), batch_size=2, num_workers=1, worker_init_fn=seed_worker)
+    assert next(iter(loader)).tolist() == [1, 1]
+    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN  # the main process keeps it

@@ -134,8 +134,10 @@ def test_under_torchrun_every_process_stops_at_the_same_step(
     )
     done = torchrun("-m", "vertebra", "train", str(config), env=env)
     assert done.returncode != 0
-    assert "SIGTERM stopped the run at step 4" in done.stderr, done.stderr[-3000:]
-    assert done.stderr.count("exitcode  : 143") == 2, done.stderr[-3000:]
+    # Rank 0 logs this before the ranks' last barrier. (The rank that exits first makes
+    # torchrun send SIGTERM to the other, which may then die of it on its way out.)
+    assert "stopped at step 4: SIGTERM received" in done.stderr, done.stderr[-3000:]
+    assert "exitcode  : 143" in done.stderr, done.stderr[-3000:]
     assert "DataLoader worker" not in done.stderr
     assert read_state(tmp_path / "run" / "checkpoints" / "last")["step"] == 4
     records = read_records(tmp_path / "run" / "metrics.jsonl")

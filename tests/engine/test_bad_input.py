@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from vertebra.cli import main
+from vertebra.engine.logs import read_records
 
 from .conftest import cli, file_bytes, write_config
 
@@ -185,14 +186,41 @@ def test_eval_needs_validation_data(
     assert "DATA.VAL: required to evaluate" in err
 
 
+@pytest.mark.parametrize("sanity_eval", [True, False])
 def test_best_metric_the_network_does_not_report(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], sanity_eval: bool
 ) -> None:
-    config = write_config(
-        tmp_path, {"TRAIN": {"EPOCHS": None, "MAX_STEPS": 2, "BEST_METRIC": "accuracy"}}
-    )
+    train = {"EPOCHS": None, "MAX_STEPS": 4, "EVAL_EVERY": 3, "CHECKPOINT_EVERY": 2}
+    train |= {"BEST_METRIC": "accuracy", "SANITY_EVAL": sanity_eval}
+    config = write_config(tmp_path, {"TRAIN": train})
     err = _fails(capsys, "train", config)
     assert (
         "TRAIN.BEST_METRIC: 'accuracy' is not a metric the network reports; it reports: acc@1, acc@3"
         in err
     )
+    checkpoints = tmp_path / "run" / "checkpoints"
+    if sanity_eval:  # refused before the first step: no checkpoint, no training record
+        assert not checkpoints.exists() or not any(checkpoints.iterdir())
+        assert not (tmp_path / "run" / "metrics.jsonl").exists()
+    else:  # refused at the first evaluation (step 3); the checkpoint of step 2 stays
+        assert (checkpoints / "last").resolve().name == "step-00000002"
+
+
+@pytest.mark.parametrize("sanity_eval", [True, False])
+def test_early_stopping_metric_the_network_does_not_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], sanity_eval: bool
+) -> None:
+    config = write_config(
+        tmp_path,
+        {
+            "TRAIN": {"EPOCHS": None, "MAX_STEPS": 4, "EVAL_EVERY": 2, "SANITY_EVAL": sanity_eval},
+            "PLUGINS": {"EARLY_STOPPING": {"METRIC": "acc@5"}},
+        },
+    )
+    err = _fails(capsys, "train", config)
+    assert (
+        "PLUGINS.EARLY_STOPPING.METRIC: 'acc@5' is not a metric the network reports; "
+        "it reports: acc@1, acc@3" in err
+    )
+    records = read_records(tmp_path / "run" / "metrics.jsonl")
+    assert max((r["step"] for r in records), default=0) == (0 if sanity_eval else 2)

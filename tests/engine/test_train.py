@@ -143,6 +143,39 @@ def test_same_seed_same_weights_and_deterministic_mode(
     assert not torch.are_deterministic_algorithms_enabled()
 
 
+def test_sanity_evaluation_leaves_the_training_as_it_was(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    weights = []
+    for sanity in (True, False):
+        folder = tmp_path / str(sanity)
+        changes = {"TRAIN": {"EPOCHS": None, "MAX_STEPS": 6, "SANITY_EVAL": sanity}}
+        config = write_config(folder, {"MODEL": {"BACKBONE": {"DROPOUT": 0.3}}, **changes})
+        status, _, err = cli(capsys, "train", config)
+        assert status == 0, err
+        weights.append(
+            load_file(str(folder / "run" / "checkpoints" / "last" / "model.safetensors"))
+        )
+        # The check logs nothing: the one evaluation recorded is the run's own, at its end.
+        records = read_records(folder / "run" / "metrics.jsonl")
+        assert [r["step"] for r in records if r["event"] == "eval"] == [6]
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key
+
+
+def test_an_evaluation_that_fails_fails_before_the_first_step(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 16 x 16 validation images do not fit the MLP's 64 inputs: evaluation fails.
+    val = {"DATASET": {"_DELETE": True, "NAME": "SyntheticImages", "CHANNELS": 1, "SIZE": 16}}
+    config = write_config(tmp_path, {"DATA": {"VAL": val}})
+    with pytest.raises(ValueError, match="MLP expects 64 features per sample"):
+        cli(capsys, "train", config)
+    run = tmp_path / "run"
+    assert not (run / "metrics.jsonl").exists()
+    assert not (run / "checkpoints").exists() or not any((run / "checkpoints").iterdir())
+
+
 def test_bf16_autocast_channels_last_and_compile_on_cpu(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -48,11 +48,30 @@ class EarlyStopping:
         self.min_delta = cfg.MIN_DELTA
         self.best: float | None = None
         self.waited = 0
+        if run.metric_names:  # known from the trainer's sanity evaluation
+            self._check(run.metric_names)
+
+    def _check(self, names: list[str]) -> None:
+        """A METRIC the network does not report is a config error, never a silent no-op."""
+        if self.metric is not None and self.metric not in names:
+            from vertebra.errors import ConfigError, ConfigIssue
+
+            where = f"PLUGINS.{SECTION}.METRIC"
+            raise ConfigError(
+                [
+                    ConfigIssue(
+                        where,
+                        f"'{self.metric}' is not a metric the network reports; it reports: "
+                        f"{', '.join(names) or 'none'}",
+                    )
+                ]
+            )
 
     @hookimpl
     def vertebra_evaluation_end(self, run: Any, step: int, metrics: dict[str, float]) -> None:
+        self._check(list(metrics))
         name = self.metric or next(iter(metrics), None)
-        if name is None or name not in metrics:
+        if name is None:
             return
         value = metrics[name]
         better = self.best is None or (

@@ -119,6 +119,11 @@ class TrainConfig(BaseModel):
     BEST_MODE: Literal["max", "min"] = Field(
         "max", description="Whether a higher or lower BEST_METRIC is better."
     )
+    SANITY_EVAL: bool = Field(
+        True,
+        description="Evaluate one validation batch before training, so that an error in "
+        "evaluation or an unknown BEST_METRIC shows at once.",
+    )
     LOG_EVERY: int = Field(
         10, ge=1, description="Write a training record to metrics.jsonl every N steps."
     )

@@ -109,6 +109,8 @@ class Trainer:
         self._prepared = False
         self._saved_flags: dict[str, Any] = {}
         self.active_hooks: set[str] = set()
+        #: Names of the validation metrics, once an evaluation has reported them.
+        self.metric_names: list[str] | None = None
 
     # -- the plugin-facing surface -----------------------------------------------------
 
@@ -310,6 +312,8 @@ class Trainer:
             self.train_model = DistributedDataParallel(self.model, device_ids=ids)
         if tc.COMPILE:
             self.train_model = torch.compile(self.train_model, backend=tc.COMPILE_BACKEND)  # type: ignore[assignment]
+        if tc.SANITY_EVAL:
+            self._sanity_eval()
         self.metrics_log = MetricsLog(self.output_dir / "metrics.jsonl")
         if self.is_main:
             resolved = cfg.model_copy(
@@ -690,8 +694,43 @@ class Trainer:
 
     # -- evaluation, checkpoints ---------------------------------------------------------
 
-    def evaluate(self) -> tuple[dict[str, float], int]:
-        """Metrics over the whole validation data, every sample counted once on all ranks."""
+    def _sanity_eval(self) -> None:
+        """Evaluate one validation batch before training (TRAIN.SANITY_EVAL).
+
+        An error in evaluation, or a BEST_METRIC the network does not report, then shows
+        at once instead of at the first evaluation. Random states are put back, so the run
+        trains exactly as it would without the check.
+        """
+        if self.val_loader is None or self.val_set is None:
+            return
+        if len(self.val_set) < self.world.size:
+            return  # a process would have no batch to evaluate
+        state = get_rng_state()
+        try:
+            metrics, _ = self.evaluate(max_batches=1)
+        finally:
+            set_rng_state(state)
+        self.metric_names = list(metrics)
+        if metrics:
+            self._best_metric_name(metrics)
+
+    def _best_metric_name(self, metrics: dict[str, float]) -> str:
+        """The metric that picks the best checkpoint; a ConfigError when it is not reported."""
+        name = self.train_cfg.BEST_METRIC or next(iter(metrics))
+        if name not in metrics:
+            raise ConfigError(
+                [
+                    ConfigIssue(
+                        "TRAIN.BEST_METRIC",
+                        f"'{name}' is not a metric the network reports; it reports: {', '.join(metrics)}",
+                    )
+                ]
+            )
+        return name
+
+    def evaluate(self, max_batches: int | None = None) -> tuple[dict[str, float], int]:
+        """Metrics over the validation data (its first `max_batches` batches on each
+        process), every sample counted once over all processes."""
         if self.val_loader is None:
             raise ConfigError([ConfigIssue("DATA.VAL", "required to evaluate")])
         model = self.model
@@ -701,7 +740,9 @@ class Trainer:
         seen = torch.zeros((), dtype=torch.float64, device=self.device)
         device, move = self.device, self.device.type != "cpu"
         with torch.no_grad():
-            for batch in self.val_loader:
+            for index, batch in enumerate(self.val_loader):
+                if max_batches is not None and index >= max_batches:
+                    break
                 if move:
                     batch = {
                         k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
@@ -719,17 +760,9 @@ class Trainer:
         metrics, count = self.evaluate()
         tc = self.train_cfg
         improved = False
+        self.metric_names = list(metrics)
         if metrics:
-            name = tc.BEST_METRIC or next(iter(metrics))
-            if name not in metrics:
-                raise ConfigError(
-                    [
-                        ConfigIssue(
-                            "TRAIN.BEST_METRIC",
-                            f"'{name}' is not a metric the network reports; it reports: {', '.join(metrics)}",
-                        )
-                    ]
-                )
+            name = self._best_metric_name(metrics)
             value = metrics[name]
             better = self.best is None or (
                 value > self.best["value"] if tc.BEST_MODE == "max" else value < self.best["value"]

@@ -8,8 +8,9 @@ A config is a plain nested mapping until it is validated (`vertebra.schema.valid
   replaces its base instead of merging into it. Includes may nest; a loop is an error.
 - Overrides `KEY.PATH=VALUE` set one value; VALUE is read as YAML (`10`, `5e-4`, `true`,
   `[1, 5]`, `null`), and list items are addressed by index (`MODEL.METRICS.0.TOPK=[1]`).
-- Numbers like `5e-4`, `1e5` and `10e-4` are numbers (plain PyYAML reads them as strings,
-  following YAML 1.1); the dumper writes them back so that they read the same.
+- Scalars follow YAML 1.2 where PyYAML follows YAML 1.1: `5e-4`, `1e5` and `10e-4` are
+  numbers, `yes`/`no`/`on`/`off` are text, `017` is 17 and `1:30` is text. The dumper
+  quotes any string that either reading would take for something else.
 - A key given twice in one mapping is an error, not a silent override.
 """
 
@@ -32,7 +33,10 @@ __all__ = ["apply_overrides", "dump", "load", "loads", "merge", "parse_override"
 BASE_KEYS = ("_BASE", "_base_")
 DELETE_KEY = "_DELETE"
 
-#: YAML 1.2 floats: an exponent needs no dot (`1e5`, `5e-4`), signs are optional.
+#: YAML 1.2 (core schema) scalars, where PyYAML follows YAML 1.1. Floats: an exponent
+#: needs no dot (`1e5`, `5e-4`). Booleans: `true` and `false` only (`yes`, `no`, `on` and
+#: `off` are text). Integers: decimal, `0o` octal and `0x` hex (`017` is seventeen, and
+#: `1:30` is text, not sexagesimal ninety). Underscores in numbers are kept from PyYAML.
 _FLOAT = re.compile(
     r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
     |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
@@ -41,13 +45,29 @@ _FLOAT = re.compile(
     |\.(?:nan|NaN|NAN))$""",
     re.X,
 )
-_FLOAT_TAG = "tag:yaml.org,2002:float"
-_RESOLVERS = {
-    key: [(tag, regexp) for tag, regexp in resolvers if tag != _FLOAT_TAG]
+_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_INT = re.compile(r"^(?:[-+]?[0-9][0-9_]*|0o[0-7_]+|0x[0-9a-fA-F_]+)$")
+_TAG = "tag:yaml.org,2002:"
+#: Each YAML 1.2 resolver and the first characters of the scalars it can match.
+_CORE = {
+    _TAG + "float": (_FLOAT, "-+0123456789."),
+    _TAG + "bool": (_BOOL, "tTfF"),
+    _TAG + "int": (_INT, "-+0123456789"),
+}
+_RESOLVERS: dict[Any, list[tuple[str, re.Pattern[str]]]] = {
+    key: [(tag, regexp) for tag, regexp in resolvers if tag not in _CORE]
     for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-for _first in "-+0123456789.":
-    _RESOLVERS.setdefault(_first, []).append((_FLOAT_TAG, _FLOAT))
+for _tag, (_regexp, _firsts) in _CORE.items():
+    for _first in _firsts:
+        _RESOLVERS.setdefault(_first, []).append((_tag, _regexp))
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = str(loader.construct_scalar(node)).replace("_", "")
+    if text.startswith(("0o", "0x")):
+        return int(text, 8 if text[1] == "o" else 16)
+    return int(text, 10)
 
 
 class _Loader(yaml.SafeLoader):
@@ -76,10 +96,17 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-class _Dumper(yaml.SafeDumper):
-    """Dumps mappings in insertion order; quotes what `_Loader` would read differently."""
+_Loader.add_constructor(_TAG + "int", _construct_int)
 
-    yaml_implicit_resolvers = _RESOLVERS
+
+class _Dumper(yaml.SafeDumper):
+    """Dumps mappings in insertion order. A string is quoted when `_Loader` or a YAML 1.1
+    reader would read it as something else (`'1e5'`, `'yes'`, `'017'`)."""
+
+    yaml_implicit_resolvers = {
+        key: [*yaml.SafeDumper.yaml_implicit_resolvers.get(key, []), *_RESOLVERS.get(key, [])]
+        for key in {*yaml.SafeDumper.yaml_implicit_resolvers, *_RESOLVERS}
+    }
 
 
 def _repr_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from vertebra import config
 from vertebra.errors import ConfigError
 
@@ -43,6 +44,38 @@ def test_numbers_that_plain_pyyaml_reads_as_strings_are_numbers() -> None:
         "VERSION": "1.2.3",
     }
     assert type(data["STEPS"]) is float and type(data["INT"]) is int
+
+
+def test_booleans_and_integers_follow_yaml_1_2() -> None:
+    data = config.loads(
+        "A: yes\nB: off\nC: True\nD: FALSE\nE: 017\nF: 0o17\nG: 0x1F\nH: 1:30\n"
+        "I: -3\nJ: +7\nK: 0b101\nL: ~\nM: Null\nN: 0\n"
+    )
+    assert data == {
+        "A": "yes",  # YAML 1.1 (plain PyYAML): True
+        "B": "off",  # YAML 1.1: False
+        "C": True,
+        "D": False,
+        "E": 17,  # YAML 1.1: 15 (octal)
+        "F": 15,
+        "G": 31,
+        "H": "1:30",  # YAML 1.1: 90 (sexagesimal)
+        "I": -3,
+        "J": 7,
+        "K": "0b101",  # not a YAML 1.2 integer
+        "L": None,
+        "M": None,
+        "N": 0,
+    }
+    assert type(data["N"]) is int and type(data["C"]) is bool
+
+
+def test_dumped_strings_read_back_as_strings_here_and_in_yaml_1_1() -> None:
+    tricky = ["yes", "Off", "017", "0o7", "1e5", "1:30", "true", "null", "12", "x", ".5"]
+    values = {"S": tricky, "N": [1e-05, 17, True, None, 0.5]}
+    text = config.dump(values)
+    assert config.loads(text) == values
+    assert yaml.safe_load(text) == values  # plain PyYAML (YAML 1.1) agrees
 
 
 def test_json_files_and_yaml_files_give_the_same_config(tmp_path: Path) -> None:

@@ -78,3 +78,39 @@ def test_sigkill_then_resume_gives_the_uninterrupted_weights(
     assert [r["step"] for r in records if r["event"] == "eval"] == [23, 46]
     assert resumed.stdout.strip().splitlines()[-1].startswith("best validation acc@1=")
     assert not os.environ.get("KILL_AT_STEP")
+
+
+def test_augmented_items_in_workers_do_not_depend_on_workers_or_resumption(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fixture_plugins: PluginSandbox
+) -> None:
+    # Random crops and flips drawn in loader workers: an uninterrupted run with one worker,
+    # and a run with two workers killed at step 33 and resumed, end with the same weights.
+    augment = [{"NAME": "RandomCrop", "PADDING": 1}, {"NAME": "RandomHorizontalFlip"}]
+
+    def with_workers(n: int) -> dict[str, object]:
+        train = {"DATASET": {"NAME": "RecordedDigits", "TRANSFORMS": augment}, "NUM_WORKERS": n}
+        return {**RUN, "DATA": {**RUN["DATA"], "TRAIN": {**RUN["DATA"]["TRAIN"], **train}}}  # type: ignore[dict-item]
+
+    reference = write_config(tmp_path / "reference", with_workers(1))
+    status, _, err = cli(capsys, "train", reference)
+    assert status == 0, err
+
+    config = write_config(tmp_path / "killed", with_workers(2))
+    run = tmp_path / "killed" / "run"
+    for env in ({"KILL_AT_STEP": "33"}, {}):
+        done = subprocess.run(
+            [PYTHON, "-m", "vertebra", "train", str(config), *(["--resume"] if not env else [])],
+            env=subprocess_env(fixture_plugins, **env),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == (-signal.SIGKILL if env else 0), done.stderr
+    assert "at step 30" in done.stderr
+
+    expected = load_file(
+        str(tmp_path / "reference" / "run" / "checkpoints" / "last" / "model.safetensors")
+    )
+    got = load_file(str(run / "checkpoints" / "last" / "model.safetensors"))
+    for key in expected:
+        assert expected[key].equal(got[key]), key

@@ -36,7 +36,14 @@ from vertebra.engine.config import LoaderConfig, RunConfig
 from vertebra.engine.device import pick_device, pick_precision
 from vertebra.engine.logs import MetricsLog, console_logger, read_records
 from vertebra.engine.progress import ProgressBar
-from vertebra.engine.seeding import get_rng_state, seed_everything, seed_worker, set_rng_state
+from vertebra.engine.seeding import (
+    SeededItems,
+    SeededKeys,
+    get_rng_state,
+    seed_everything,
+    seed_worker,
+    set_rng_state,
+)
 from vertebra.errors import ConfigError, ConfigIssue, UserError, VertebraError
 
 __all__ = ["NonFiniteLossError", "RunSummary", "Trainer"]
@@ -196,7 +203,7 @@ class Trainer:
             raise ConfigError([ConfigIssue(path, f"dataset {loader_cfg.DATASET.NAME} is empty")])
         return dataset
 
-    def _loader(self, dataset: BaseDataset, cfg: LoaderConfig, sampler: Any) -> DataLoader[Any]:
+    def _loader(self, dataset: Any, cfg: LoaderConfig, sampler: Any) -> DataLoader[Any]:
         pin = cfg.PIN_MEMORY if cfg.PIN_MEMORY is not None else self.device.type == "cuda"
         extra: dict[str, Any] = {}
         if cfg.NUM_WORKERS:
@@ -269,7 +276,13 @@ class Trainer:
             seed=tc.SEED,
             drop_last=train_cfg.DROP_LAST,
         )
-        self.train_loader = self._loader(self.train_set, train_cfg, self.sampler)
+        if train_cfg.NUM_WORKERS:
+            # In workers, each item's random draws are seeded by (SEED, epoch, index).
+            self.train_loader = self._loader(
+                SeededItems(self.train_set), train_cfg, SeededKeys(self.sampler, tc.SEED)
+            )
+        else:
+            self.train_loader = self._loader(self.train_set, train_cfg, self.sampler)
         self.val_loader = None
         if self.val_set is not None and cfg.DATA.VAL is not None:
             val_sampler = distributed.EvalSampler(len(self.val_set), self.world)

@@ -142,7 +142,19 @@ FIXTURE_FILES = {
         @hookimpl
         def vertebra_step_end(run, step, outputs):
             # KILL_SIGNAL (default SIGKILL) KILL_TIMES times at step KILL_AT_STEP, on every
-            # process or on rank KILL_RANK only; to the whole process group with KILL_GROUP.
+            # process or on rank KILL_RANK only; to the whole process group with KILL_GROUP;
+            # in the middle of the evaluation (its end hook) with KILL_IN_EVALUATION.
+            if not os.environ.get("KILL_IN_EVALUATION"):
+                kill(run, step)
+
+
+        @hookimpl
+        def vertebra_evaluation_end(run, step, metrics):
+            if os.environ.get("KILL_IN_EVALUATION"):
+                kill(run, step)
+
+
+        def kill(run, step):
             if os.environ.get("KILL_AT_STEP") != str(step):
                 return
             if os.environ.get("KILL_RANK", str(run.world.rank)) != str(run.world.rank):
@@ -179,6 +191,7 @@ def subprocess_env(sandbox: PluginSandbox | None = None, **extra: str) -> dict[s
         "KILL_RANK",
         "KILL_TIMES",
         "KILL_GROUP",
+        "KILL_IN_EVALUATION",
         "READ_LOG",
     ):
         env.pop(name, None)

@@ -100,6 +100,25 @@ def test_ctrl_c_stops_after_the_step_and_gives_the_handlers_back(
     assert {s: signal.getsignal(s) for s in before} == before
 
 
+def test_a_signal_during_an_evaluation_stops_the_run_at_that_step(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    fixture_plugins: PluginSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KILL_AT_STEP", "10")
+    monkeypatch.setenv("KILL_SIGNAL", "SIGTERM")
+    monkeypatch.setenv("KILL_IN_EVALUATION", "1")
+    config = write_config(tmp_path, {**RUN, "TRAIN": {**RUN["TRAIN"], "EVAL_EVERY": 5}})
+    status, _, err = cli(capsys, "train", config)
+    assert status == 128 + signal.SIGTERM, err
+    assert "SIGTERM stopped the run at step 10" in err
+    assert read_state(tmp_path / "run" / "checkpoints" / "last")["step"] == 10
+    records = read_records(tmp_path / "run" / "metrics.jsonl")
+    assert [r["step"] for r in records if r["event"] == "eval"] == [5, 10]
+    assert max(r["step"] for r in records) == 10
+
+
 def test_a_second_ctrl_c_stops_at_once(tmp_path: Path, fixture_plugins: PluginSandbox) -> None:
     config = write_config(tmp_path, RUN)
     done = vertebra(

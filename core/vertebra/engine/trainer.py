@@ -604,8 +604,6 @@ class Trainer:
                 if step_hook:
                     self.hook.vertebra_step_end(run=self, step=self.step, outputs=outputs)
                 self.progress.update(self.step)
-                if self._signal is not None and not self.world.distributed:
-                    self._interrupt(signal.Signals(self._signal).name)
                 end_of_epoch = index == n_batches
                 if self.step % log_every == 0 or self.step == self.total_steps:
                     self._log_train(outputs)
@@ -620,9 +618,16 @@ class Trainer:
             break
         self.progress.close(self.step)
 
+    def _poll_signal(self) -> None:
+        """On one process, act on a stop signal at once (under torchrun `_check_finite`
+        does, once every process knows of it)."""
+        if self._signal is not None and self.interrupted_by is None and not self.world.distributed:
+            self._interrupt(signal.Signals(self._signal).name)
+
     def _after_step(self, end_of_epoch: bool) -> None:
         tc = self.train_cfg
-        if self.interrupted_by and self.stop_reason:
+        self._poll_signal()
+        if self.interrupted_by:
             self._save(is_best=False)  # no evaluation: a preempted job has seconds to leave
             return
         last = self.step >= self.total_steps or self.stop_reason is not None
@@ -634,6 +639,7 @@ class Trainer:
         ):
             self._check_finite()
             improved = self._evaluate_and_track()
+            self._poll_signal()  # one that came during the evaluation stops the run here
         due = (tc.CHECKPOINT_EVERY and self.step % tc.CHECKPOINT_EVERY == 0) or (
             not tc.CHECKPOINT_EVERY and end_of_epoch
         )

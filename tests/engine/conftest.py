@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import copy
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
+from safetensors.torch import load_file
 from vertebra.cli import main
 from vertebra.testing import PluginSandbox
 
@@ -204,3 +207,47 @@ def subprocess_env(sandbox: PluginSandbox | None = None, **extra: str) -> dict[s
 
 
 PYTHON = sys.executable
+
+#: A run to interrupt: 23 steps per epoch, so step 30 or 33 is in the middle of the second
+#: epoch; dropout, so the random states matter; RecordedDigits, so reads can be counted.
+RESUMABLE = {
+    "MODEL": {"BACKBONE": {"HIDDEN": [32], "DROPOUT": 0.2}},
+    "DATA": {
+        "TRAIN": {"DATASET": {"NAME": "RecordedDigits"}, "BATCH_SIZE": 64},
+        "VAL": {"DATASET": {"NAME": "Digits"}},
+    },
+    "TRAIN": {"EPOCHS": 2, "CHECKPOINT_EVERY": 10, "LOG_EVERY": 5, "NUM_THREADS": 1},
+}
+
+
+def vertebra(*args: str, sandbox: PluginSandbox, **env: str) -> subprocess.CompletedProcess[str]:
+    """`vertebra ARGS` in a subprocess that sees the sandbox, in a process group of its own
+    (with its loader workers), as torchrun starts its processes."""
+    return subprocess.run(
+        [PYTHON, "-m", "vertebra", *args],
+        env=subprocess_env(sandbox, **env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        start_new_session=True,
+    )
+
+
+def last_weights(run: Path) -> dict[str, torch.Tensor]:
+    """The weights of the run folder's last checkpoint."""
+    return load_file(str(run / "checkpoints" / "last" / "model.safetensors"))
+
+
+def trained_weights(
+    capsys: pytest.CaptureFixture[str], folder: Path, changes: dict[str, Any]
+) -> dict[str, torch.Tensor]:
+    """Train BASE_CONFIG with `changes` in this process, uninterrupted: its last weights."""
+    status, _, err = cli(capsys, "train", write_config(folder, changes))
+    assert status == 0, err
+    return last_weights(folder / "run")
+
+
+def assert_same_weights(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor]) -> None:
+    assert expected.keys() == got.keys()
+    for key in expected:
+        assert expected[key].equal(got[key]), key

@@ -4,44 +4,32 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
-from safetensors.torch import load_file
 from vertebra.engine.checkpoints import read_state
 from vertebra.engine.logs import read_records
 from vertebra.testing import PluginSandbox
 
-from .conftest import PYTHON, cli, subprocess_env, write_config
-
-RUN = {
-    "MODEL": {"BACKBONE": {"HIDDEN": [32], "DROPOUT": 0.2}},  # dropout: the RNG state matters
-    "DATA": {
-        "TRAIN": {"DATASET": {"NAME": "RecordedDigits"}, "BATCH_SIZE": 64},
-        "VAL": {"DATASET": {"NAME": "Digits"}},
-    },
-    # 23 steps per epoch: the checkpoint of step 30 is in the middle of the second epoch.
-    "TRAIN": {"EPOCHS": 2, "CHECKPOINT_EVERY": 10, "LOG_EVERY": 5, "NUM_THREADS": 1},
-}
+from .conftest import (
+    RESUMABLE,
+    assert_same_weights,
+    deep_update,
+    last_weights,
+    trained_weights,
+    vertebra,
+    write_config,
+)
 
 
 def test_sigkill_then_resume_gives_the_uninterrupted_weights(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], fixture_plugins: PluginSandbox
 ) -> None:
-    reference = write_config(tmp_path / "reference", RUN)
-    status, _, err = cli(capsys, "train", reference)
-    assert status == 0, err
+    expected = trained_weights(capsys, tmp_path / "reference", RESUMABLE)
 
-    config = write_config(tmp_path / "killed", RUN)
+    config = write_config(tmp_path / "killed", RESUMABLE)
     run = tmp_path / "killed" / "run"
-    killed = subprocess.run(
-        [PYTHON, "-m", "vertebra", "train", str(config)],
-        env=subprocess_env(fixture_plugins, KILL_AT_STEP="33"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    killed = vertebra("train", str(config), sandbox=fixture_plugins, KILL_AT_STEP="33")
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert (run / "checkpoints" / "last").resolve().name == "step-00000030"
     state = read_state(run / "checkpoints" / "last")
@@ -50,12 +38,8 @@ def test_sigkill_then_resume_gives_the_uninterrupted_weights(
 
     # Resume (a real process again): the 16 remaining steps, reading only their batches.
     reads = tmp_path / "reads.txt"
-    resumed = subprocess.run(
-        [PYTHON, "-m", "vertebra", "train", str(config), "--resume"],
-        env=subprocess_env(fixture_plugins, READ_LOG=str(reads)),
-        capture_output=True,
-        text=True,
-        timeout=120,
+    resumed = vertebra(
+        "train", str(config), "--resume", sandbox=fixture_plugins, READ_LOG=str(reads)
     )
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from" in resumed.stderr and "at step 30" in resumed.stderr
@@ -63,13 +47,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_weights(
     assert len(indices) == 1438 - 7 * 64  # the rest of epoch 2; its first 7 batches are skipped
     assert len(set(indices)) == len(indices)
 
-    expected = load_file(
-        str(tmp_path / "reference" / "run" / "checkpoints" / "last" / "model.safetensors")
-    )
-    got = load_file(str(run / "checkpoints" / "last" / "model.safetensors"))
-    assert expected.keys() == got.keys()
-    for key in expected:
-        assert expected[key].equal(got[key]), key
+    assert_same_weights(expected, last_weights(run))
     assert read_state(run / "checkpoints" / "last")["step"] == 46
     # metrics.jsonl reads as one run: each step logged once, evaluations at both epoch ends.
     records = read_records(run / "metrics.jsonl")
@@ -88,29 +66,15 @@ def test_augmented_items_in_workers_do_not_depend_on_workers_or_resumption(
     augment = [{"NAME": "RandomCrop", "PADDING": 1}, {"NAME": "RandomHorizontalFlip"}]
 
     def with_workers(n: int) -> dict[str, object]:
-        train = {"DATASET": {"NAME": "RecordedDigits", "TRANSFORMS": augment}, "NUM_WORKERS": n}
-        return {**RUN, "DATA": {**RUN["DATA"], "TRAIN": {**RUN["DATA"]["TRAIN"], **train}}}  # type: ignore[dict-item]
+        train = {"DATASET": {"TRANSFORMS": augment}, "NUM_WORKERS": n}
+        return deep_update(RESUMABLE, {"DATA": {"TRAIN": train}})
 
-    reference = write_config(tmp_path / "reference", with_workers(1))
-    status, _, err = cli(capsys, "train", reference)
-    assert status == 0, err
+    expected = trained_weights(capsys, tmp_path / "reference", with_workers(1))
 
     config = write_config(tmp_path / "killed", with_workers(2))
-    run = tmp_path / "killed" / "run"
-    for env in ({"KILL_AT_STEP": "33"}, {}):
-        done = subprocess.run(
-            [PYTHON, "-m", "vertebra", "train", str(config), *(["--resume"] if not env else [])],
-            env=subprocess_env(fixture_plugins, **env),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == (-signal.SIGKILL if env else 0), done.stderr
-    assert "at step 30" in done.stderr
-
-    expected = load_file(
-        str(tmp_path / "reference" / "run" / "checkpoints" / "last" / "model.safetensors")
-    )
-    got = load_file(str(run / "checkpoints" / "last" / "model.safetensors"))
-    for key in expected:
-        assert expected[key].equal(got[key]), key
+    killed = vertebra("train", str(config), sandbox=fixture_plugins, KILL_AT_STEP="33")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    resumed = vertebra("train", str(config), "--resume", sandbox=fixture_plugins)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "at step 30" in resumed.stderr
+    assert_same_weights(expected, last_weights(tmp_path / "killed" / "run"))

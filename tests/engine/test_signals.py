@@ -5,46 +5,34 @@ from __future__ import annotations
 
 import shlex
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
-from safetensors.torch import load_file
 from torch.utils.data import DataLoader, Dataset
 from vertebra.engine.checkpoints import read_state
 from vertebra.engine.logs import read_records
 from vertebra.engine.seeding import seed_worker
 from vertebra.testing import PluginSandbox
 
-from .conftest import PYTHON, cli, subprocess_env, write_config
+from .conftest import (
+    RESUMABLE,
+    assert_same_weights,
+    cli,
+    last_weights,
+    subprocess_env,
+    trained_weights,
+    vertebra,
+    write_config,
+)
 from .test_distributed import torchrun
 
-RUN = {
-    "MODEL": {"BACKBONE": {"HIDDEN": [32], "DROPOUT": 0.2}},  # dropout: the RNG state matters
-    # 23 steps per epoch: step 33 is in the middle of the second epoch.
-    "TRAIN": {"EPOCHS": 2, "CHECKPOINT_EVERY": 10, "LOG_EVERY": 5, "NUM_THREADS": 1},
-}
-
-
-def vertebra(*args: str, sandbox: PluginSandbox, **env: str) -> subprocess.CompletedProcess[str]:
-    """`vertebra ARGS` in a process group of its own (with its loader workers), as torchrun
-    starts its processes."""
-    return subprocess.run(
-        [PYTHON, "-m", "vertebra", *args],
-        env=subprocess_env(sandbox, **env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        start_new_session=True,
-    )
+RUN = RESUMABLE
 
 
 def test_sigterm_checkpoints_the_step_and_resume_gives_the_uninterrupted_weights(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], fixture_plugins: PluginSandbox
 ) -> None:
-    reference = write_config(tmp_path / "reference", RUN)
-    status, _, err = cli(capsys, "train", reference)
-    assert status == 0, err
+    expected = trained_weights(capsys, tmp_path / "reference", RUN)
 
     config = write_config(tmp_path / "stopped", RUN)
     run = tmp_path / "stopped" / "run"
@@ -71,13 +59,7 @@ def test_sigterm_checkpoints_the_step_and_resume_gives_the_uninterrupted_weights
     assert resumed.returncode == 0, resumed.stderr
     assert "at step 33" in resumed.stderr
 
-    expected = load_file(
-        str(tmp_path / "reference" / "run" / "checkpoints" / "last" / "model.safetensors")
-    )
-    got = load_file(str(run / "checkpoints" / "last" / "model.safetensors"))
-    assert expected.keys() == got.keys()
-    for key in expected:
-        assert expected[key].equal(got[key]), key
+    assert_same_weights(expected, last_weights(run))
     assert read_state(run / "checkpoints" / "last")["step"] == 46
 
 

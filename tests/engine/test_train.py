@@ -14,7 +14,7 @@ from vertebra.engine.checkpoints import read_state
 from vertebra.engine.logs import read_records
 from vertebra.hooks import get_plugin_manager, hookimpl
 
-from .conftest import BASE_CONFIG, cli, write_config
+from .conftest import BASE_CONFIG, assert_same_weights, cli, trained_weights, write_config
 
 
 def _classifier_keys() -> list[str]:
@@ -123,22 +123,12 @@ def test_gradient_accumulation_matches_one_large_batch(
 def test_same_seed_same_weights_and_deterministic_mode(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    weights = []
-    for name in ("x", "y"):
-        config = write_config(
-            tmp_path / name,
-            {
-                "DATA": {"VAL": None},
-                "TRAIN": {"EPOCHS": None, "MAX_STEPS": 5, "DETERMINISTIC": True},
-            },
-        )
-        status, _, err = cli(capsys, "train", config)
-        assert status == 0, err
-        weights.append(
-            load_file(str(tmp_path / name / "run" / "checkpoints" / "last" / "model.safetensors"))
-        )
-    for key in weights[0]:
-        assert torch.equal(weights[0][key], weights[1][key]), key
+    changes = {
+        "DATA": {"VAL": None},
+        "TRAIN": {"EPOCHS": None, "MAX_STEPS": 5, "DETERMINISTIC": True},
+    }
+    x = trained_weights(capsys, tmp_path / "x", changes)
+    assert_same_weights(x, trained_weights(capsys, tmp_path / "y", changes))
     # The trainer puts global switches back when the run ends.
     assert not torch.are_deterministic_algorithms_enabled()
 
@@ -150,17 +140,13 @@ def test_sanity_evaluation_leaves_the_training_as_it_was(
     for sanity in (True, False):
         folder = tmp_path / str(sanity)
         changes = {"TRAIN": {"EPOCHS": None, "MAX_STEPS": 6, "SANITY_EVAL": sanity}}
-        config = write_config(folder, {"MODEL": {"BACKBONE": {"DROPOUT": 0.3}}, **changes})
-        status, _, err = cli(capsys, "train", config)
-        assert status == 0, err
         weights.append(
-            load_file(str(folder / "run" / "checkpoints" / "last" / "model.safetensors"))
+            trained_weights(capsys, folder, {"MODEL": {"BACKBONE": {"DROPOUT": 0.3}}, **changes})
         )
         # The check logs nothing: the one evaluation recorded is the run's own, at its end.
         records = read_records(folder / "run" / "metrics.jsonl")
         assert [r["step"] for r in records if r["event"] == "eval"] == [6]
-    for key in weights[0]:
-        assert torch.equal(weights[0][key], weights[1][key]), key
+    assert_same_weights(*weights)
 
 
 def test_an_evaluation_that_fails_fails_before_the_first_step(

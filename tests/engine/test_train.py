@@ -149,17 +149,48 @@ def test_sanity_evaluation_leaves_the_training_as_it_was(
     assert_same_weights(*weights)
 
 
-def test_an_evaluation_that_fails_fails_before_the_first_step(
+@pytest.mark.parametrize("section", ["VAL", "TRAIN"])
+def test_data_that_does_not_fit_the_network_fails_on_its_first_batch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], section: str
+) -> None:
+    # 16 x 16 images do not fit the MLP's 64 inputs. With validation data the sanity
+    # evaluation finds it before any training; without, the first training batch does.
+    images = {"DATASET": {"_DELETE": True, "NAME": "SyntheticImages", "CHANNELS": 1, "SIZE": 16}}
+    data = {"VAL": images} if section == "VAL" else {"TRAIN": images, "VAL": None}
+    config = write_config(tmp_path, {"DATA": data})
+    status, out, err = cli(capsys, "train", config)
+    assert status == 2, err
+    what = "validation" if section == "VAL" else "training"
+    assert f"the network failed on its first {what} batch: ValueError: MLP expects 64 " in err
+    assert "got input of shape (" in err and "mlp.py:" in err and "in forward)" in err
+    assert "Traceback" not in err and out == ""
+    run = tmp_path / "run"
+    assert not (run / "checkpoints").exists() or not any((run / "checkpoints").iterdir())
+    records = read_records(run / "metrics.jsonl") if (run / "metrics.jsonl").exists() else []
+    assert records == []
+
+
+def test_a_failure_after_the_first_step_is_not_taken_for_bad_input(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # 16 x 16 validation images do not fit the MLP's 64 inputs: evaluation fails.
-    val = {"DATASET": {"_DELETE": True, "NAME": "SyntheticImages", "CHANNELS": 1, "SIZE": 16}}
-    config = write_config(tmp_path, {"DATA": {"VAL": val}})
-    with pytest.raises(ValueError, match="MLP expects 64 features per sample"):
-        cli(capsys, "train", config)
-    run = tmp_path / "run"
-    assert not (run / "metrics.jsonl").exists()
-    assert not (run / "checkpoints").exists() or not any((run / "checkpoints").iterdir())
+    class Broken(RuntimeError):
+        pass
+
+    class FailAtStep3:
+        @hookimpl
+        def vertebra_step_end(self, run: Any, step: int, outputs: Any) -> None:
+            if step == 3:
+                raise Broken("a bug in a plugin")
+
+    manager = get_plugin_manager()
+    plugin = FailAtStep3()
+    manager.register(plugin)
+    try:
+        config = write_config(tmp_path, {"TRAIN": {"EPOCHS": None, "MAX_STEPS": 5}})
+        with pytest.raises(Broken, match="a bug in a plugin"):
+            cli(capsys, "train", config)
+    finally:
+        manager.unregister(plugin)
 
 
 def test_bf16_autocast_channels_last_and_compile_on_cpu(

@@ -19,6 +19,7 @@ import os
 import signal
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -426,7 +427,7 @@ class Trainer:
             # Plugins may register per-run objects in run_start; ask once which hooks exist.
             self.hook, self.active_hooks = self._hooks()
             self._log_start()
-            with self._stop_on_signals():
+            with self._stop_on_signals(), self._first_batch_errors("training", self.step):
                 self._loop()
             status = (
                 "interrupted"
@@ -491,6 +492,28 @@ class Trainer:
             yield
         finally:
             restore()
+
+    @contextlib.contextmanager
+    def _first_batch_errors(self, what: str, step: int) -> Iterator[None]:
+        """Report a failure before the first step ends as a user error (exit status 2).
+
+        When the network fails on its very first batch, the config's parts and the data
+        almost always do not fit together (a shape, a number of classes, a batch key), so
+        the message names the error and where it was raised rather than dumping a traceback;
+        the original exception stays chained for Python callers. Out-of-memory errors and
+        failures after the first step pass through unchanged.
+        """
+        try:
+            yield
+        except (ValueError, TypeError, RuntimeError, IndexError, KeyError) as exc:
+            if self.step != step or isinstance(exc, torch.cuda.OutOfMemoryError):
+                raise
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            raise UserError(
+                f"the network failed on its first {what} batch: {type(exc).__name__}: {exc} "
+                f"(raised at {frame.filename}:{frame.lineno}, in {frame.name}). Check that the "
+                "data fits the network's config: input shapes, number of classes, batch keys"
+            ) from exc
 
     def _interrupt(self, name: str) -> None:
         self.interrupted_by = name
@@ -726,7 +749,8 @@ class Trainer:
             return  # a process would have no batch to evaluate
         state = get_rng_state()
         try:
-            metrics, _ = self.evaluate(max_batches=1)
+            with self._first_batch_errors("validation", self.step):
+                metrics, _ = self.evaluate(max_batches=1)
         finally:
             set_rng_state(state)
         self.metric_names = list(metrics)

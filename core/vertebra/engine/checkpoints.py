@@ -1,7 +1,8 @@
 """Checkpoint folders: weights in safetensors, the rest in a `weights_only` torch file.
 
 A checkpoint is a folder `checkpoints/step-NNNNNNNN/` holding `model.safetensors` (the
-network's weights) and `state.pt` (optimizer, schedule, gradient scaler, step, position
+network's weights: the ones evaluated, the moving average of the weights when the run keeps
+one, with the weights being trained in `train.safetensors` beside them) and `state.pt` (optimizer, schedule, gradient scaler, step, position
 in the epoch, every rank's random states, best metric so far, and the run config as
 YAML text). `state.pt` holds only tensors and plain Python data, and is read with
 `torch.load(weights_only=True)`: loading a checkpoint never unpickles arbitrary objects.
@@ -30,6 +31,7 @@ from vertebra.state_dicts import mismatches
 __all__ = [
     "MODEL_FILE",
     "STATE_FILE",
+    "TRAIN_WEIGHTS_FILE",
     "CheckpointError",
     "CheckpointStore",
     "check_fits",
@@ -40,6 +42,8 @@ __all__ = [
 
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "state.pt"
+#: The weights being trained, when they differ from the evaluated ones (TRAIN.EMA_DECAY).
+TRAIN_WEIGHTS_FILE = "train.safetensors"
 FORMAT = 1
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
@@ -82,6 +86,12 @@ def _replace_link(link: Path, target: str) -> None:
     os.replace(tmp, link)
 
 
+def _weights_writer(model: nn.Module) -> Callable[[Path], None]:
+    from safetensors.torch import save_model
+
+    return lambda path: save_model(model, str(path), metadata={"format": "pt"})
+
+
 class CheckpointStore:
     """The `checkpoints/` folder of a run: save, point `last`/`best`, keep the last N."""
 
@@ -100,8 +110,17 @@ class CheckpointStore:
                 found.append((int(match[1]), item))
         return sorted(found)
 
-    def save(self, step: int, model: nn.Module, state: dict[str, Any], *, is_best: bool) -> Path:
-        from safetensors.torch import save_model
+    def save(
+        self,
+        step: int,
+        model: nn.Module,
+        state: dict[str, Any],
+        *,
+        is_best: bool,
+        trained: nn.Module | None = None,
+    ) -> Path:
+        """Write checkpoint `step`: `model`'s weights, `state`, and `trained`'s weights when
+        they are not `model`'s (an average of the weights is evaluated, these are trained)."""
 
         self.root.mkdir(parents=True, exist_ok=True)
         name = f"step-{step:08d}"
@@ -109,9 +128,9 @@ class CheckpointStore:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir()
-        _write_synced(
-            tmp / MODEL_FILE, lambda p: save_model(model, str(p), metadata={"format": "pt"})
-        )
+        for file, weights in ((MODEL_FILE, model), (TRAIN_WEIGHTS_FILE, trained)):
+            if weights is not None:
+                _write_synced(tmp / file, _weights_writer(weights))
         _write_synced(tmp / STATE_FILE, lambda p: torch.save({"format": FORMAT, **state}, p))
         _fsync_dir(tmp)
         final = self.root / name
@@ -195,9 +214,11 @@ def _header(file: Path) -> dict[str, tuple[int, ...]]:
         ) from None
 
 
-def check_fits(folder: Path, model: nn.Module, what: str = "the network") -> None:
+def check_fits(
+    folder: Path, model: nn.Module, what: str = "the network", file: str = MODEL_FILE
+) -> None:
     """Raise `CheckpointError` naming every key that is missing, unexpected or mis-shaped."""
-    stored = _header(folder / MODEL_FILE)
+    stored = _header(folder / file)
     tensors = model.state_dict()
     by_storage: dict[int, list[str]] = {}
     for key, value in tensors.items():
@@ -211,15 +232,17 @@ def check_fits(folder: Path, model: nn.Module, what: str = "the network") -> Non
     raise CheckpointError(f"checkpoint {folder} does not fit {what}: " + "; ".join(problems))
 
 
-def load_into(folder: Path, model: nn.Module, device: torch.device | str = "cpu") -> None:
-    """Load the weights of checkpoint `folder` into `model` (after `check_fits`)."""
+def load_into(
+    folder: Path, model: nn.Module, device: torch.device | str = "cpu", file: str = MODEL_FILE
+) -> None:
+    """Load the weights of checkpoint `folder` (its `file`) into `model`, after `check_fits`."""
     from safetensors.torch import load_model
 
-    check_fits(folder, model)
+    check_fits(folder, model, file=file)
     try:
-        load_model(model, str(folder / MODEL_FILE), strict=True, device=str(device))
+        load_model(model, str(folder / file), strict=True, device=str(device))
     except Exception as exc:
-        raise CheckpointError(f"cannot load {folder / MODEL_FILE}: {exc}") from None
+        raise CheckpointError(f"cannot load {folder / file}: {exc}") from None
 
 
 def read_checkpoint(path: str | Path) -> tuple[Path, dict[str, Any]]:

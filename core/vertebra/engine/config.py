@@ -119,6 +119,14 @@ class TrainConfig(BaseModel):
     BEST_MODE: Literal["max", "min"] = Field(
         "max", description="Whether a higher or lower BEST_METRIC is better."
     )
+    EMA_DECAY: float | None = Field(
+        None,
+        ge=0,
+        lt=1,
+        description="Keep a moving average of the weights, ema = EMA_DECAY * ema + (1 - "
+        "EMA_DECAY) * weights after each optimizer step; evaluate and save the average "
+        "(typical: 0.999 to 0.9999).",
+    )
     SANITY_EVAL: bool = Field(
         True,
         description="Evaluate one validation batch before training, so that an error in "

@@ -32,7 +32,14 @@ from torch.utils.data import DataLoader
 from vertebra import config as config_io
 from vertebra.data import BaseDataset
 from vertebra.engine import distributed
-from vertebra.engine.checkpoints import CheckpointStore, check_fits, load_into, read_checkpoint
+from vertebra.engine.checkpoints import (
+    MODEL_FILE,
+    TRAIN_WEIGHTS_FILE,
+    CheckpointStore,
+    check_fits,
+    load_into,
+    read_checkpoint,
+)
 from vertebra.engine.config import LoaderConfig, RunConfig
 from vertebra.engine.device import pick_device, pick_precision
 from vertebra.engine.logs import MetricsLog, console_logger, read_records
@@ -119,6 +126,8 @@ class Trainer:
         self.active_hooks: set[str] = set()
         #: Names of the validation metrics, once an evaluation has reported them.
         self.metric_names: list[str] | None = None
+        #: The moving average of the weights (TRAIN.EMA_DECAY): what is evaluated and saved.
+        self.ema: Any = None
 
     # -- the plugin-facing surface -----------------------------------------------------
 
@@ -255,11 +264,15 @@ class Trainer:
         seed_everything(tc.SEED)
         model: nn.Module = MODELS.build(cfg.MODEL, logger=self.logger)
         if resume_state is not None:
-            check_fits(resume_folder, model, f"MODEL ({cfg.MODEL.NAME})")
-            load_into(resume_folder, model)
+            trained = resume_folder / TRAIN_WEIGHTS_FILE
+            weights = trained.name if trained.is_file() else MODEL_FILE
+            check_fits(resume_folder, model, f"MODEL ({cfg.MODEL.NAME})", file=weights)
+            load_into(resume_folder, model, file=weights)
         if tc.CHANNELS_LAST:
             model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.model = model.to(self.device)
+        if tc.EMA_DECAY is not None:
+            self._start_ema(tc.EMA_DECAY, resume_folder if resume_state is not None else None)
         self.optimizer = OPTIMIZERS.build(
             cfg.OPTIMIZER or {"NAME": "AdamW"}, logger=self.logger, params=self.model.parameters()
         )
@@ -337,6 +350,27 @@ class Trainer:
             self.metrics_log.open(keep_until_step=self.step if resume_state is not None else None)
         self._resumed_from = resume_folder if resume_state is not None else None
         self._prepared = True
+
+    def _start_ema(self, decay: float, resume_folder: Path | None) -> None:
+        """Keep `ema = decay * ema + (1 - decay) * weights` after each optimizer step
+        (buffers too); on resume, from the checkpoint's average when it has one."""
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        self.ema = AveragedModel(
+            self.model,
+            multi_avg_fn=get_ema_multi_avg_fn(decay),  # type: ignore[no-untyped-call]
+            use_buffers=True,
+        )
+        if resume_folder is None:
+            return
+        if (resume_folder / TRAIN_WEIGHTS_FILE).is_file():
+            load_into(resume_folder, self.ema.module, device=self.device)
+            self.ema.n_averaged.fill_(1)  # any count above 0: the next update averages
+        else:
+            self.logger.warning(
+                f"note: {resume_folder} holds no average of the weights; the average "
+                "(TRAIN.EMA_DECAY) starts from its weights"
+            )
 
     def prepare_evaluation(self, checkpoint: str | Path) -> Path:
         """Build the network with `checkpoint`'s weights and the validation loader."""
@@ -568,6 +602,7 @@ class Trainer:
             self.scaler,
         )
         autocast = self.autocast
+        ema = self.ema
         no_sync = getattr(model, "no_sync", None)
         step_hook = "vertebra_step_end" in self.active_hooks
         clip = tc.GRAD_CLIP_NORM
@@ -621,6 +656,8 @@ class Trainer:
                 optimizer.zero_grad(set_to_none=True)
                 if scheduler is not None:
                     scheduler.step()
+                if ema is not None:
+                    ema.update_parameters(self.model)
                 self.step += 1
                 self._running_steps += 1
                 self._start_batch = index
@@ -776,7 +813,7 @@ class Trainer:
         process), every sample counted once over all processes."""
         if self.val_loader is None:
             raise ConfigError([ConfigIssue("DATA.VAL", "required to evaluate")])
-        model = self.model
+        model = self.ema.module if self.ema is not None else self.model
         was_training = model.training
         model.eval()
         model.reset_metrics()  # type: ignore[operator]
@@ -861,7 +898,12 @@ class Trainer:
             "model": self.config.MODEL.NAME,
             "config": config_io.dump(self.config),
         }
-        path = self.store.save(self.step, self.model, state, is_best=is_best)
+        if self.ema is not None:  # the average is evaluated and kept; the weights go beside it
+            path = self.store.save(
+                self.step, self.ema.module, state, is_best=is_best, trained=self.model
+            )
+        else:
+            path = self.store.save(self.step, self.model, state, is_best=is_best)
         if "vertebra_checkpoint_saved" in self.active_hooks:
             self.hook.vertebra_checkpoint_saved(
                 run=self, step=self.step, path=str(path), is_best=is_best

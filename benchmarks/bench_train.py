@@ -154,6 +154,18 @@ def extras_cost(n: int = 20000) -> dict[str, float]:
     return costs
 
 
+def ema_cost(cfg: Any, n: int = 2000) -> float:
+    """Microseconds per step of the weight average's update (only with TRAIN.EMA_DECAY)."""
+    from vertebra.engine.ema import WeightAverage
+
+    ema = WeightAverage(MODELS.build(cfg.MODEL), 0.999)
+    ema.update()  # the first update copies; later ones average
+    start = time.perf_counter()
+    for _ in range(n):
+        ema.update()
+    return (time.perf_counter() - start) / n * 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
@@ -196,6 +208,8 @@ def main() -> None:
     print(f"where the remaining cost goes (a step of the loop takes {step_us:.0f} us):")
     for name, cost in extras_cost().items():
         print(f"  {name:<40} {cost:6.2f} us/step ({cost / step_us:.2%})")
+    ema = ema_cost(cfg)
+    print(f"  {'EMA update (TRAIN.EMA_DECAY only)':<40} {ema:6.2f} us/step ({ema / step_us:.2%})")
     print(
         f"  {'final checkpoint (not in the ratio)':<40} {min(saves) * 1e3:6.1f} ms once "
         "(safetensors + state.pt, fsync, rename)"

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from torch import nn
+from vertebra.engine.ema import WeightAverage
 from vertebra.engine.logs import read_records
 from vertebra.testing import PluginSandbox
 
@@ -111,3 +113,26 @@ def test_a_decay_outside_0_to_1_is_refused(
     assert status == 2 and out == ""
     assert "TRAIN.EMA_DECAY:" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
+
+
+class _Stats(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(2))
+        self.register_buffer("stat", torch.zeros(2))
+        self.register_buffer("count", torch.zeros((), dtype=torch.long))
+
+
+def test_the_average_follows_buffers_a_module_replaces() -> None:
+    model = _Stats()
+    average = WeightAverage(model, decay=0.5)
+    average.update()  # the first update copies
+    with torch.no_grad():
+        model.weight.add_(2.0)
+    model.stat = torch.ones(2)  # a new tensor in the buffer's place
+    model.count += 3
+    average.update()
+    assert average.module.weight.tolist() == [1.0, 1.0]
+    assert average.module.stat.tolist() == [0.5, 0.5]
+    assert int(average.module.count) == 3  # an integer buffer is copied, not averaged
+    assert not average.module.weight.requires_grad

@@ -42,6 +42,7 @@ from vertebra.engine.checkpoints import (
 )
 from vertebra.engine.config import LoaderConfig, RunConfig
 from vertebra.engine.device import pick_device, pick_precision
+from vertebra.engine.ema import WeightAverage
 from vertebra.engine.logs import MetricsLog, console_logger, read_records
 from vertebra.engine.progress import ProgressBar
 from vertebra.engine.seeding import (
@@ -127,7 +128,7 @@ class Trainer:
         #: Names of the validation metrics, once an evaluation has reported them.
         self.metric_names: list[str] | None = None
         #: The moving average of the weights (TRAIN.EMA_DECAY): what is evaluated and saved.
-        self.ema: Any = None
+        self.ema: WeightAverage | None = None
 
     # -- the plugin-facing surface -----------------------------------------------------
 
@@ -354,18 +355,12 @@ class Trainer:
     def _start_ema(self, decay: float, resume_folder: Path | None) -> None:
         """Keep `ema = decay * ema + (1 - decay) * weights` after each optimizer step
         (buffers too); on resume, from the checkpoint's average when it has one."""
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-        self.ema = AveragedModel(
-            self.model,
-            multi_avg_fn=get_ema_multi_avg_fn(decay),  # type: ignore[no-untyped-call]
-            use_buffers=True,
-        )
+        self.ema = WeightAverage(self.model, decay)
         if resume_folder is None:
             return
         if (resume_folder / TRAIN_WEIGHTS_FILE).is_file():
             load_into(resume_folder, self.ema.module, device=self.device)
-            self.ema.n_averaged.fill_(1)  # any count above 0: the next update averages
+            self.ema.updates = 1  # any count above 0: the next update averages
         else:
             self.logger.warning(
                 f"note: {resume_folder} holds no average of the weights; the average "
@@ -657,7 +652,7 @@ class Trainer:
                 if scheduler is not None:
                     scheduler.step()
                 if ema is not None:
-                    ema.update_parameters(self.model)
+                    ema.update()
                 self.step += 1
                 self._running_steps += 1
                 self._start_batch = index

@@ -9,6 +9,7 @@ import pytest
 import torch
 from vertebra.cli import main
 from vertebra.engine.logs import read_records
+from vertebra.testing import PluginSandbox
 
 from .conftest import cli, file_bytes, write_config
 
@@ -224,3 +225,30 @@ def test_early_stopping_metric_the_network_does_not_report(
     )
     records = read_records(tmp_path / "run" / "metrics.jsonl")
     assert max((r["step"] for r in records), default=0) == (0 if sanity_eval else 2)
+
+
+def test_a_config_error_raised_on_the_first_batch_is_shown_as_it_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fixture_plugins: PluginSandbox
+) -> None:
+    # A dataset that finds a problem only when it reads an item reports it in its own words.
+    fixture_plugins.add(
+        "unreadable-rows",
+        {"vertebra.datasets": {"UnreadableRows": "unreadable_rows:UnreadableRows"}},
+        {
+            "unreadable_rows.py": """
+                from vertebra.errors import ConfigError, ConfigIssue
+                from vertebra_vision.datasets.digits import Digits
+
+
+                class UnreadableRows(Digits):
+                    def __getitem__(self, index):
+                        issue = ConfigIssue("DATA.TRAIN.DATASET", "row 3 of data.csv has no label")
+                        raise ConfigError([issue])
+            """
+        },
+    )
+    train = {"DATASET": {"NAME": "UnreadableRows"}, "SHUFFLE": False}
+    config = write_config(tmp_path, {"DATA": {"TRAIN": train, "VAL": None}})
+    err = _fails(capsys, "train", config)
+    assert "DATA.TRAIN.DATASET: row 3 of data.csv has no label" in err
+    assert "failed on its first" not in err

@@ -535,8 +535,8 @@ class Trainer:
         try:
             yield
         except (ValueError, TypeError, RuntimeError, IndexError, KeyError) as exc:
-            if self.step != step or isinstance(exc, torch.cuda.OutOfMemoryError):
-                raise
+            if self.step != step or isinstance(exc, torch.cuda.OutOfMemoryError | VertebraError):
+                raise  # later, out of memory, or a message of ours already (ConfigError)
             frame = traceback.extract_tb(exc.__traceback__)[-1]
             raise UserError(
                 f"the network failed on its first {what} batch: {type(exc).__name__}: {exc} "

@@ -26,7 +26,8 @@ def vertebra_check_config(config: Any) -> list[str] | None:
 # -- training events ----------------------------------------------------------------------
 # Called by the trainer on every process of a run (`run.is_main` is true on rank 0 only).
 # `run` is the `vertebra.engine.trainer.Trainer`: `run.config`, `run.output_dir`,
-# `run.step`, `run.epoch`, `run.model`, `run.plugin_manager`, `run.request_stop(reason)`.
+# `run.step`, `run.epoch`, `run.model`, `run.ema`, `run.metric_names`, `run.plugin_manager`,
+# `run.request_stop(reason)`.
 # A hook that no plugin implements costs the training loop nothing.
 
 

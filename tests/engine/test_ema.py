@@ -136,3 +136,38 @@ def test_the_average_follows_buffers_a_module_replaces() -> None:
     assert average.module.stat.tolist() == [0.5, 0.5]
     assert int(average.module.count) == 3  # an integer buffer is copied, not averaged
     assert not average.module.weight.requires_grad
+
+
+@pytest.mark.parametrize("before, after", [(0.5, None), (None, 0.5)])
+def test_turning_the_average_on_or_off_on_resume_keeps_training_the_same_weights(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    fixture_plugins: PluginSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+    before: float | None,
+    after: float | None,
+) -> None:
+    # The average never feeds back into training: the weights trained are those of a run
+    # without it, whichever file of the checkpoint they are resumed from.
+    run = deep_update(RESUMABLE, {"TRAIN": {"EPOCHS": None, "MAX_STEPS": 8}})
+    status, _, err = cli(capsys, "train", write_config(tmp_path / "reference", run))
+    assert status == 0, err
+
+    config = write_config(tmp_path / "switched", deep_update(run, {"TRAIN": {"EMA_DECAY": before}}))
+    monkeypatch.setenv("KILL_AT_STEP", "3")
+    monkeypatch.setenv("KILL_SIGNAL", "SIGTERM")
+    status, _, err = cli(capsys, "train", config)
+    assert status == 143, err
+    monkeypatch.delenv("KILL_AT_STEP")
+    status, _, err = cli(
+        capsys, "train", config, "--resume", "--set", f"TRAIN.EMA_DECAY={after or 'null'}"
+    )
+    assert status == 0, err
+    assert ("holds no average of the weights" in err) == (after is not None)
+
+    last = tmp_path / "switched" / "run" / "checkpoints" / "last"
+    trained = "train.safetensors" if after is not None else "model.safetensors"
+    expected = load_file(
+        str(tmp_path / "reference" / "run" / "checkpoints" / "last" / "model.safetensors")
+    )
+    assert_same_weights(expected, load_file(str(last / trained)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from pathlib import Path
 
@@ -16,7 +17,10 @@ from .conftest import PYTHON, cli, subprocess_env, write_config
 RUN = {
     "MODEL": {"BACKBONE": {"HIDDEN": [32], "DROPOUT": 0.0}},
     "OPTIMIZER": {"NAME": "SGD", "LR": 0.05},
-    "TRAIN": {"EPOCHS": None, "MAX_STEPS": 8, "EVAL_EVERY": 4, "LOG_EVERY": 2, "NUM_THREADS": 1},
+    "TRAIN": {
+        **{"EPOCHS": None, "MAX_STEPS": 8, "EVAL_EVERY": 4, "LOG_EVERY": 2, "NUM_THREADS": 1},
+        "EMA_DECAY": 0.5,  # the average of the weights is kept alike on every process
+    },
 }
 
 
@@ -32,35 +36,77 @@ def torchrun(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
     )
 
 
-def test_two_gloo_processes_match_one_process(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # One process with batches of 64 sees the same global batches as two processes with 32 each.
-    single = write_config(tmp_path / "single", RUN)
-    status, _, err = cli(capsys, "train", single, "--set", "DATA.TRAIN.BATCH_SIZE=64")
-    assert status == 0, err
-
-    double = write_config(tmp_path / "double", RUN)
-    done = torchrun("-m", "vertebra", "train", str(double), "--set", "DATA.TRAIN.BATCH_SIZE=32")
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "2 processes" in done.stderr
-    # Only rank 0 prints the summary line and writes the run folder.
-    assert done.stdout.count("best validation") == 1
-
-    one = read_records(tmp_path / "single" / "run" / "metrics.jsonl")
-    two = read_records(tmp_path / "double" / "run" / "metrics.jsonl")
-    assert [(r["event"], r["step"]) for r in one] == [(r["event"], r["step"]) for r in two]
-    for a, b in zip(one, two, strict=True):
+def assert_same_run(one: Path, two: Path) -> None:
+    """Two run folders hold the same records (to float tolerance) and the same weights."""
+    first, second = read_records(one / "metrics.jsonl"), read_records(two / "metrics.jsonl")
+    assert [(r["event"], r["step"]) for r in first] == [(r["event"], r["step"]) for r in second]
+    for a, b in zip(first, second, strict=True):
         if a["event"] == "eval":
             assert a["samples"] == b["samples"] == 359  # every sample once, none repeated
             assert a["acc@1"] == pytest.approx(b["acc@1"], abs=1 / 359 + 1e-9)
             assert a["acc@3"] == pytest.approx(b["acc@3"], abs=1 / 359 + 1e-9)
         else:
             assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
-    w1 = load_file(str(tmp_path / "single" / "run" / "checkpoints" / "last" / "model.safetensors"))
-    w2 = load_file(str(tmp_path / "double" / "run" / "checkpoints" / "last" / "model.safetensors"))
-    for key in w1:
-        torch.testing.assert_close(w1[key], w2[key], rtol=1e-4, atol=1e-5)
+    # The moving average (model.safetensors) and the weights trained (train.safetensors).
+    for file in ("model.safetensors", "train.safetensors"):
+        w1 = load_file(str(one / "checkpoints" / "last" / file))
+        w2 = load_file(str(two / "checkpoints" / "last" / file))
+        assert w1.keys() == w2.keys()
+        for key in w1:
+            torch.testing.assert_close(w1[key], w2[key], rtol=1e-4, atol=1e-5)
+
+
+def one_process_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    """The reference: one process with batches of 64."""
+    single = write_config(tmp_path / "single", RUN)
+    status, _, err = cli(capsys, "train", single, "--set", "DATA.TRAIN.BATCH_SIZE=64")
+    assert status == 0, err
+    return tmp_path / "single" / "run"
+
+
+def test_two_gloo_processes_match_one_process(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # One process with batches of 64 sees the same global batches as two processes with 32 each.
+    reference = one_process_run(tmp_path, capsys)
+    double = write_config(tmp_path / "double", RUN)
+    done = torchrun("-m", "vertebra", "train", str(double), "--set", "DATA.TRAIN.BATCH_SIZE=32")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 processes" in done.stderr
+    # Only rank 0 prints the summary line and writes the run folder.
+    assert done.stdout.count("best validation") == 1
+    assert_same_run(reference, tmp_path / "double" / "run")
+
+
+def test_two_nodes_match_one_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Two torchrun agents meet through a c10d rendezvous, as on two machines (here one host):
+    # global ranks 0 and 1, each with LOCAL_RANK 0. Only global rank 0 may write.
+    reference = one_process_run(tmp_path, capsys)
+    config = write_config(tmp_path / "nodes", RUN)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [
+        *(PYTHON, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1"),
+        *("--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "t"),
+        *("-m", "vertebra", "train", str(config), "--set", "DATA.TRAIN.BATCH_SIZE=32"),
+    ]
+    nodes = [
+        subprocess.Popen(
+            command,
+            env=subprocess_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [node.communicate(timeout=180) for node in nodes]
+    for node, (_, err) in zip(nodes, outputs, strict=True):
+        assert node.returncode == 0, err[-3000:]
+    assert sum(out.count("best validation") for out, _ in outputs) == 1
+    assert sum(err.count("2 processes") for _, err in outputs) == 1
+    assert_same_run(reference, tmp_path / "nodes" / "run")
 
 
 #: Run under torchrun: train, close, then report whether a DistributedDataParallel wrapper

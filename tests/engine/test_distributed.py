@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from vertebra.engine.checkpoints import read_state
 from vertebra.engine.distributed import EvalSampler, TrainSampler, World
 from vertebra.engine.logs import read_records
 
@@ -107,6 +108,15 @@ def test_two_nodes_match_one_process(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert sum(out.count("best validation") for out, _ in outputs) == 1
     assert sum(err.count("2 processes") for _, err in outputs) == 1
     assert_same_run(reference, tmp_path / "nodes" / "run")
+
+
+def test_max_time_stops_every_process_at_the_same_step(tmp_path: Path) -> None:
+    # The budget runs out before the first log step (2) on both processes; they agree there.
+    config = write_config(tmp_path, {**RUN, "TRAIN": {**RUN["TRAIN"], "MAX_TIME": 0.001}})
+    done = torchrun("-m", "vertebra", "train", str(config))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "stopped at step 2: time limit" in done.stderr
+    assert read_state(tmp_path / "run" / "checkpoints" / "last")["step"] == 2
 
 
 #: Run under torchrun: train, close, then report whether a DistributedDataParallel wrapper

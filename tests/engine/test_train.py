@@ -345,3 +345,31 @@ def test_no_plot_without_matplotlib_is_a_note(
     assert "matplotlib is not installed, so no curves.png" in err
     assert not (tmp_path / "run" / "curves.png").exists()
     assert out.startswith("best validation")
+
+
+def test_max_time_stops_with_an_evaluation_and_a_checkpoint_and_resume_gets_a_fresh_budget(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A budget of a millisecond runs out before the first log step (3), where it is checked.
+    config = write_config(tmp_path, {"TRAIN": {"EPOCHS": 2, "LOG_EVERY": 3, "MAX_TIME": 0.001}})
+    for stop in (3, 6):
+        status, out, err = cli(capsys, "train", config, *(["--resume"] if stop == 6 else []))
+        assert status == 0, err
+        assert f"stopped at step {stop}: time limit 0:00:00.001000 reached (TRAIN.MAX_TIME)" in err
+        assert out.startswith("best validation acc@1=") and f"at step {stop} " in out
+        assert read_state(tmp_path / "run" / "checkpoints" / "last")["step"] == stop
+    records = read_records(tmp_path / "run" / "metrics.jsonl")
+    assert [r["step"] for r in records if r["event"] == "eval"] == [3, 6]
+
+
+@pytest.mark.parametrize("value", ["2h", 0, -5, "1.5h"])
+def test_max_time_takes_seconds_or_hh_mm_ss(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: object
+) -> None:
+    status, _, err = cli(capsys, "validate", write_config(tmp_path, {"TRAIN": {"MAX_TIME": value}}))
+    assert status == 2 and "TRAIN.MAX_TIME:" in err
+    for ok in ("01:30:00", 5400):
+        config = write_config(tmp_path / "ok", {"TRAIN": {"MAX_TIME": ok}})
+        status, out, err = cli(capsys, "validate", config, "--print")
+        assert status == 0, err
+        assert "MAX_TIME: PT1H30M" in out  # the resolved config reads back the same

@@ -8,6 +8,7 @@ section checked against the schema its plugin declares). Nothing here imports to
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -83,6 +84,13 @@ class TrainConfig(BaseModel):
         None,
         ge=1,
         description="Optimizer steps to run; stops before EPOCHS ends when both are set.",
+    )
+    MAX_TIME: timedelta | None = Field(
+        None,
+        gt=timedelta(0),
+        description="Stop, with an evaluation and a checkpoint, once this launch has trained "
+        "this long: seconds (5400) or HH:MM:SS (01:30:00). Checked at each log step; "
+        "--resume continues with a fresh budget.",
     )
     SEED: int = Field(
         0, description="Seed of every random generator (Python, NumPy, torch, data order)."

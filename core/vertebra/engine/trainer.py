@@ -127,6 +127,8 @@ class Trainer:
         self.active_hooks: set[str] = set()
         #: Names of the validation metrics, once an evaluation has reported them.
         self.metric_names: list[str] | None = None
+        #: When this launch's training time (TRAIN.MAX_TIME) runs out, on `time.monotonic()`.
+        self._deadline: float | None = None
         #: The moving average of the weights (TRAIN.EMA_DECAY): what is evaluated and saved.
         self.ema: WeightAverage | None = None
 
@@ -612,6 +614,8 @@ class Trainer:
         self._running_steps = 0
         self._log_clock = (time.perf_counter(), self.step)
         epochs = tc.EPOCHS or math.ceil(self.total_steps / self.steps_per_epoch)
+        if tc.MAX_TIME is not None:
+            self._deadline = time.monotonic() + tc.MAX_TIME.total_seconds()
         model.train()
         optimizer.zero_grad(set_to_none=True)
         outputs: dict[str, Any] = {}
@@ -705,19 +709,23 @@ class Trainer:
     def _check_finite(self) -> float:
         """Mean loss since the last log, over every process; raises when it is not finite.
 
-        Under torchrun the same reduction carries each process's stop signal, so that all
-        of them stop at the same step however the signals reached them.
+        Under torchrun the same reduction carries each process's stop signal and whether
+        its time (TRAIN.MAX_TIME) ran out, so that all of them stop at the same step.
         """
+        late = self._deadline is not None and time.monotonic() > self._deadline
         if self.world.distributed:
-            votes = torch.zeros(3, dtype=torch.float64, device=self.device)
+            votes = torch.zeros(4, dtype=torch.float64, device=self.device)
             if self._signal is not None:
                 votes[1 if self._signal == signal.SIGTERM else 2] = 1
-            votes[0] = self._running
-            total, term, interrupt = distributed.all_reduce_sum(votes).tolist()
+            votes[0], votes[3] = self._running, float(late)
+            total, term, interrupt, anyone_late = distributed.all_reduce_sum(votes).tolist()
             if (term or interrupt) and self.interrupted_by is None:
                 self._interrupt("SIGTERM" if term else "SIGINT")
+            late = bool(anyone_late)
         else:
             total = self._running.item()
+        if late and self.stop_reason is None and self.step < self.total_steps:
+            self.request_stop(f"time limit {self.train_cfg.MAX_TIME} reached (TRAIN.MAX_TIME)")
         count = self._running_steps * self.world.size
         mean = total / count if count else 0.0
         if not math.isfinite(mean):

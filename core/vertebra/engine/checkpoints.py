@@ -1,10 +1,10 @@
 """Checkpoint folders: weights in safetensors, the rest in a `weights_only` torch file.
 
 A checkpoint is a folder `checkpoints/step-NNNNNNNN/` holding `model.safetensors` (the
-network's weights: the ones evaluated, the moving average of the weights when the run keeps
-one, with the weights being trained in `train.safetensors` beside them) and `state.pt` (optimizer, schedule, gradient scaler, step, position
-in the epoch, every rank's random states, best metric so far, and the run config as
-YAML text). `state.pt` holds only tensors and plain Python data, and is read with
+network's weights as evaluated: their moving average when the run keeps one, with the
+weights being trained in `train.safetensors` beside it) and `state.pt` (optimizer,
+schedule, gradient scaler, step, position in the epoch, every rank's random states, best
+metric so far, and the run config as YAML text). `state.pt` holds only tensors and plain Python data, and is read with
 `torch.load(weights_only=True)`: loading a checkpoint never unpickles arbitrary objects.
 
 Writing is atomic: the files go into a temporary folder, are flushed to disk (`fsync`),

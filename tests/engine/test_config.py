@@ -22,10 +22,39 @@ def test_every_optimizer_key_reaches_torch(name: str) -> None:
     group = opt.param_groups[0]
     defaults = OPTIMIZERS.schema(name)(NAME=name, LR=0.25, WEIGHT_DECAY=0.5).model_dump()
     for key, value in defaults.items():
-        if key != "NAME":
+        if key not in ("NAME", "EXCLUDE_1D_FROM_DECAY"):  # the latter is ours: see below
             expected = tuple(value) if isinstance(value, list | tuple) else value
             got = group[key.lower()]
             assert (tuple(got) if isinstance(got, list | tuple) else got) == expected, key
+
+
+@pytest.mark.parametrize("name", ["SGD", "AdamW"])
+def test_1d_parameters_can_be_exempted_from_weight_decay(name: str) -> None:
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.fill_(1.0)
+    cfg = {"NAME": name, "LR": 0.1, "WEIGHT_DECAY": 0.5, "EXCLUDE_1D_FROM_DECAY": True}
+    opt = OPTIMIZERS.build(cfg, params=net.parameters())
+    assert [(len(g["params"]), g["weight_decay"]) for g in opt.param_groups] == [(1, 0.5), (3, 0.0)]
+    for p in net.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()  # no gradient: only weight decay moves a parameter
+    weight, bias, norm_weight, norm_bias = net.parameters()
+    assert torch.all(weight < 1.0)
+    for vector in (bias, norm_weight, norm_bias):
+        assert torch.equal(vector, torch.ones_like(vector))
+    # Groups given by the caller are split one by one and keep their own settings.
+    groups = [
+        {"params": list(net[0].parameters()), "lr": 0.01},
+        {"params": list(net[1].parameters())},
+    ]
+    opt = OPTIMIZERS.build(cfg, params=groups)
+    assert [(len(g["params"]), g["lr"], g["weight_decay"]) for g in opt.param_groups] == [
+        (1, 0.01, 0.5),
+        (1, 0.01, 0.0),
+        (2, 0.1, 0.0),
+    ]
 
 
 def test_registries_hold_torch_classes_with_schemas() -> None:

@@ -25,6 +25,11 @@ class _OptimizerConfig(PartConfig):
     WEIGHT_DECAY: float = Field(
         0.0, ge=0, description="Weight decay (L2 penalty; decoupled in AdamW)."
     )
+    EXCLUDE_1D_FROM_DECAY: bool = Field(
+        False,
+        description="Exempt 1-D parameters (biases, normalization scales) from weight decay, "
+        "as is usual for transformers.",
+    )
 
 
 class SGDConfig(_OptimizerConfig):
@@ -63,7 +68,8 @@ class _FromConfig:
     """Builds a torch optimizer from a config whose keys are its arguments in upper case.
 
     Every schema above names its fields after the torch argument (`WEIGHT_DECAY` is
-    `weight_decay`), so one mapping serves every optimizer.
+    `weight_decay`), so one mapping serves every optimizer; `EXCLUDE_1D_FROM_DECAY` is ours
+    and splits each parameter group in two.
     """
 
     Config: ClassVar[type[PartConfig]]
@@ -71,8 +77,31 @@ class _FromConfig:
     def __init__(
         self, cfg: PartConfig, logger: logging.Logger | None = None, *, params: Params
     ) -> None:
-        settings = {k.lower(): v for k, v in cfg.model_dump().items() if k != "NAME"}
+        own = ("NAME", "EXCLUDE_1D_FROM_DECAY")
+        settings = {k.lower(): v for k, v in cfg.model_dump().items() if k not in own}
+        if getattr(cfg, "EXCLUDE_1D_FROM_DECAY", False):
+            params = _without_1d_decay(params)
         super().__init__(params, **settings)  # type: ignore[call-arg]
+
+
+def _without_1d_decay(params: Params) -> list[dict[str, Any]]:
+    """Each parameter group split in two: its matrices, and its 1-D tensors (biases,
+    normalization scales) with `weight_decay` 0. Empty halves are left out."""
+    items: list[Any] = list(params)
+    groups: list[dict[str, Any]] = (
+        items if items and isinstance(items[0], dict) else [{"params": items}]
+    )
+    out: list[dict[str, Any]] = []
+    for group in groups:
+        tensors = list(group["params"])
+        rest = {k: v for k, v in group.items() if k != "params"}
+        matrices = [p for p in tensors if p.ndim > 1]
+        vectors = [p for p in tensors if p.ndim <= 1]
+        if matrices:
+            out.append({**rest, "params": matrices})
+        if vectors:
+            out.append({**rest, "params": vectors, "weight_decay": 0.0})
+    return out
 
 
 class SGD(_FromConfig, torch.optim.SGD):

@@ -112,7 +112,7 @@ def test_two_nodes_match_one_process(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_max_time_stops_every_process_at_the_same_step(tmp_path: Path) -> None:
     # The budget runs out before the first log step (2) on both processes; they agree there.
-    config = write_config(tmp_path, {**RUN, "TRAIN": {**RUN["TRAIN"], "MAX_TIME": 0.001}})
+    config = write_config(tmp_path, {**RUN, "TRAIN": {**RUN["TRAIN"], "MAX_TIME": 0.000001}})
     done = torchrun("-m", "vertebra", "train", str(config))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "stopped at step 2: time limit" in done.stderr

@@ -350,12 +350,12 @@ def test_no_plot_without_matplotlib_is_a_note(
 def test_max_time_stops_with_an_evaluation_and_a_checkpoint_and_resume_gets_a_fresh_budget(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # A budget of a millisecond runs out before the first log step (3), where it is checked.
-    config = write_config(tmp_path, {"TRAIN": {"EPOCHS": 2, "LOG_EVERY": 3, "MAX_TIME": 0.001}})
+    # A budget of a microsecond (the smallest) runs out before the first log step (3).
+    config = write_config(tmp_path, {"TRAIN": {"EPOCHS": 2, "LOG_EVERY": 3, "MAX_TIME": 0.000001}})
     for stop in (3, 6):
         status, out, err = cli(capsys, "train", config, *(["--resume"] if stop == 6 else []))
         assert status == 0, err
-        assert f"stopped at step {stop}: time limit 0:00:00.001000 reached (TRAIN.MAX_TIME)" in err
+        assert f"stopped at step {stop}: time limit 0:00:00.000001 reached (TRAIN.MAX_TIME)" in err
         assert out.startswith("best validation acc@1=") and f"at step {stop} " in out
         assert read_state(tmp_path / "run" / "checkpoints" / "last")["step"] == stop
     records = read_records(tmp_path / "run" / "metrics.jsonl")

@@ -42,6 +42,7 @@ def test_run_folder_holds_config_metrics_checkpoints_and_plot(
     assert [r["step"] for r in train][:3] == [5, 10, 15]
     assert all(math.isfinite(r["loss"]) and "lr" in r and r["samples_per_s"] > 0 for r in train)
     assert "acc@1" in train[0] and "acc@3" in train[0]  # what forward_train returns
+    assert not any("grad_norm" in r for r in train)  # only with GRAD_CLIP_NORM
     # One evaluation per epoch, every one of the 359 validation digits counted once.
     assert [r["epoch"] for r in evals] == [1, 2, 3]
     assert all(r["samples"] == 359 and 0 <= r["acc@1"] <= r["acc@3"] <= 1 for r in evals)
@@ -307,6 +308,27 @@ def test_loader_workers_are_seeded(tmp_path: Path, capsys: pytest.CaptureFixture
         )
     assert all(weights[0][k].equal(weights[1][k]) for k in weights[0])
     assert not all(weights[0][k].equal(weights[2][k]) for k in weights[0])
+
+
+def test_gradient_clipping_bounds_each_update_and_logs_the_norm_before_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Plain SGD with LR 1: a step moves the weights by exactly the clipped gradient.
+    changes = {
+        "OPTIMIZER": {"_DELETE": True, "NAME": "SGD", "LR": 1.0, "MOMENTUM": 0.0},
+        "LR_SCHEDULER": None,
+        "DATA": {"VAL": None},
+        "TRAIN": {"EPOCHS": None, "MAX_STEPS": 4, "LOG_EVERY": 1, "GRAD_CLIP_NORM": 1e-3},
+    }
+    start = trained_weights(
+        capsys, tmp_path / "start", {**changes, "TRAIN": {**changes["TRAIN"], "MAX_STEPS": 1}}
+    )
+    end = trained_weights(capsys, tmp_path / "end", changes)
+    moved = torch.cat([(end[k] - start[k]).flatten() for k in start]).norm()
+    assert 0 < moved <= 3 * 1e-3 * (1 + 1e-4)  # three more steps, each at most 1e-3 long
+    records = read_records(tmp_path / "end" / "run" / "metrics.jsonl")
+    norms = [r["grad_norm"] for r in records if r["event"] == "train"]
+    assert len(norms) == 4 and all(math.isfinite(n) and n > 1e-2 for n in norms)  # before clipping
 
 
 def test_fp16_with_a_gradient_scaler_on_request(

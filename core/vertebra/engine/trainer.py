@@ -127,6 +127,8 @@ class Trainer:
         self.active_hooks: set[str] = set()
         #: Names of the validation metrics, once an evaluation has reported them.
         self.metric_names: list[str] | None = None
+        #: The gradient norm of the last step, before clipping (with TRAIN.GRAD_CLIP_NORM).
+        self._grad_norm: torch.Tensor | None = None
         #: When this launch's training time (TRAIN.MAX_TIME) runs out, on `time.monotonic()`.
         self._deadline: float | None = None
         #: The moving average of the weights (TRAIN.EMA_DECAY): what is evaluated and saved.
@@ -645,12 +647,12 @@ class Trainer:
                 if scaler is not None:
                     if clip:
                         scaler.unscale_(optimizer)
-                        torch.nn.utils.clip_grad_norm_(params, clip)
+                        self._grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
                     scaler.step(optimizer)
                     scaler.update()
                 else:
                     if clip:
-                        torch.nn.utils.clip_grad_norm_(params, clip)
+                        self._grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
                     optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 if scheduler is not None:
@@ -760,6 +762,8 @@ class Trainer:
             elif key != "loss" and isinstance(value, int | float):
                 record[key] = value
         record["lr"] = self.optimizer.param_groups[0]["lr"]
+        if self._grad_norm is not None:  # the last step's norm before clipping
+            record["grad_norm"] = float(self._grad_norm)
         record["steps_per_s"] = steps / elapsed
         record["samples_per_s"] = steps * self.progress.samples_per_step / elapsed
         self._running.zero_()

@@ -102,6 +102,27 @@ def test_a_wrong_type_fails(schema: dict[str, Any]) -> None:
     assert ("TRAIN", "PRECISION") in paths
 
 
+@pytest.mark.parametrize(
+    "value, valid", [(5400, True), ("01:30:00", True), ("PT1H30M", True), ("2h", False)]
+)
+def test_a_duration_takes_every_form_the_config_reads(
+    schema: dict[str, Any], value: object, valid: bool
+) -> None:
+    config = config_io.load(EXAMPLES[0])
+    config["TRAIN"]["MAX_TIME"] = value
+    assert (not _errors(schema, config)) is valid
+    # The schema agrees with what `vertebra validate` accepts.
+    from vertebra.engine.config import validate_run_config
+    from vertebra.errors import ConfigError
+
+    try:
+        validate_run_config(config)
+    except ConfigError:
+        assert not valid
+    else:
+        assert valid
+
+
 def test_every_registry_lists_every_registered_name(schema: dict[str, Any]) -> None:
     definitions = schema["definitions"]
     seen = []

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 from vertebra.errors import ConfigError, ConfigIssue
 from vertebra.schema import PartConfig, PartOf, close_match, join, validate_into
@@ -23,6 +23,21 @@ __all__ = [
     "TrainConfig",
     "plugin_settings",
     "validate_run_config",
+]
+
+#: A length of time: seconds (a number), `HH:MM:SS` or ISO 8601 (`PT1H30M`), as pydantic
+#: reads them. Its JSON Schema says so, so that editors accept every form (pydantic's own
+#: says an ISO 8601 string only).
+Duration = Annotated[
+    timedelta,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "exclusiveMinimum": 0},
+                {"type": "string", "pattern": r"^(\d+:)?\d+:\d{2}(\.\d+)?$|^P"},
+            ]
+        }
+    ),
 ]
 
 _STRICT = ConfigDict(extra="forbid", protected_namespaces=(), validate_default=True)
@@ -85,7 +100,7 @@ class TrainConfig(BaseModel):
         ge=1,
         description="Optimizer steps to run; stops before EPOCHS ends when both are set.",
     )
-    MAX_TIME: timedelta | None = Field(
+    MAX_TIME: Duration | None = Field(
         None,
         gt=timedelta(0),
         description="Stop, with an evaluation and a checkpoint, once this launch has trained "

@@ -252,3 +252,17 @@ def test_a_config_error_raised_on_the_first_batch_is_shown_as_it_is(
     err = _fails(capsys, "train", config)
     assert "DATA.TRAIN.DATASET: row 3 of data.csv has no label" in err
     assert "failed on its first" not in err
+
+
+def test_a_param_group_that_matches_no_parameter(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    groups = [{"MATCH": "head.*", "LR": 0.1}, {"MATCH": ["neck.*", "*.gamma"], "LR": 0.1}]
+    config = write_config(tmp_path, {"OPTIMIZER": {"PARAM_GROUPS": groups}})
+    err = _fails(capsys, "train", config)
+    assert (
+        "OPTIMIZER.PARAM_GROUPS[1].MATCH: neck.*, *.gamma matches no parameter of the network, "
+        "whose names read like: backbone.layers.0.weight, backbone.layers.0.bias, " in err
+    )
+    assert "PARAM_GROUPS[0]" not in err
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -331,6 +331,31 @@ def test_gradient_clipping_bounds_each_update_and_logs_the_norm_before_it(
     assert len(norms) == 4 and all(math.isfinite(n) and n > 1e-2 for n in norms)  # before clipping
 
 
+def test_param_groups_give_parts_of_the_network_their_own_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    groups = [{"MATCH": "head.*", "LR": 0.0}, {"MATCH": ["*.bias"], "WEIGHT_DECAY": 0.0}]
+    changes = {
+        "OPTIMIZER": {"PARAM_GROUPS": groups},
+        "DATA": {"VAL": None},
+        "TRAIN": {"EPOCHS": None, "MAX_STEPS": 3},
+    }
+    one = trained_weights(
+        capsys, tmp_path / "one", {**changes, "TRAIN": {**changes["TRAIN"], "MAX_STEPS": 1}}
+    )
+    three = trained_weights(capsys, tmp_path / "three", changes)
+    for key in one:  # the head is frozen at LR 0; the backbone trains
+        assert one[key].equal(three[key]) == key.startswith("head."), key
+    state = read_state(tmp_path / "three" / "run" / "checkpoints" / "last")
+    settings = [
+        (len(g["params"]), g["lr"], g["weight_decay"]) for g in state["optimizer"]["param_groups"]
+    ]
+    # The rest (backbone weights) first, then each group: the head (2), the backbone's bias.
+    assert [n for n, _, _ in settings] == [1, 2, 1]
+    assert settings[0][1] > 0 and settings[0][2] == 0.01  # AdamW's defaults, scheduled LR
+    assert settings[1][1] == 0.0 and settings[2][2] == 0.0
+
+
 def test_fp16_with_a_gradient_scaler_on_request(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -6,16 +6,33 @@ parameter groups) to optimize.
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import torch
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from vertebra.errors import ConfigError, ConfigIssue
 from vertebra.schema import PartConfig
 
-__all__ = ["SGD", "Adam", "AdamW", "RMSprop"]
+__all__ = ["SGD", "Adam", "AdamW", "ParamGroup", "RMSprop", "param_groups"]
+
+
+class ParamGroup(BaseModel):
+    """Parameters picked by name, with their own learning rate or weight decay."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    MATCH: str | list[str] = Field(
+        description="Glob pattern(s) over parameter names, as `model.named_parameters()` "
+        "gives them: `backbone.*`, `*.bias`."
+    )
+    LR: float | None = Field(
+        None, ge=0, description="Learning rate of these parameters (0 freezes them)."
+    )
+    WEIGHT_DECAY: float | None = Field(None, ge=0, description="Weight decay of these parameters.")
 
 
 class _OptimizerConfig(PartConfig):
@@ -29,6 +46,11 @@ class _OptimizerConfig(PartConfig):
         False,
         description="Exempt 1-D parameters (biases, normalization scales) from weight decay, "
         "as is usual for transformers.",
+    )
+    PARAM_GROUPS: list[ParamGroup] = Field(
+        default_factory=list,
+        description="Parameters with their own LR or WEIGHT_DECAY, picked by name (the first "
+        "group that matches takes a parameter); the others use the settings above.",
     )
 
 
@@ -77,11 +99,53 @@ class _FromConfig:
     def __init__(
         self, cfg: PartConfig, logger: logging.Logger | None = None, *, params: Params
     ) -> None:
-        own = ("NAME", "EXCLUDE_1D_FROM_DECAY")
+        own = ("NAME", "EXCLUDE_1D_FROM_DECAY", "PARAM_GROUPS")
         settings = {k.lower(): v for k, v in cfg.model_dump().items() if k not in own}
         if getattr(cfg, "EXCLUDE_1D_FROM_DECAY", False):
             params = _without_1d_decay(params)
         super().__init__(params, **settings)  # type: ignore[call-arg]
+
+
+def param_groups(
+    named: Iterable[tuple[str, torch.Tensor]], groups: list[ParamGroup], where: str = "OPTIMIZER"
+) -> list[dict[str, Any]]:
+    """`named` parameters as optimizer parameter groups: first those no group matches (with
+    the optimizer's own settings), then one group per `groups` entry, with its overrides.
+
+    A pattern that matches no parameter is a `ConfigError` at `where.PARAM_GROUPS[i].MATCH`
+    that shows some parameter names.
+    """
+    named = list(named)
+    buckets: list[list[torch.Tensor]] = [[] for _ in groups]
+    rest: list[torch.Tensor] = []
+    patterns = [[g.MATCH] if isinstance(g.MATCH, str) else g.MATCH for g in groups]
+    for name, param in named:
+        for bucket, pats in zip(buckets, patterns, strict=True):
+            if any(fnmatch.fnmatchcase(name, pat) for pat in pats):
+                bucket.append(param)
+                break
+        else:
+            rest.append(param)
+    sample = ", ".join(name for name, _ in named[:4]) + (", ..." if len(named) > 4 else "")
+    issues = [
+        ConfigIssue(
+            f"{where}.PARAM_GROUPS[{i}].MATCH",
+            f"{', '.join(pats)} matches no parameter of the network, whose names read like: {sample}",
+        )
+        for i, (bucket, pats) in enumerate(zip(buckets, patterns, strict=True))
+        if not bucket
+    ]
+    if issues:
+        raise ConfigError(issues)
+    out: list[dict[str, Any]] = [{"params": rest}] if rest else []
+    for group, bucket in zip(groups, buckets, strict=True):
+        entry: dict[str, Any] = {"params": bucket}
+        if group.LR is not None:
+            entry["lr"] = group.LR
+        if group.WEIGHT_DECAY is not None:
+            entry["weight_decay"] = group.WEIGHT_DECAY
+        out.append(entry)
+    return out
 
 
 def _without_1d_decay(params: Params) -> list[dict[str, Any]]:

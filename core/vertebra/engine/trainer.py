@@ -44,6 +44,7 @@ from vertebra.engine.config import LoaderConfig, RunConfig
 from vertebra.engine.device import pick_device, pick_precision
 from vertebra.engine.ema import WeightAverage
 from vertebra.engine.logs import MetricsLog, console_logger, read_records
+from vertebra.engine.optimizers import param_groups
 from vertebra.engine.progress import ProgressBar
 from vertebra.engine.seeding import (
     SeededItems,
@@ -278,9 +279,14 @@ class Trainer:
         self.model = model.to(self.device)
         if tc.EMA_DECAY is not None:
             self._start_ema(tc.EMA_DECAY, resume_folder if resume_state is not None else None)
-        self.optimizer = OPTIMIZERS.build(
-            cfg.OPTIMIZER or {"NAME": "AdamW"}, logger=self.logger, params=self.model.parameters()
+        optimizer_cfg = cfg.OPTIMIZER or OPTIMIZERS.validate({"NAME": "AdamW"})
+        groups = getattr(optimizer_cfg, "PARAM_GROUPS", None)
+        params = (
+            param_groups(self.model.named_parameters(), groups)
+            if groups
+            else self.model.parameters()
         )
+        self.optimizer = OPTIMIZERS.build(optimizer_cfg, logger=self.logger, params=params)
 
         self.train_set = self._build_dataset(cfg.DATA.TRAIN, "DATA.TRAIN.DATASET")
         self.val_set = (

@@ -90,8 +90,10 @@ class _FromConfig:
     """Builds a torch optimizer from a config whose keys are its arguments in upper case.
 
     Every schema above names its fields after the torch argument (`WEIGHT_DECAY` is
-    `weight_decay`), so one mapping serves every optimizer; `EXCLUDE_1D_FROM_DECAY` is ours
-    and splits each parameter group in two.
+    `weight_decay`), so one mapping serves every optimizer. Two keys are ours:
+    `EXCLUDE_1D_FROM_DECAY` splits each parameter group in two here, and `PARAM_GROUPS` is
+    turned into groups by whoever holds the parameter names (the trainer, with
+    `param_groups`).
     """
 
     Config: ClassVar[type[PartConfig]]

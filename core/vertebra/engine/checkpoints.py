@@ -233,12 +233,17 @@ def check_fits(
 
 
 def load_into(
-    folder: Path, model: nn.Module, device: torch.device | str = "cpu", file: str = MODEL_FILE
+    folder: Path,
+    model: nn.Module,
+    device: torch.device | str = "cpu",
+    file: str = MODEL_FILE,
+    what: str = "the network",
 ) -> None:
-    """Load the weights of checkpoint `folder` (its `file`) into `model`, after `check_fits`."""
+    """Load the weights of checkpoint `folder` (its `file`) into `model`, after `check_fits`
+    (whose message names the model as `what`)."""
     from safetensors.torch import load_model
 
-    check_fits(folder, model, file=file)
+    check_fits(folder, model, what, file=file)
     try:
         load_model(model, str(folder / file), strict=True, device=str(device))
     except Exception as exc:

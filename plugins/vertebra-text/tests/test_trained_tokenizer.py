@@ -10,7 +10,7 @@ import pytest
 import torch
 from vertebra.errors import ConfigError, UserError
 from vertebra.model.registry import TOKENIZERS
-from vertebra_text.model.tokenizers.trained import SETTINGS_FILE, TOKENIZER_FILE, _publish
+from vertebra_text.tokenizers.trained import SETTINGS_FILE, TOKENIZER_FILE, _publish
 
 TEXTS = ["the movie was good", "a boring , bad film with a story that never ends at all"]
 

@@ -17,7 +17,7 @@ from pydantic import Field
 from vertebra.data import BaseDataset
 from vertebra.errors import UserError
 
-from vertebra_text.data.splits import Split, SplitConfig, split_indices
+from vertebra_text.datasets.splits import Split, SplitConfig, split_indices
 from vertebra_text.paths import resolve_path
 from vertebra_text.records import decode_file
 

@@ -33,9 +33,9 @@ from tokenizers import (
 from vertebra.errors import UserError
 from vertebra.model.tokenizers import BaseTokenizer
 
-from vertebra_text.model.tokenizers.settings import EncodingConfig
 from vertebra_text.paths import existing_path, resolve_path
 from vertebra_text.records import decode_file, read_records
+from vertebra_text.tokenizers.settings import EncodingConfig
 
 __all__ = ["SPECIAL_TOKENS", "TrainedTokenizer", "TrainedTokenizerConfig"]
 

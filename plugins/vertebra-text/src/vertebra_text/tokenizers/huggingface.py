@@ -11,9 +11,9 @@ from pydantic import Field
 from vertebra.errors import UserError
 from vertebra.model.tokenizers import BaseTokenizer
 
-from vertebra_text.model.offline import PATH_DESCRIPTION, import_transformers
-from vertebra_text.model.tokenizers.settings import EncodingConfig
+from vertebra_text.offline import PATH_DESCRIPTION, import_transformers
 from vertebra_text.paths import ExistingFolder, existing_path
+from vertebra_text.tokenizers.settings import EncodingConfig
 
 __all__ = ["HuggingfaceTokenizer", "HuggingfaceTokenizerConfig"]
 

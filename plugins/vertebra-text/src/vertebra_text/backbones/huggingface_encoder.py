@@ -11,7 +11,7 @@ from vertebra.errors import UserError
 from vertebra.model.base_model import BaseModel
 from vertebra.schema import PartConfig
 
-from vertebra_text.model.offline import PATH_DESCRIPTION, import_transformers, quiet_loading
+from vertebra_text.offline import PATH_DESCRIPTION, import_transformers, quiet_loading
 from vertebra_text.paths import ExistingFolder, existing_path
 
 __all__ = ["HuggingfaceEncoder", "HuggingfaceEncoderConfig"]

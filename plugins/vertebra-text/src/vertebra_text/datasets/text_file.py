@@ -11,7 +11,7 @@ from pydantic import Field, field_validator
 from vertebra.data import BaseDataset
 from vertebra.errors import UserError
 
-from vertebra_text.data.splits import SplitConfig, split_indices
+from vertebra_text.datasets.splits import SplitConfig, split_indices
 from vertebra_text.paths import ExistingFile, existing_path
 from vertebra_text.records import Format, read_records
 

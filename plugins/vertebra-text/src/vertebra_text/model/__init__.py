@@ -1,1 +1,0 @@
-"""Model parts of vertebra-text: tokenizers, backbones, necks and networks."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from vertebra.errors import ConfigError
+from vertebra.errors import ConfigError, UserError
 from vertebra.model.metrics.registry import METRICS
 
 
@@ -51,11 +51,24 @@ def test_values_give_the_batch_accuracy_without_entering_the_sums() -> None:
     assert metric.compute() == {"acc@1": 1.0, "acc@2": 1.0}
 
 
-def test_k_beyond_the_number_of_classes_counts_every_sample() -> None:
+def test_k_beyond_the_number_of_classes_is_an_error_naming_both() -> None:
+    # It would count every sample as a hit (acc@5 = 1.0 on 3 classes), hiding a typo.
     metric = METRICS.build({"NAME": "AccuracyMetric", "TOPK": [1, 5]})
+    with pytest.raises(UserError, match=r"TOPK 5 is larger than the number of classes \(3\)"):
+        metric(torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.1]]), torch.tensor([2, 0]))
+
+
+def test_k_equal_to_the_number_of_classes_counts_every_sample() -> None:
+    metric = METRICS.build({"NAME": "AccuracyMetric", "TOPK": [1, 3]})
     out = metric(torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.1]]), torch.tensor([2, 0]))
     assert out["acc@1"].item() == 0.5
-    assert out["acc@5"].item() == 1.0
+    assert out["acc@3"].item() == 1.0
+
+
+def test_topk_may_be_one_int_as_scepter_writes_it() -> None:
+    metric = METRICS.build({"NAME": "AccuracyMetric", "TOPK": 2})
+    assert metric.cfg.TOPK == [2]
+    assert set(metric(_logits_for([[0, 1]], num_classes=3), torch.tensor([1]))) == {"acc@2"}
 
 
 def test_ignore_index_and_soft_labels() -> None:
@@ -95,6 +108,8 @@ def test_shape_mismatch_is_a_clear_error() -> None:
         ([0], "TOPK[0]: Input should be greater than 0"),
         ([1, 1], "TOPK: values must be distinct"),
         ("top1", "TOPK: Input should be a valid list"),
+        (True, "TOPK: Input should be a valid list"),
+        (0, "TOPK[0]: Input should be greater than 0"),
     ],
 )
 def test_bad_topk_is_a_config_error(topk: object, message: str) -> None:

@@ -129,6 +129,14 @@ def test_cosine_head_logits_are_scaled_cosines() -> None:
     assert "log_scale" not in dict(head.named_parameters())
 
 
+def test_cosine_head_fixed_scale_comes_from_the_config_not_a_checkpoint() -> None:
+    trained = HEADS.build({"NAME": "CosineLinearHead", "DIM": 4, "NUM_CLASSES": 2, "SCALE": 30.0})
+    assert "log_scale" not in trained.state_dict()
+    other = HEADS.build({"NAME": "CosineLinearHead", "DIM": 4, "NUM_CLASSES": 2, "SCALE": 5.0})
+    other.load_state_dict(trained.state_dict())
+    assert other.log_scale.exp().item() == pytest.approx(5.0)
+
+
 def test_cosine_head_learns_its_scale_when_asked() -> None:
     head = HEADS.build(
         {"NAME": "CosineLinearHead", "DIM": 4, "NUM_CLASSES": 2, "LEARN_SCALE": True, "SCALE": 5.0}

@@ -92,3 +92,14 @@ def test_reconstruct_loss_refuses_to_broadcast() -> None:
 def test_reconstruct_loss_type_is_checked() -> None:
     with pytest.raises(ConfigError, match="TYPE: Input should be 'l1' or 'l2', got 'l3'"):
         LOSSES.build({"NAME": "ReconstructLoss", "TYPE": "l3"})
+
+
+def test_cross_entropy_weight_is_a_setting_never_read_from_a_checkpoint() -> None:
+    # Evaluating with WEIGHT [1, 1] must use [1, 1], whatever the checkpoint was trained with.
+    trained = LOSSES.build({"NAME": "CrossEntropy", "WEIGHT": [1.0, 5.0]})
+    assert "weight" not in trained.state_dict()
+    evaluated = LOSSES.build({"NAME": "CrossEntropy", "WEIGHT": [1.0, 1.0]})
+    evaluated.load_state_dict(trained.state_dict())
+    assert evaluated.weight.tolist() == [1.0, 1.0]
+    # And a loss built without WEIGHT loads the same state.
+    LOSSES.build({"NAME": "CrossEntropy"}).load_state_dict(trained.state_dict())

@@ -50,8 +50,8 @@ class CosineLinearHead(BaseModel):
         log_scale = torch.tensor(math.log(cfg.SCALE))
         if cfg.LEARN_SCALE:
             self.log_scale = nn.Parameter(log_scale)
-        else:
-            self.register_buffer("log_scale", log_scale)
+        else:  # a fixed SCALE is a setting of the config: never read from a checkpoint
+            self.register_buffer("log_scale", log_scale, persistent=False)
         #: Width of the features this head takes.
         self.in_dim = cfg.DIM
 

@@ -44,8 +44,9 @@ class CrossEntropy(BaseModel):
     def __init__(self, cfg: CrossEntropyConfig, logger: logging.Logger | None = None) -> None:
         super().__init__(cfg, logger)
         weight = None if cfg.WEIGHT is None else torch.tensor(cfg.WEIGHT, dtype=torch.float32)
-        # A buffer moves with the module to the training device.
-        self.register_buffer("weight", weight)
+        # A buffer moves with the module to the training device. It is not persistent: the
+        # class weights are a setting of the config, never read back from a checkpoint.
+        self.register_buffer("weight", weight, persistent=False)
 
     def forward(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         if self.weight is not None and self.weight.numel() != logits.shape[1]:

@@ -8,6 +8,7 @@ import torch
 from pydantic import Field, PositiveInt, field_validator
 from pydantic_core import PydanticCustomError
 
+from vertebra.errors import UserError
 from vertebra.model.metrics.base_metric import BaseMetric, Stats
 from vertebra.schema import PartConfig
 
@@ -18,11 +19,18 @@ class AccuracyMetricConfig(PartConfig):
     TOPK: list[PositiveInt] = Field(
         default=[1],
         min_length=1,
-        description="The k of each top-k accuracy to report, as metrics named acc@k.",
+        description="The k of each top-k accuracy to report, as metrics named acc@k: a list, "
+        "or one k (scepter's `TOPK: 1`). No k may exceed the number of classes.",
     )
     IGNORE_INDEX: int | None = Field(
         None, description="Samples with this label are not counted (null: every sample counts)."
     )
+
+    @field_validator("TOPK", mode="before")
+    @classmethod
+    def _one_k(cls, value: object) -> object:
+        # scepter writes `TOPK: 1`; a bool is no k.
+        return [value] if isinstance(value, int) and not isinstance(value, bool) else value
 
     @field_validator("TOPK")
     @classmethod
@@ -35,8 +43,9 @@ class AccuracyMetricConfig(PartConfig):
 class AccuracyMetric(BaseMetric):
     """`metric(logits [N, C], labels [N]) -> {"acc@k": batch accuracy}`.
 
-    A sample is a hit for `acc@k` when its label is among the `k` largest logits; when
-    `k >= C` every sample is a hit. Labels may also be class probabilities `[N, C]`, whose
+    A sample is a hit for `acc@k` when its label is among the `k` largest logits. A k
+    larger than the number of classes C is an error (every sample would be a hit, which
+    hides a typo in TOPK or NUM_CLASSES). Labels may also be class probabilities `[N, C]`, whose
     largest entry is taken as the label.
     """
 
@@ -59,16 +68,19 @@ class AccuracyMetric(BaseMetric):
             keep = labels != self.cfg.IGNORE_INDEX
             logits, labels = logits[keep], labels[keep]
         count = labels.shape[0]
-        kmax = min(self.topk[-1], logits.shape[1])
+        classes = logits.shape[1]
+        if self.topk[-1] > classes:
+            raise UserError(
+                f"AccuracyMetric TOPK {self.topk[-1]} is larger than the number of classes "
+                f"({classes}): acc@{self.topk[-1]} would count every sample as a hit; lower "
+                "TOPK or check NUM_CLASSES"
+            )
+        kmax = self.topk[-1]
         # One topk for the largest k; the smaller ones are its prefixes.
         top = logits.topk(kmax, dim=1).indices
         correct = (top == labels.unsqueeze(1)).cumsum(dim=1).clamp(max=1)
         out: Stats = {}
         for k in self.topk:
-            hits = (
-                correct[:, min(k, kmax) - 1].sum()
-                if count
-                else torch.zeros((), device=logits.device)
-            )
+            hits = correct[:, k - 1].sum() if count else torch.zeros((), device=logits.device)
             out[f"acc@{k}"] = (hits, count)
         return out

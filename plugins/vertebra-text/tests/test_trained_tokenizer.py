@@ -69,7 +69,9 @@ def test_huggingface_tokenizer_reads_the_saved_folder(
     corpus: Path, tmp_path: Path, padding: str, truncation: bool
 ) -> None:
     save = tmp_path / "tok"
-    settings = {"MAX_LENGTH": 10, "PADDING": padding, "TRUNCATION": truncation}
+    # Without truncation every text must fit: MAX_LENGTH 32 holds them all.
+    length = 10 if truncation else 32
+    settings = {"MAX_LENGTH": length, "PADDING": padding, "TRUNCATION": truncation}
     trained = build(corpus, save, **settings)
     loaded = TOKENIZERS.build(
         {"NAME": "HuggingfaceTokenizer", "PRETRAINED_PATH": str(save), **settings}
@@ -77,6 +79,15 @@ def test_huggingface_tokenizer_reads_the_saved_folder(
     assert loaded.vocab_size == trained.vocab_size
     for key in ("input_ids", "attention_mask"):
         assert torch.equal(trained.tokenize(TEXTS)[key], loaded.tokenize(TEXTS)[key])
+
+
+@pytest.mark.parametrize("padding", ["max_length", "longest"])
+def test_long_text_without_truncation_is_an_error(
+    corpus: Path, tmp_path: Path, padding: str
+) -> None:
+    tokenizer = build(corpus, tmp_path / "tok", MAX_LENGTH=4, PADDING=padding, TRUNCATION=False)
+    with pytest.raises(UserError, match=r"longer than MAX_LENGTH=4; set TRUNCATION: true"):
+        tokenizer.tokenize(TEXTS)
 
 
 def test_changed_settings_with_the_same_save_dir_fail(corpus: Path, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from vertebra.model.tokenizers import BaseTokenizer
 
 from vertebra_text.offline import PATH_DESCRIPTION, import_transformers
 from vertebra_text.paths import ExistingFolder, existing_path
-from vertebra_text.tokenizers.settings import EncodingConfig
+from vertebra_text.tokenizers.settings import EncodingConfig, check_width
 
 __all__ = ["HuggingfaceTokenizer", "HuggingfaceTokenizerConfig"]
 
@@ -67,9 +67,10 @@ class HuggingfaceTokenizer(BaseTokenizer):
             )
         except ValueError as exc:
             raise UserError(
-                f"cannot tokenize the batch: {exc}; a text longer than MAX_LENGTH="
-                f"{self.cfg.MAX_LENGTH} tokens needs TRUNCATION: true"
+                f"cannot tokenize the batch ({exc}): a text is longer than MAX_LENGTH="
+                f"{self.cfg.MAX_LENGTH}; set TRUNCATION: true to cut it, or raise MAX_LENGTH"
             ) from exc
+        check_width(encoded["input_ids"].shape[1], self.cfg)
         return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
 
     @property

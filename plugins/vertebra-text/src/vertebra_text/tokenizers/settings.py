@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field
+from vertebra.errors import UserError
 from vertebra.schema import PartConfig
 
-__all__ = ["EncodingConfig"]
+__all__ = ["EncodingConfig", "check_width"]
 
 
 class EncodingConfig(PartConfig):
@@ -20,4 +21,20 @@ class EncodingConfig(PartConfig):
         "longest",
         description="'longest' pads a batch to its longest text; 'max_length' to MAX_LENGTH.",
     )
-    TRUNCATION: bool = Field(True, description="Cut texts longer than MAX_LENGTH tokens.")
+    TRUNCATION: bool = Field(
+        True,
+        description="Cut texts longer than MAX_LENGTH tokens; false makes such a text an error.",
+    )
+
+
+def check_width(width: int, cfg: EncodingConfig) -> None:
+    """Refuse a batch wider than MAX_LENGTH: without TRUNCATION a long text is an error.
+
+    An encoder's position table is sized by MAX_LENGTH, so a longer sequence would fail
+    later, far from its cause, or silently be cut by whatever reads it.
+    """
+    if width > cfg.MAX_LENGTH:
+        raise UserError(
+            f"a text is {width} tokens long, longer than MAX_LENGTH={cfg.MAX_LENGTH}; "
+            "set TRUNCATION: true to cut it, or raise MAX_LENGTH"
+        )

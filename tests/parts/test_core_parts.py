@@ -149,3 +149,17 @@ def test_cosine_head_learns_its_scale_when_asked() -> None:
 def test_heads_require_num_classes() -> None:
     with pytest.raises(ConfigError, match="NUM_CLASSES: required key is missing"):
         HEADS.build({"NAME": "ClassifierHead", "DIM": 8})
+
+
+def test_flatten_neck_keeps_the_batch_axis_alone() -> None:
+    neck = NECKS.build({"NAME": "Flatten"})
+    assert neck(torch.randn(4, 3, 2, 5)).shape == (4, 30)
+    assert NECKS.build({"NAME": "Flatten", "START_DIM": 2})(torch.randn(4, 3, 2, 5)).shape == (
+        4,
+        3,
+        10,
+    )
+    with pytest.raises(ValueError, match=r"START_DIM 1 expects at least 2 axes, got shape \(4,\)"):
+        neck(torch.randn(4))
+    with pytest.raises(ConfigError, match="START_DIM: Input should be greater than or equal to 1"):
+        NECKS.build({"NAME": "Flatten", "START_DIM": 0})

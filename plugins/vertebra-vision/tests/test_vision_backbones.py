@@ -29,17 +29,72 @@ def test_resnet_depths(
     assert all(isinstance(b, block) for s in stages for b in s)
     assert net.out_dim == channels
     net.eval()
-    assert net(torch.randn(2, 3, 32, 32)).shape == (2, channels, 4, 4)
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, channels, 1, 1)  # the ImageNet stem: /32
+
+
+#: torchvision's parameter counts of resnet18 ... resnet152 without the classifier `fc`.
+TORCHVISION_PARAMETERS = {
+    18: 11_176_512,
+    34: 21_284_672,
+    50: 23_508_032,
+    101: 42_500_160,
+    152: 58_143_808,
+}
+
+
+@pytest.mark.parametrize("depth", sorted(TORCHVISION_PARAMETERS))
+def test_resnet_defaults_are_torchvisions_architecture(depth: int) -> None:
+    net = BACKBONES.build({"NAME": "ResNet", "DEPTH": depth})
+    assert sum(p.numel() for p in net.parameters()) == TORCHVISION_PARAMETERS[depth]
+    keys = list(net.state_dict())
+    # torchvision's order: the stem, then each block's convolutions and norms, shortcut last.
+    assert keys[:6] == [
+        "conv1.weight",
+        "bn1.weight",
+        "bn1.bias",
+        "bn1.running_mean",
+        "bn1.running_var",
+        "bn1.num_batches_tracked",
+    ]
+    last = "bn3" if depth >= 50 else "bn2"
+    assert keys[-1] == f"layer4.{len(net.layer4) - 1}.{last}.num_batches_tracked"
+    first_block = [k for k in keys if k.startswith("layer1.0.")]
+    assert first_block[0] == "layer1.0.conv1.weight"
+    if depth >= 50:
+        assert first_block[-1] == "layer1.0.downsample.1.num_batches_tracked"
+
+
+def test_resnet50_defaults_give_7x7_features_for_224_images() -> None:
+    # scepter's `{NAME: ResNet, DEPTH: 50}` (and torchvision's resnet50) on ImageNet input.
+    net = BACKBONES.build({"NAME": "ResNet", "DEPTH": 50})
+    net.eval()
+    with torch.no_grad():
+        assert net(torch.randn(1, 3, 224, 224)).shape == (1, 2048, 7, 7)
+    assert net.conv1.stride == (2, 2) and net.maxpool.stride == 2
+
+
+def test_kernel_7_ignores_the_small_stem_keys_as_scepter_does() -> None:
+    given = {"FIRST_CONV_STRIDE": 1, "USE_RELU": False, "USE_MAXPOOL": False}
+    net = BACKBONES.build({"NAME": "ResNet", "BASE_CHANNELS": 4, "KERNEL_SIZE": 7, **given})
+    plain = BACKBONES.build({"NAME": "ResNet", "BASE_CHANNELS": 4})
+    assert str(net) == str(plain)
+    assert set(net.cfg.ineffective_keys()) == set(given)
+    assert "KERNEL_SIZE 3 stem only" in net.cfg.ineffective_keys()["USE_RELU"]
+    assert plain.cfg.ineffective_keys() == {}
+    small = BACKBONES.build({"NAME": "ResNet", "BASE_CHANNELS": 4, "KERNEL_SIZE": 3, **given})
+    assert small.cfg.ineffective_keys() == {}
 
 
 @pytest.mark.parametrize(
     ("stem", "size", "out"),
     [
-        ({}, 8, 1),  # scepter's defaults: stride-1 conv and max pooling
+        ({}, 8, 1),  # the ImageNet stem: 8 -> 4 -> 2, then the stages
+        ({}, 224, 7),
+        ({"KERNEL_SIZE": 3}, 32, 4),  # the small stem's defaults: stride-1 conv and max pooling
         ({"KERNEL_SIZE": 3, "USE_MAXPOOL": False}, 8, 1),
         ({"KERNEL_SIZE": 3, "USE_MAXPOOL": False}, 32, 4),
-        ({"FIRST_CONV_STRIDE": 2, "FIRST_MAX_POOL_STRIDE": 2}, 224, 7),  # the ImageNet stem
-        ({"FIRST_CONV_STRIDE": 2, "USE_MAXPOOL": False}, 32, 2),
+        ({"KERNEL_SIZE": 3, "FIRST_CONV_STRIDE": 2, "FIRST_MAX_POOL_STRIDE": 2}, 224, 7),
+        ({"KERNEL_SIZE": 3, "FIRST_CONV_STRIDE": 2, "USE_MAXPOOL": False}, 32, 2),
     ],
 )
 def test_resnet_stem_options(stem: dict[str, object], size: int, out: int) -> None:
@@ -51,7 +106,13 @@ def test_resnet_stem_options(stem: dict[str, object], size: int, out: int) -> No
 
 def test_resnet_stem_without_relu_or_maxpool() -> None:
     net = BACKBONES.build(
-        {"NAME": "ResNet", "USE_RELU": False, "USE_MAXPOOL": False, "BASE_CHANNELS": 4}
+        {
+            "NAME": "ResNet",
+            "KERNEL_SIZE": 3,
+            "USE_RELU": False,
+            "USE_MAXPOOL": False,
+            "BASE_CHANNELS": 4,
+        }
     )
     assert isinstance(net.relu, nn.Identity) and isinstance(net.maxpool, nn.Identity)
 

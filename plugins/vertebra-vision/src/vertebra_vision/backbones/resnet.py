@@ -1,5 +1,12 @@
 """`ResNet` (depths 18 to 152), written in plain PyTorch, with scepter's stem options.
 
+The stem follows scepter exactly: KERNEL_SIZE 7 always builds torchvision's ImageNet stem
+(7x7 convolution with stride 2, ReLU, 3x3 max pooling with stride 2), and the other stem
+keys (FIRST_CONV_STRIDE, USE_RELU, USE_MAXPOOL, FIRST_MAX_POOL_STRIDE) shape the small
+stem of the other kernel sizes only; `vertebra validate` warns when a config sets them
+beside KERNEL_SIZE 7. ResNet-18 to -152 with the defaults have torchvision's parameters,
+tensor names and order, so torchvision or scepter weights load and compute the same.
+
 Module names follow the common ResNet layout (`conv1`, `bn1`, `layer1.0.conv1`,
 `layer1.0.downsample.0`, ...), so a ResNet state dict saved as safetensors loads with
 `PRETRAINED_PATH` (its classifier `fc.*` is skipped by default).
@@ -101,17 +108,23 @@ class ResNetConfig(PartConfig):
     )
     KERNEL_SIZE: Literal[1, 3, 5, 7] = Field(
         7,
-        description="Kernel size of the first convolution: 7 as in ImageNet ResNets, 3 for small images.",
+        description="Kernel size of the first convolution. 7 builds the ImageNet stem (stride-2 "
+        "convolution, ReLU, stride-2 max pooling) and ignores the four keys below; 3 (or 1, 5) "
+        "builds the small-image stem they shape.",
     )
     FIRST_CONV_STRIDE: Literal[1, 2] = Field(
-        1, description="Stride of the first convolution (2 for ImageNet-size images)."
+        1, description="Stride of the first convolution of the small stem (not with KERNEL_SIZE 7)."
     )
-    USE_RELU: bool = Field(True, description="Apply ReLU after the stem's batch norm.")
+    USE_RELU: bool = Field(
+        True, description="Apply ReLU after the small stem's batch norm (not with KERNEL_SIZE 7)."
+    )
     USE_MAXPOOL: bool = Field(
-        True, description="Apply a 3x3 max pooling after the stem (off for 8x8 images)."
+        True,
+        description="Apply a 3x3 max pooling after the small stem (not with KERNEL_SIZE 7; off "
+        "for 8x8 images).",
     )
     FIRST_MAX_POOL_STRIDE: Literal[1, 2] = Field(
-        1, description="Stride of that max pooling (2 for ImageNet-size images)."
+        1, description="Stride of the small stem's max pooling (not with KERNEL_SIZE 7)."
     )
     ZERO_INIT_RESIDUAL: bool = Field(
         False,
@@ -141,13 +154,28 @@ class ResNetConfig(PartConfig):
             )
         return value
 
+    def ineffective_keys(self) -> dict[str, str]:
+        """Keys this config sets that change nothing, each with why (`validate` warns)."""
+        if self.KERNEL_SIZE != 7:
+            return {}
+        why = (
+            "KERNEL_SIZE 7 builds the ImageNet stem (stride-2 convolution and max pooling, "
+            "ReLU), as scepter and torchvision do; this key shapes the KERNEL_SIZE 3 stem only"
+        )
+        return {key: why for key in SMALL_STEM_KEYS if key in self.model_fields_set}
+
+
+#: The keys that shape the stem of kernel sizes other than 7.
+SMALL_STEM_KEYS = ("FIRST_CONV_STRIDE", "USE_RELU", "USE_MAXPOOL", "FIRST_MAX_POOL_STRIDE")
+
 
 class ResNet(BaseModel):
     """ResNet-18 to -152: images `[N, IN_CHANNELS, H, W]` -> features `[N, out_dim, H', W']`.
 
-    A neck (`GlobalAveragePooling`) pools the features. With the default stem (stride-1
-    convolution and max pooling) `H' = ceil(H / 8)`; each stride of 2 in the stem halves
-    it once more.
+    A neck (`GlobalAveragePooling`) pools the features. With the default (ImageNet) stem
+    `H' = ceil(H / 32)`: 7x7 for 224x224 images. The small stem (KERNEL_SIZE 3) with its
+    defaults (stride-1 convolution and max pooling) gives `H' = ceil(H / 8)`; each stride
+    of 2 in it halves that once more.
     """
 
     Config = ResNetConfig
@@ -157,18 +185,21 @@ class ResNet(BaseModel):
         super().__init__(cfg, logger)
         block, counts = ARCHS[cfg.DEPTH]
         width = cfg.BASE_CHANNELS
+        imagenet = cfg.KERNEL_SIZE == 7  # scepter's rule: the other stem keys do not apply
         self.conv1 = nn.Conv2d(
             cfg.IN_CHANNELS,
             width,
             cfg.KERNEL_SIZE,
-            cfg.FIRST_CONV_STRIDE,
+            2 if imagenet else cfg.FIRST_CONV_STRIDE,
             cfg.KERNEL_SIZE // 2,
             bias=False,
         )
         self.bn1 = nn.BatchNorm2d(width)
-        self.relu = nn.ReLU(inplace=True) if cfg.USE_RELU else nn.Identity()
+        self.relu = nn.ReLU(inplace=True) if imagenet or cfg.USE_RELU else nn.Identity()
         self.maxpool = (
-            nn.MaxPool2d(3, cfg.FIRST_MAX_POOL_STRIDE, 1) if cfg.USE_MAXPOOL else nn.Identity()
+            nn.MaxPool2d(3, 2 if imagenet else cfg.FIRST_MAX_POOL_STRIDE, 1)
+            if imagenet or cfg.USE_MAXPOOL
+            else nn.Identity()
         )
         in_ch = width
         stages: list[nn.Sequential] = []

@@ -1,4 +1,3 @@
 """Moved to `vertebra.plugins` (temporary shim; the lead removes it after the merge)."""
 
 from vertebra.plugins._registry import *  # noqa: F403
-from vertebra.plugins._registry import REGISTRY_MODULES  # noqa: F401

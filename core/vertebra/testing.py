@@ -184,7 +184,7 @@ def check_part(
             f"Is its entry point in group '{reg.group}' and the distribution (re)installed?"
         )
     try:
-        checked = plugins.check_part(reg, name, build_kwargs=build_kwargs)
+        checked = plugins.diagnose_part(reg, name, build_kwargs=build_kwargs)
     except VertebraError as exc:  # a name that several distributions offer
         raise AssertionError(f"{label} does not load: {exc}") from exc
     if checked.errors:

@@ -13,8 +13,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from vertebra.plugins import Problem
-    from vertebra.plugins._checks import Report
+    from vertebra.plugins import Diagnosis, Problem
 
 __all__ = ["add_parser"]
 
@@ -126,7 +125,7 @@ def _run_doctor(args: argparse.Namespace) -> int:
     return 1 if report.errors else 0
 
 
-def _render_doctor(report: Report, verbose: bool = False) -> str:
+def _render_doctor(report: Diagnosis, verbose: bool = False) -> str:
     """The report as text: one block per distribution, then a summary line."""
     lines = [
         f"checked {report.parts} part(s) and {report.hook_modules} hook module(s) "

@@ -7,13 +7,14 @@ Three depths, each doing more than the last:
   registry reads, a `VERTEBRA_PLUGINS` name that matches no distribution;
 - `load_problems()` imports every entry point: a module that fails to import, a class of
   the wrong base, a `Config` that is no `PartConfig`, a broken hook module;
-- `check_part(registry, name)` checks one part the way a run uses it: it loads, every key
-  of its schema is described (and upper case), its JSON Schema can be written, and it
-  builds from its defaults where they suffice. `diagnose()` runs all of it over the
+- `diagnose_part(registry, name)` checks one part the way a run uses it: it loads, every
+  key of its schema is described (and upper case), its JSON Schema can be written, and
+  it builds from its defaults where they suffice. `diagnose()` runs all of it over the
   installed distributions.
 
 `vertebra plugins list [--check]` shows the first two, `vertebra plugins doctor` shows
-`diagnose()`, and `vertebra.testing.check_part` raises when `check_part` finds an error.
+`diagnose()`, and `vertebra.testing.check_part` raises when `diagnose_part` finds an
+error.
 Each problem names its kind, the distributions at fault, where, what and how to fix it.
 Nothing heavy (torch, pydantic, pluggy) is imported when this module is.
 """
@@ -40,11 +41,11 @@ if TYPE_CHECKING:
 __all__ = [
     "ERROR",
     "WARNING",
-    "PartCheck",
+    "Diagnosis",
+    "PartDiagnosis",
     "Problem",
-    "Report",
-    "check_part",
     "diagnose",
+    "diagnose_part",
     "load_problems",
     "metadata_problems",
 ]
@@ -314,8 +315,8 @@ def _hook_problems() -> list[Problem]:
 
 
 @dataclass
-class PartCheck:
-    """What `check_part` found for one part."""
+class PartDiagnosis:
+    """What `diagnose_part` found for one part."""
 
     problems: list[Problem] = field(default_factory=list)
     #: The part's class and schema, when they load.
@@ -330,16 +331,16 @@ class PartCheck:
         return [p for p in self.problems if p.severity == ERROR]
 
 
-def check_part(
+def diagnose_part(
     registry: Registry, name: str, *, build_kwargs: Mapping[str, Any] | None = None
-) -> PartCheck:
+) -> PartDiagnosis:
     """Check part `name` (bare or `DISTRIBUTION:Name`) of `registry` as a run would use it.
 
     `build_kwargs` go to `build` (an optimizer's `params`); without them, a part whose
     constructor needs more than `cfg` and `logger` is not built. Raises `UnknownPartError`
     for a name that `registry` does not offer.
     """
-    result = PartCheck()
+    result = PartDiagnosis()
     origin = registry.origin(name)
     entry = registry._resolve(name)
     e = entry or EntryPointInfo(registry.group, origin.name, origin.value, "", "")
@@ -442,7 +443,7 @@ def _check_build(
     registry: Registry,
     name: str,
     e: EntryPointInfo,
-    result: PartCheck,
+    result: PartDiagnosis,
     build_kwargs: Mapping[str, Any] | None,
 ) -> None:
     assert result.cls is not None and result.schema is not None
@@ -506,7 +507,7 @@ def _build_arguments(cls: type) -> list[str]:
 
 
 @dataclass
-class Report:
+class Diagnosis:
     """What `diagnose` checked and found."""
 
     distributions: dict[str, str] = field(default_factory=dict)
@@ -534,7 +535,7 @@ class Report:
         }
 
 
-def diagnose(distributions: Iterable[str] = ()) -> Report:
+def diagnose(distributions: Iterable[str] = ()) -> Diagnosis:
     """Check every enabled distribution's entry points, or only those of `distributions`.
 
     Raises `UserError` for a distribution that is not installed or not loaded.
@@ -543,7 +544,7 @@ def diagnose(distributions: Iterable[str] = ()) -> Report:
 
     index = discovery.current_index()
     only = _selected(index, list(distributions))
-    report = Report(not_loaded=sorted({e.distribution for e in index.entries if not e.enabled}))
+    report = Diagnosis(not_loaded=sorted({e.distribution for e in index.entries if not e.enabled}))
     report.problems = [p for p in metadata_problems(index) if _concerns(p, only)]
     registries = {reg.group: reg for reg in all_registries().values()}
     for e in index.entries:
@@ -559,7 +560,7 @@ def diagnose(distributions: Iterable[str] = ()) -> Report:
         report.parts += 1
         if ":" not in e.value:
             continue
-        checked = check_part(registry, f"{e.distribution}:{e.name}")
+        checked = diagnose_part(registry, f"{e.distribution}:{e.name}")
         report.problems.extend(checked.problems)
         label = f"{registry.name} {e.distribution}:{e.name}"
         if checked.built:

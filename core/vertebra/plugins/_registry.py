@@ -31,7 +31,11 @@ __all__ = ["PartOrigin", "Registry", "all_registries", "registry_for"]
 T = TypeVar("T", bound=type)
 
 #: Modules that define registries; `all_registries()` imports them (none imports torch).
-REGISTRY_MODULES = ("vertebra.model.registry", "vertebra.data.registry", "vertebra.engine.registry")
+_REGISTRY_MODULES = (
+    "vertebra.model.registry",
+    "vertebra.data.registry",
+    "vertebra.engine.registry",
+)
 _REGISTRIES: dict[str, Registry] = {}
 
 
@@ -442,7 +446,7 @@ def _kind(value: Any) -> str:
 
 def all_registries() -> dict[str, Registry]:
     """Every registry, by name (imports the modules that define them; none imports torch)."""
-    for module in REGISTRY_MODULES:
+    for module in _REGISTRY_MODULES:
         importlib.import_module(module)
     return dict(_REGISTRIES)
 

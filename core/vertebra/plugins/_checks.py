@@ -21,12 +21,9 @@ Nothing heavy (torch, pydantic, pluggy) is imported when this module is.
 
 from __future__ import annotations
 
-import inspect
-import json
 import typing
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from vertebra.errors import PluginLoadError, UnknownPartError, UserError, close_match
 from vertebra.plugins import _discovery as discovery
@@ -55,8 +52,7 @@ WARNING = "warning"
 _REINSTALL = "then reinstall it (`pip install -e .` in its folder) so its metadata updates"
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(NamedTuple):
     """One thing wrong with installed plugins, and how to fix it.
 
     `kind` is one of: `duplicate`, `malformed`, `unknown-group`, `allowlist` (found in
@@ -314,17 +310,17 @@ def _hook_problems() -> list[Problem]:
 # -- one part, the way a run uses it --------------------------------------------------------
 
 
-@dataclass
 class PartDiagnosis:
     """What `diagnose_part` found for one part."""
 
-    problems: list[Problem] = field(default_factory=list)
-    #: The part's class and schema, when they load.
-    cls: type | None = None
-    schema: type[PartConfig] | None = None
-    #: Whether it was built from its defaults; if not, why not (`skipped`), unless broken.
-    built: bool = False
-    skipped: str = ""
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+        #: The part's class and schema, when they load.
+        self.cls: type | None = None
+        self.schema: type[PartConfig] | None = None
+        #: Whether it was built from its defaults; if not, why not (`skipped`), unless broken.
+        self.built = False
+        self.skipped = ""
 
     @property
     def errors(self) -> list[Problem]:
@@ -369,6 +365,8 @@ def diagnose_part(
             )
         )
     try:
+        import json
+
         from vertebra.json_schema import part_schema
 
         json.dumps(part_schema(registry, name))
@@ -490,6 +488,8 @@ def _check_build(
 
 def _build_arguments(cls: type) -> list[str]:
     """Arguments of `cls(...)` beyond `cfg` and `logger` that have no default."""
+    import inspect
+
     try:
         params = list(inspect.signature(cls).parameters.values())
     except (TypeError, ValueError):
@@ -506,17 +506,21 @@ def _build_arguments(cls: type) -> list[str]:
 # -- every installed distribution ---------------------------------------------------------------
 
 
-@dataclass
 class Diagnosis:
     """What `diagnose` checked and found."""
 
-    distributions: dict[str, str] = field(default_factory=dict)
-    parts: int = 0
-    hook_modules: int = 0
-    built: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-    not_loaded: list[str] = field(default_factory=list)
+    def __init__(self, not_loaded: list[str]) -> None:
+        #: Distribution -> version, of those checked.
+        self.distributions: dict[str, str] = {}
+        self.parts = 0
+        self.hook_modules = 0
+        #: `REGISTRY DIST:Name` of the parts built from their defaults, and of those not
+        #: built, with why.
+        self.built: list[str] = []
+        self.skipped: list[str] = []
+        self.problems: list[Problem] = []
+        #: Distributions that VERTEBRA_PLUGINS leaves out.
+        self.not_loaded = not_loaded
 
     @property
     def errors(self) -> list[Problem]:
@@ -544,7 +548,7 @@ def diagnose(distributions: Iterable[str] = ()) -> Diagnosis:
 
     index = discovery.current_index()
     only = _selected(index, list(distributions))
-    report = Diagnosis(not_loaded=sorted({e.distribution for e in index.entries if not e.enabled}))
+    report = Diagnosis(sorted({e.distribution for e in index.entries if not e.enabled}))
     report.problems = [p for p in metadata_problems(index) if _concerns(p, only)]
     registries = {reg.group: reg for reg in all_registries().values()}
     for e in index.entries:

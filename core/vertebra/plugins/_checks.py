@@ -25,8 +25,8 @@ import typing
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import vertebra.plugins._discovery as discovery
 from vertebra.errors import PluginLoadError, UnknownPartError, UserError, close_match
-from vertebra.plugins import _discovery as discovery
 from vertebra.plugins._discovery import HOOK_GROUP, EntryPointInfo, PluginIndex
 
 if TYPE_CHECKING:

@@ -13,9 +13,9 @@ from typing import Any
 
 import pluggy
 
+import vertebra.plugins._discovery as discovery
+import vertebra.plugins.hookspecs as hookspecs
 from vertebra.errors import PluginHookError, PluginLoadError, UserError, close_match
-from vertebra.plugins import _discovery as discovery
-from vertebra.plugins import hookspecs
 from vertebra.plugins._discovery import HOOK_GROUP
 from vertebra.plugins._loader import load, load_error
 

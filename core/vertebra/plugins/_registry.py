@@ -12,6 +12,7 @@ import importlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+import vertebra.plugins._discovery as discovery
 from vertebra.errors import (
     ConfigError,
     ConfigIssue,
@@ -20,7 +21,6 @@ from vertebra.errors import (
     UnknownPartError,
     close_match,
 )
-from vertebra.plugins import _discovery as discovery
 from vertebra.plugins._loader import import_object, load, load_error
 
 if TYPE_CHECKING:

@@ -25,10 +25,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from vertebra import discovery
+from vertebra import plugins
 
 if TYPE_CHECKING:
-    from vertebra.registry import Registry
+    from vertebra.plugins import Registry
     from vertebra.schema import PartConfig
 
 __all__ = ["CheckedPart", "PluginSandbox", "check_part", "vertebra_plugins", "write_distribution"]
@@ -70,14 +70,14 @@ class PluginSandbox:
     """Registries that see only the distributions written here plus those in `keep`."""
 
     def __init__(
-        self, root: str | Path, keep: Iterable[str] = (discovery.CORE_DISTRIBUTION,)
+        self, root: str | Path, keep: Iterable[str] = (plugins.CORE_DISTRIBUTION,)
     ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.keep = list(keep)
         self._names: list[str] = []
         self._saved_path: list[str] | None = None
-        self._context: discovery.use_index | None = None
+        self._context: plugins.use_index | None = None
 
     def add(
         self,
@@ -93,8 +93,8 @@ class PluginSandbox:
             self.rescan()
         return folder
 
-    def index(self) -> discovery.PluginIndex:
-        return discovery.PluginIndex.scan(
+    def index(self) -> plugins.PluginIndex:
+        return plugins.PluginIndex.scan(
             [str(self.root), *[p for p in sys.path if p != str(self.root)]],
             allow=[*self.keep, *self._names],
         )
@@ -103,7 +103,7 @@ class PluginSandbox:
         importlib.invalidate_caches()
         if self._context is not None:
             self._context.__exit__(None, None, None)
-        self._context = discovery.use_index(self.index())
+        self._context = plugins.use_index(self.index())
         self._context.__enter__()
 
     def __enter__(self) -> PluginSandbox:
@@ -128,7 +128,7 @@ class PluginSandbox:
             file = getattr(module, "__file__", None) or ""
             if file and str(Path(file).resolve()).startswith(root):
                 del sys.modules[mod_name]
-        from vertebra.hooks import reset
+        from vertebra.plugins._hooks import reset
 
         reset()
 
@@ -171,16 +171,12 @@ def check_part(
       keyword arguments, anything else as the one argument; floating-point tensors in the
       output must be finite.
     """
-    import json
-
     import yaml
 
-    from vertebra.errors import UserError, VertebraError
-    from vertebra.json_schema import part_schema
-    from vertebra.registry import registry_for
+    from vertebra.errors import VertebraError
     from vertebra.template import PLACEHOLDER, example_config, placeholders, render
 
-    reg = registry_for(registry) if isinstance(registry, str) else registry
+    reg = plugins.registry_for(registry) if isinstance(registry, str) else registry
     label = f"{reg.name} {name}"
     if name not in reg:
         raise AssertionError(
@@ -188,21 +184,17 @@ def check_part(
             f"Is its entry point in group '{reg.group}' and the distribution (re)installed?"
         )
     try:
-        cls = reg.get(name)
-        schema = reg.schema(name)
-    except VertebraError as exc:
+        checked = plugins.diagnose_part(reg, name, build_kwargs=build_kwargs)
+    except VertebraError as exc:  # a name that several distributions offer
         raise AssertionError(f"{label} does not load: {exc}") from exc
-    undocumented = [
-        k for k, info in schema.model_fields.items() if not (info.description or "").strip()
-    ]
-    if undocumented:
-        raise AssertionError(
-            f"{label}: keys without a description in {schema.__qualname__}: {', '.join(undocumented)}"
-        )
-    try:
-        json.dumps(part_schema(reg, name))
-    except Exception as exc:
-        raise AssertionError(f"{label}: its JSON Schema cannot be written: {exc}") from exc
+    if checked.errors:
+        count = len(checked.errors)
+        lines = [f"{label} has {count} problem{'s' if count != 1 else ''}:"]
+        for p in checked.errors:
+            lines.extend([f"  [{p.kind}] {p.message}", f"    fix: {p.fix}"])
+        raise AssertionError("\n".join(lines))
+    schema = checked.schema
+    assert schema is not None  # it loaded: no error above
 
     text = render(reg, name)
     if "\t" in text:
@@ -223,16 +215,6 @@ def check_part(
         ) from exc
 
     kwargs = dict(build_kwargs or {})
-    required = [k for k, info in schema.model_fields.items() if info.is_required() and k != "NAME"]
-    if not required and (build_kwargs is not None or not _takes_more(cls)):
-        try:
-            reg.build({"NAME": name}, **kwargs)
-        except UserError:
-            pass  # the part says on purpose what its config must add
-        except Exception as exc:
-            raise AssertionError(
-                f"{label} does not build from its defaults: {type(exc).__name__}: {exc}"
-            ) from exc
     try:
         config = reg.validate({**given, "NAME": name})
     except VertebraError as exc:
@@ -255,13 +237,6 @@ def check_part(
         if bad:
             raise AssertionError(f"{label} returned non-finite values at {bad}")
     return CheckedPart(part=part, config=config, output=output, template=text)
-
-
-def _takes_more(cls: type) -> bool:
-    """Whether building `cls` needs arguments beyond `cfg` and `logger`."""
-    from vertebra.doctor import required_build_arguments
-
-    return bool(required_build_arguments(cls))
 
 
 def _non_finite(value: Any, where: str = "output") -> str | None:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from mkdocs.config.defaults import MkDocsConfig
     from mkdocs.structure.files import Files
     from pydantic import BaseModel
-    from vertebra.registry import Registry
+    from vertebra.plugins import Registry
 
 FIRST_PARTY = ("vertebra", "vertebra-vision", "vertebra-text")
 PARTS_PAGE = "reference/parts.md"
@@ -33,9 +33,9 @@ RUN_CONFIG_PAGE = "reference/run-config.md"
 
 def pages() -> dict[str, str]:
     """Path under docs/ -> markdown text, for every generated page."""
-    from vertebra import discovery
+    from vertebra import plugins
 
-    with discovery.use_index(discovery.PluginIndex.scan(allow=FIRST_PARTY)):
+    with plugins.use_index(plugins.PluginIndex.scan(allow=FIRST_PARTY)):
         return {PARTS_PAGE: parts_page(), RUN_CONFIG_PAGE: run_config_page()}
 
 
@@ -52,7 +52,7 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
 
 
 def parts_page() -> str:
-    from vertebra.registry import all_registries
+    from vertebra.plugins import all_registries
 
     lines = [
         "# Parts reference",

@@ -84,7 +84,8 @@ def _doctor(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[s
 def _by_dist(report: dict[str, Any]) -> dict[str, list[dict[str, str]]]:
     out: dict[str, list[dict[str, str]]] = {}
     for problem in report["problems"]:
-        out.setdefault(problem["distribution"], []).append(problem)
+        for dist in problem["distributions"]:
+            out.setdefault(dist, []).append(problem)
     return out
 
 
@@ -157,7 +158,11 @@ def test_every_problem_is_reported_with_its_distribution_and_a_fix(
         kinds = {p["kind"] for p in found[dist]}
         assert kinds == {"duplicate"}, found[dist]
         assert "rename the entry point 'TwinNet'" in found[dist][0]["fix"]
-    assert "also offered by acme-twin-b" in found["acme-twin-a"][0]["message"]
+    # One problem names both distributions.
+    assert found["acme-twin-a"] == found["acme-twin-b"]
+    (twin,) = found["acme-twin-a"]
+    assert sorted(twin["distributions"]) == ["acme-twin-a", "acme-twin-b"]
+    assert "'TwinNet' in group 'vertebra.backbones' is offered by acme-twin-" in twin["message"]
 
     vague = {(p["kind"], p["severity"]): p for p in found["acme-vague"]}
     assert "WIDTH has no description" in vague[("schema", "error")]["message"]
@@ -165,7 +170,7 @@ def test_every_problem_is_reported_with_its_distribution_and_a_fix(
     assert "rename it to DEPTH" in vague[("schema", "warning")]["fix"]
 
     typo = {p["where"]: p for p in found["acme-typo"]}
-    assert '"vertebra.backbones"' in typo["group 'vertebra.backbone'"]["fix"]
+    assert '"vertebra.backbones"' in typo["backbone 'Lost' (acme_typo:Lost)"]["fix"]
     assert "does not name 'module:Class'" in typo["necks 'NoColon' (acme_typo)"]["message"]
 
     (fragile,) = found["acme-fragile"]
@@ -192,7 +197,7 @@ def test_a_healthy_distribution_passes(
 ) -> None:
     code, report = _doctor(capsys, "acme-fragile", "acme-good", "--verbose")
     assert code == 1  # acme-fragile
-    assert {p["distribution"] for p in report["problems"]} == {"acme-fragile"}
+    assert {d for p in report["problems"] for d in p["distributions"]} == {"acme-fragile"}
     assert main(["plugins", "doctor", "acme-good", "--verbose"]) == 0
     out = capsys.readouterr().out
     assert "no problems found" in out
@@ -205,6 +210,33 @@ def test_the_installed_first_party_plugins_are_healthy(capsys: pytest.CaptureFix
     assert code == 0
     assert {"vertebra"} <= set(report["distributions"])
     assert report["parts"] >= 10 and report["built"]
+
+
+def test_a_plugin_that_exits_at_import_is_reported_with_its_distribution(
+    plugins: PluginSandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plugins.add(
+        "acme-exit",
+        {
+            "vertebra.backbones": {"Quitter": "acme_exit:Quitter"},
+            "vertebra.plugins": {"hooks": "acme_exit_hooks"},
+        },
+        {
+            "acme_exit.py": "import sys\n\nsys.exit(3)\n",
+            "acme_exit_hooks.py": "raise SystemExit('no hooks today')\n",
+        },
+    )
+    code, report = _doctor(capsys, "acme-exit", "acme-good")
+    assert code == 1
+    part, hooks = _by_dist(report)["acme-exit"]
+    assert part["kind"] == "import" and part["where"] == "backbones 'Quitter' (acme_exit:Quitter)"
+    assert (
+        "of distribution 'acme-exit 0.1.0': ImportError: importing 'acme_exit' raised "
+        in (part["message"])
+    )
+    assert "SystemExit(3)" in part["message"] and "sys.exit()" in part["fix"]
+    assert hooks["kind"] == "hook" and "SystemExit('no hooks today')" in hooks["message"]
+    assert report["built"] == ["BACKBONES acme-good:GoodNet"]  # the other plugin still works
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from vertebra import discovery
-from vertebra.registry import all_registries
+from vertebra.plugins import _discovery as discovery
+from vertebra.plugins import all_registries
 from vertebra.testing import PluginSandbox
 
 from tests.core import dists

@@ -139,6 +139,22 @@ def add_wrong_base(sandbox: PluginSandbox) -> None:
     )
 
 
+def add_exit(sandbox: PluginSandbox) -> None:
+    """Backbone Quitter and a hook module, whose modules end the process when imported."""
+    sandbox.add(
+        "vb-exit",
+        {
+            "vertebra.backbones": {"Quitter": "vb_exit.parts:Quitter"},
+            "vertebra.plugins": {"quitter": "vb_exit.hooks"},
+        },
+        {
+            "vb_exit/__init__.py": "",
+            "vb_exit/parts.py": _TRACE + "import sys\n\nsys.exit(3)\n",
+            "vb_exit/hooks.py": _TRACE + "raise SystemExit('hooks quit')\n",
+        },
+    )
+
+
 CLASH_PARTS = (
     _TRACE
     + '''

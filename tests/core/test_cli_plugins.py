@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from vertebra import discovery
+from vertebra import plugins
 from vertebra.cli import main
 from vertebra.testing import PluginSandbox
 
@@ -30,8 +30,8 @@ def listed(vertebra_plugins: PluginSandbox, monkeypatch: pytest.MonkeyPatch) -> 
         {"vertebra.backbone": {"X": "vb_typo:X"}, "vertebra.heads": {"Y": "vb_typo"}},
     )
     monkeypatch.delenv("VERTEBRA_PLUGINS")
-    index = discovery.PluginIndex.scan([str(vertebra_plugins.root)], allow=ALL)
-    with discovery.use_index(index):
+    index = plugins.PluginIndex.scan([str(vertebra_plugins.root)], allow=ALL)
+    with plugins.use_index(index):
         yield vertebra_plugins.root
 
 
@@ -52,7 +52,7 @@ vb-wrong-base 0.1.0
 """
 
 CONFLICT = (
-    "  [conflict] 'Twin' in group 'vertebra.backbones' is offered by vb-clash-a, vb-clash-b; "
+    "  [duplicate] 'Twin' in group 'vertebra.backbones' is offered by vb-clash-a, vb-clash-b; "
     "configs must name one: 'vb-clash-a:Twin', 'vb-clash-b:Twin'\n"
 )
 TYPO = (
@@ -62,7 +62,7 @@ TYPO = (
 )
 MALFORMED = (
     "  [malformed] entry point 'Y = vb_typo' in group 'vertebra.heads' of distribution "
-    "'vb-typo 0.1.0' does not name 'module:attribute'\n"
+    "'vb-typo 0.1.0' does not name 'module:Class'\n"
 )
 
 
@@ -81,14 +81,12 @@ def test_check_imports_every_entry_point_and_reports_the_broken_ones(
 ) -> None:
     assert main(["plugins", "list", "--check"]) == 1
     out = capsys.readouterr().out
-    assert out == LISTING + "\n5 problems:\n" + CONFLICT + TYPO + MALFORMED + (
-        "  [broken] cannot load backbone 'NotAPart' from entry point 'NotAPart = "
+    # The malformed entry point is not imported: its one problem is already listed.
+    assert out == LISTING + "\n4 problems:\n" + CONFLICT + TYPO + MALFORMED + (
+        "  [base-class] cannot load backbone 'NotAPart' from entry point 'NotAPart = "
         "vb_wrong_base.parts:NotAPart' in group 'vertebra.backbones' of distribution "
         "'vb-wrong-base 0.1.0': <class 'vb_wrong_base.parts.NotAPart'> is not a subclass of "
         "vertebra.model.base_model.BaseModel (the base of every BACKBONES part)\n"
-        "  [broken] cannot load head 'Y' from entry point 'Y = vb_typo' in group "
-        "'vertebra.heads' of distribution 'vb-typo 0.1.0': ModuleNotFoundError: No module named "
-        "'vb_typo'\n"
     )
 
 
@@ -119,16 +117,27 @@ def test_json_output(listed: Path, capsys: pytest.CaptureFixture[str]) -> None:
         },
     }
     assert [(p["kind"], p["name"], p["distributions"]) for p in data["problems"]] == [
-        ("conflict", "Twin", "vb-clash-a, vb-clash-b"),
-        ("unknown-group", "X", "vb-typo"),
-        ("malformed", "Y", "vb-typo"),
+        ("duplicate", "Twin", ["vb-clash-a", "vb-clash-b"]),
+        ("unknown-group", "X", ["vb-typo"]),
+        ("malformed", "Y", ["vb-typo"]),
     ]
+    # The one problem shape of `plugins list` and `plugins doctor`.
+    assert set(data["problems"][0]) == {
+        "kind",
+        "severity",
+        "distributions",
+        "group",
+        "name",
+        "where",
+        "message",
+        "fix",
+    }
     assert main(["plugins", "list", "--json", "--check"]) == 1
     checked = json.loads(capsys.readouterr().out)
-    broken = [p for p in checked["problems"] if p["kind"] == "broken"]
-    assert [(p["group"], p["name"], p["distributions"]) for p in broken] == [
-        ("vertebra.backbones", "NotAPart", "vb-wrong-base"),
-        ("vertebra.heads", "Y", "vb-typo"),
+    assert checked["problems"][:3] == data["problems"]
+    broken = checked["problems"][3:]
+    assert [(p["kind"], p["group"], p["name"], p["distributions"]) for p in broken] == [
+        ("base-class", "vertebra.backbones", "NotAPart", ["vb-wrong-base"]),
     ]
 
 
@@ -140,10 +149,10 @@ def test_a_distribution_left_out_by_the_allowlist_is_listed_as_such(
     dists.add_good(vertebra_plugins)
     dists.add_clash(vertebra_plugins)
     monkeypatch.setenv("VERTEBRA_PLUGINS", "vb-good,vb-clash-a")
-    index = discovery.PluginIndex.scan(
-        [str(vertebra_plugins.root)], allow=discovery.allowlist_from_env()
+    index = plugins.PluginIndex.scan(
+        [str(vertebra_plugins.root)], allow=plugins.allowlist_from_env()
     )
-    with discovery.use_index(index):
+    with plugins.use_index(index):
         assert main(["plugins", "list"]) == 0
     assert capsys.readouterr().out == (
         "vb-clash-a 0.1.0\n"
@@ -165,10 +174,10 @@ def test_an_allowlist_name_that_matches_nothing_is_a_problem(
 ) -> None:
     dists.add_good(vertebra_plugins)
     monkeypatch.setenv("VERTEBRA_PLUGINS", "vb-god,vertebra,nothing-like-it")
-    index = discovery.PluginIndex.scan(
-        [str(vertebra_plugins.root)], allow=discovery.allowlist_from_env()
+    index = plugins.PluginIndex.scan(
+        [str(vertebra_plugins.root)], allow=plugins.allowlist_from_env()
     )
-    with discovery.use_index(index):
+    with plugins.use_index(index):
         assert main(["plugins", "list"]) == 0
     out = capsys.readouterr().out
     assert out.endswith(
@@ -184,7 +193,7 @@ def test_an_empty_world(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("VERTEBRA_PLUGINS")
-    with discovery.use_index(discovery.PluginIndex()):
+    with plugins.use_index(plugins.PluginIndex()):
         assert main(["plugins", "list", "--check"]) == 0
     assert (
         capsys.readouterr().out
@@ -236,5 +245,48 @@ def test_plugins_list_in_a_real_process(tmp_path: Path) -> None:
         timeout=300,
     )
     assert checked.returncode == 1, checked.stderr
-    broken = [p for p in json.loads(checked.stdout)["problems"] if p["kind"] == "broken"]
-    assert [(p["name"], p["distributions"]) for p in broken] == [("NotAPart", "vb-wrong-base")]
+    broken = [p for p in json.loads(checked.stdout)["problems"] if p["kind"] == "base-class"]
+    assert [(p["name"], p["distributions"]) for p in broken] == [("NotAPart", ["vb-wrong-base"])]
+
+
+def test_a_plugin_that_exits_at_import_is_reported_not_obeyed(
+    vertebra_plugins: PluginSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    dists.add_good(vertebra_plugins)
+    dists.add_exit(vertebra_plugins)
+    monkeypatch.delenv("VERTEBRA_PLUGINS")
+    index = plugins.PluginIndex.scan([str(vertebra_plugins.root)], allow=["vb-good", "vb-exit"])
+    with plugins.use_index(index):
+        assert main(["plugins", "list", "--check", "--json"]) == 1
+        problems = json.loads(capsys.readouterr().out)["problems"]
+        assert [(p["kind"], p["distributions"], p["name"]) for p in problems] == [
+            ("import", ["vb-exit"], "Quitter"),
+            ("hook", ["vb-exit"], "quitter"),
+        ]
+        assert "raised SystemExit(3)" in problems[0]["message"]
+        assert "raised SystemExit('hooks quit')" in problems[1]["message"]
+        # The other distribution's parts still load and build.
+        from vertebra.model.registry import BACKBONES
+
+        assert BACKBONES.build({"NAME": "TinyRes"}).cfg.NAME == "TinyRes"
+
+
+def test_a_plugin_that_exits_at_import_in_a_real_process(tmp_path: Path) -> None:
+    sandbox = PluginSandbox(tmp_path / "site")
+    dists.add_good(sandbox)
+    dists.add_exit(sandbox)
+    env = {**os.environ, "PYTHONPATH": str(sandbox.root), "VERTEBRA_PLUGINS": "vb-good,vb-exit"}
+    checked = subprocess.run(
+        [sys.executable, "-m", "vertebra", "plugins", "list", "--check"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert "  [import] cannot load backbone 'Quitter' from entry point" in checked.stdout
+    assert "of distribution 'vb-exit 0.1.0': ImportError: importing 'vb_exit.parts'" in (
+        checked.stdout
+    )

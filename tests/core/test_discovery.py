@@ -10,8 +10,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from vertebra import discovery
 from vertebra.model.registry import BACKBONES
+from vertebra.plugins import _discovery as discovery
 from vertebra.testing import write_distribution
 
 from tests.core.conftest import ROOT, run_python
@@ -37,7 +37,7 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_listing_imports_neither_torch_nor_pydantic_nor_plugins(tmp_path: Path) -> None:
-    """In a fresh process: names, membership, unknown-name errors and `plugins list`."""
+    """In a fresh process: names, membership, unknown-name errors and `plugins list` (no pluggy)."""
     site = tmp_path / "site"
     _dist(site, "vb-probe", {"Probe": "raise RuntimeError('plugin code ran')"})
     code = textwrap.dedent(
@@ -58,7 +58,10 @@ def test_listing_imports_neither_torch_nor_pydantic_nor_plugins(tmp_path: Path) 
             assert main(["plugins", "list"]) == 0
             assert main(["plugins", "list", "--json"]) == 0
         assert "vb-probe 1.0" in out.getvalue()
-        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "pydantic", "vb_probe", "numpy"))
+        import vertebra.plugins
+        from vertebra.data import DATASETS
+        assert DATASETS.group == "vertebra.datasets" and "Probe" not in DATASETS
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "pydantic", "pluggy", "vb_probe", "numpy"))
         assert heavy == [], heavy
         print("clean")
         """

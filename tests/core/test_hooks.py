@@ -10,7 +10,7 @@ import pytest
 from vertebra.cli import main
 from vertebra.engine.loading import load_run_config
 from vertebra.errors import ConfigError, PluginHookError
-from vertebra.hooks import broken_plugins, get_plugin_manager
+from vertebra.plugins import broken_plugins, get_plugin_manager
 from vertebra.testing import PluginSandbox
 
 RUN = """\
@@ -107,7 +107,7 @@ def test_a_broken_hook_module_is_reported_and_isolated(
     for name, (text, _) in BROKEN_HOOKS.items():
         add_hooks(vertebra_plugins, name, text)
     add_hooks(vertebra_plugins, "vb-site-hooks", GOOD_HOOKS)
-    with caplog.at_level(logging.WARNING, logger="vertebra.hooks"):
+    with caplog.at_level(logging.WARNING, logger="vertebra.plugins"):
         cfg = load_run_config(run_file)  # the good plugin still works
     assert cfg.MODEL.HEAD.NUM_CLASSES == 10
     broken = {error.distribution: error for error in broken_plugins()}
@@ -128,9 +128,11 @@ def test_a_broken_hook_module_is_reported_and_isolated(
     assert main(["plugins", "list", "--check", "--json"]) == 1
     problems = json.loads(capsys.readouterr().out)["problems"]
     hooks = sorted(
-        (p["distributions"], p["name"]) for p in problems if p["group"] == "vertebra.plugins"
+        (p["kind"], *p["distributions"], p["name"])
+        for p in problems
+        if p["group"] == "vertebra.plugins"
     )
-    assert hooks == sorted((n, n) for n in BROKEN_HOOKS)
+    assert hooks == sorted(("hook", n, n) for n in BROKEN_HOOKS)
 
 
 def test_a_hook_that_raises_is_named(vertebra_plugins: PluginSandbox, run_file: Path) -> None:
@@ -183,11 +185,11 @@ def test_a_check_hook_may_return_one_bare_message(
 def test_a_left_out_hook_distribution_does_not_load(
     vertebra_plugins: PluginSandbox, run_file: Path
 ) -> None:
-    from vertebra import discovery
+    from vertebra import plugins
 
     add_hooks(vertebra_plugins, "vb-site-hooks", GOOD_HOOKS)
-    index = discovery.PluginIndex.scan([str(vertebra_plugins.root)], allow=[])
-    with discovery.use_index(index):
+    index = plugins.PluginIndex.scan([str(vertebra_plugins.root)], allow=[])
+    with plugins.use_index(index):
         assert not get_plugin_manager().has_plugin("vb-site-hooks:vb-site-hooks")
         with pytest.raises(ConfigError):
             load_run_config(run_file)

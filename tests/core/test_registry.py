@@ -8,7 +8,7 @@ import sys
 import pytest
 from pydantic import Field
 from torch import nn
-from vertebra import discovery
+from vertebra import plugins
 from vertebra.errors import ConfigError, PluginLoadError, RegistrationError, UnknownPartError
 from vertebra.model.base_model import BaseModel
 from vertebra.model.registry import BACKBONES, HEADS, LOSSES
@@ -154,6 +154,36 @@ def test_a_broken_entry_point_names_distribution_entry_point_and_cause(
     assert name in BACKBONES.names()
 
 
+def test_a_module_that_exits_at_import_is_a_broken_plugin(vertebra_plugins: PluginSandbox) -> None:
+    """SystemExit raised by plugin code at import is isolated and named like an ImportError."""
+    dists.add_good(vertebra_plugins)
+    dists.add_exit(vertebra_plugins)
+    with pytest.raises(PluginLoadError) as info:
+        BACKBONES.get("Quitter")
+    error = info.value
+    assert str(error) == (
+        "cannot load backbone 'Quitter' from entry point 'Quitter = vb_exit.parts:Quitter' in "
+        "group 'vertebra.backbones' of distribution 'vb-exit 0.1.0': ImportError: importing "
+        "'vb_exit.parts' raised SystemExit(3); a module must not exit the process when it is "
+        "imported"
+    )
+    assert error.distribution == "vb-exit"
+    assert isinstance(error.__cause__, ImportError)
+    assert isinstance(error.__cause__.__cause__, SystemExit)
+    assert BACKBONES.origin("Quitter").error is not None
+    assert BACKBONES.build({"NAME": "TinyRes"}).cfg.NAME == "TinyRes"
+
+
+def test_keyboard_interrupt_at_import_passes_through(vertebra_plugins: PluginSandbox) -> None:
+    vertebra_plugins.add(
+        "vb-interrupt",
+        {"vertebra.backbones": {"Stop": "vb_interrupt:Stop"}},
+        {"vb_interrupt.py": "raise KeyboardInterrupt\n"},
+    )
+    with pytest.raises(KeyboardInterrupt):
+        BACKBONES.get("Stop")
+
+
 def test_a_broken_part_in_a_config_is_one_error_among_the_others(
     broken_world: PluginSandbox,
 ) -> None:
@@ -275,10 +305,8 @@ def test_a_disabled_distribution_is_named_in_the_unknown_name_error(
 ) -> None:
     dists.add_good(vertebra_plugins)
     dists.add_clash(vertebra_plugins)
-    index = discovery.PluginIndex.scan(
-        [str(vertebra_plugins.root), *sys.path], allow=["vb-clash-a"]
-    )
-    with discovery.use_index(index):
+    index = plugins.PluginIndex.scan([str(vertebra_plugins.root), *sys.path], allow=["vb-clash-a"])
+    with plugins.use_index(index):
         assert "TinyRes" not in BACKBONES and "TinyRes" not in BACKBONES.names()
         with pytest.raises(UnknownPartError) as info:
             BACKBONES.get("TinyRes")
@@ -297,7 +325,7 @@ def test_a_disabled_distribution_is_named_in_the_unknown_name_error(
 def test_a_new_index_drops_what_was_loaded(broken_world: PluginSandbox) -> None:
     first = BACKBONES.get("TinyRes")
     assert BACKBONES.get("TinyRes") is first
-    with discovery.use_index(discovery.PluginIndex()):
+    with plugins.use_index(plugins.PluginIndex()):
         assert BACKBONES.names() == []
         with pytest.raises(UnknownPartError) as info:
             BACKBONES.get("TinyRes")

@@ -16,7 +16,7 @@ import pytest
 import torch
 from pydantic import BaseModel as Schema
 from pydantic import Field
-from vertebra import discovery
+from vertebra import plugins
 from vertebra.schema import (
     BackboneCfg,
     HeadCfg,
@@ -34,7 +34,7 @@ logger = logging.getLogger("seed")
 
 @pytest.fixture(autouse=True)
 def _empty_world() -> Iterator[None]:
-    with discovery.use_index(discovery.PluginIndex()):
+    with plugins.use_index(plugins.PluginIndex()):
         yield
 
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from vertebra.registry import all_registries
+from vertebra.plugins import all_registries
 
 ROOT = Path(__file__).resolve().parents[2]
 

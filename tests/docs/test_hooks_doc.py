@@ -8,7 +8,8 @@ import types
 
 import pluggy
 import pytest
-from vertebra import hookspecs
+from vertebra import plugins
+from vertebra.plugins import hookspecs
 
 from .blocks import DOCS, blocks
 
@@ -17,11 +18,7 @@ _HEADING = re.compile(r"^## `(?P<signature>(?P<name>vertebra_\w+)\(.*\).*)`(?:\s
 
 
 def hook_names() -> list[str]:
-    return sorted(
-        name
-        for name, value in vars(hookspecs).items()
-        if name.startswith("vertebra_") and hasattr(value, "vertebra_spec")
-    )
+    return sorted(plugins.hook_names())
 
 
 def signature(name: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import torch
-from vertebra.registry import Registry, all_registries
+from vertebra.plugins import Registry, all_registries
 from vertebra.testing import PluginSandbox
 
 from . import examples, examples_text

@@ -1,19 +1,21 @@
 """`vertebra plugins SUBCOMMAND`: installed plugin distributions.
 
 `vertebra plugins list [--json] [--check]` reads entry-point metadata alone (no torch, no
-pydantic, no plugin code) unless `--check` asks it to import every entry point. Each
-subcommand adds itself to the `plugins` parser in `add_parser` through its own
-`_add_<name>(subparsers)` function.
+pydantic, no pluggy, no plugin code) unless `--check` asks it to import every entry
+point; `vertebra plugins doctor` checks every part the way a run uses it. The checking is
+`vertebra.plugins`' (one checker, one `Problem` type); this module parses and renders.
 """
 
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["add_parser", "collect"]
+if TYPE_CHECKING:
+    from vertebra.plugins import Diagnosis, Problem
+
+__all__ = ["add_parser"]
 
 
 def add_parser(sub: Any) -> None:
@@ -41,11 +43,10 @@ def _add_list(psub: Any) -> None:
         action="store_true",
         help="import every entry point and report the broken ones with their causes",
     )
-    ls.set_defaults(run=run_list)
+    ls.set_defaults(run=_run_list)
 
 
 def _add_doctor(psub: Any) -> None:
-    """Add `doctor` to the `vertebra plugins` subcommands."""
     p = psub.add_parser(
         "doctor",
         help="import and check every plugin; each problem with its distribution and a fix",
@@ -65,150 +66,29 @@ def _add_doctor(psub: Any) -> None:
     p.set_defaults(run=_run_doctor)
 
 
-def _run_doctor(args: argparse.Namespace) -> int:
-    from vertebra.doctor import run  # imports and builds plugins: only when asked
-
-    return run(args)
+# -- list ---------------------------------------------------------------------------------
 
 
-def collect(check: bool = False) -> dict[str, Any]:
-    """Distributions with their parts per group, and every problem found."""
-    from vertebra import discovery
+def _run_list(args: argparse.Namespace) -> int:
+    from vertebra import plugins
 
-    index = discovery.current_index()
-    dists: dict[str, dict[str, Any]] = {}
-    owners: dict[tuple[str, str], list[str]] = {}
-    for e in index.entries:
-        d = dists.setdefault(
-            e.distribution,
-            {
-                "name": e.distribution,
-                "version": e.version,
-                "enabled": e.enabled,
-                "parts": {},
-                "entry_points": {},
-            },
-        )
-        word = e.group.removeprefix(discovery.GROUP_PREFIX)
-        d["parts"].setdefault(word, []).append(e.name)
-        d["entry_points"].setdefault(e.group, {})[e.name] = e.value
-        if e.enabled:
-            owners.setdefault((e.group, e.name), []).append(e.distribution)
-    problems: list[dict[str, str]] = []
-    for (group, name), found in owners.items():
-        if len(found) > 1:
-            offers = ", ".join(f"'{dist}:{name}'" for dist in found)
-            problems.append(
-                _problem(
-                    "conflict",
-                    group,
-                    name,
-                    ", ".join(found),
-                    f"'{name}' in group '{group}' is offered by {', '.join(found)}; "
-                    f"configs must name one: {offers}",
-                )
-            )
-    known = _known_groups()
-    for e in index.entries:
-        if not e.enabled:
-            continue
-        if ":" not in e.value and e.group != _hook_group():
-            problems.append(
-                _problem(
-                    "malformed",
-                    e.group,
-                    e.name,
-                    e.distribution,
-                    f"{e.describe()} does not name 'module:attribute'",
-                )
-            )
-        if e.group not in known:
-            hint = difflib.get_close_matches(e.group, sorted(known), n=1)
-            if hint:  # a group near a real one is a typo; others may be a plugin's own
-                problems.append(
-                    _problem(
-                        "unknown-group",
-                        e.group,
-                        e.name,
-                        e.distribution,
-                        f"{e.describe()}: no registry reads group '{e.group}'; "
-                        f"did you mean '{hint[0]}'?",
-                    )
-                )
-    allowlist = discovery.allowlist_from_env()
-    installed = {discovery.normalize(name) for name in dists} | {discovery.CORE_DISTRIBUTION}
-    for wanted in allowlist or []:
-        if discovery.normalize(wanted) not in installed:
-            hint = difflib.get_close_matches(wanted, sorted(dists), n=1)
-            problems.append(
-                _problem(
-                    "allowlist",
-                    "",
-                    "",
-                    wanted,
-                    f"VERTEBRA_PLUGINS names '{wanted}', but no installed distribution of that "
-                    "name offers vertebra parts" + (f"; did you mean '{hint[0]}'?" if hint else ""),
-                )
-            )
-    if check:
-        problems.extend(_check(index))
-    for d in dists.values():
-        for names in d["parts"].values():
-            names.sort(key=str.lower)
-    return {
-        "distributions": sorted(
-            dists.values(),
-            key=lambda d: (d["name"] != discovery.CORE_DISTRIBUTION, d["name"].lower()),
-        ),
-        "problems": problems,
-        "allowlist": allowlist,
+    index = plugins.current_index()
+    problems = plugins.metadata_problems(index)
+    # Exit status 1 says that an entry point does not load, nothing less.
+    broken = plugins.load_problems() if args.check else []
+    data = {
+        "distributions": plugins.distribution_table(index),
+        "problems": [p.as_json() for p in [*problems, *broken]],
+        "allowlist": plugins.allowlist_from_env(),
     }
-
-
-def _problem(kind: str, group: str, name: str, dists: str, message: str) -> dict[str, str]:
-    return {
-        "kind": kind,
-        "group": group,
-        "name": name,
-        "distributions": dists,
-        "message": message,
-    }
-
-
-def _hook_group() -> str:
-    return "vertebra.plugins"  # vertebra.hooks.HOOK_GROUP, without importing pluggy
-
-
-def _known_groups() -> set[str]:
-    from vertebra.registry import all_registries
-
-    return {reg.group for reg in all_registries().values()} | {_hook_group()}
-
-
-def _check(index: Any) -> list[dict[str, str]]:
-    from vertebra.errors import PluginLoadError, UnknownPartError
-    from vertebra.hooks import broken_plugins
-    from vertebra.registry import all_registries
-
-    out = []
-    for reg in all_registries().values():
-        for e in index.group(reg.group):
-            try:
-                reg.schema(f"{e.distribution}:{e.name}")
-            except (PluginLoadError, UnknownPartError) as exc:
-                out.append(_problem("broken", e.group, e.name, e.distribution, str(exc)))
-    for error in broken_plugins():
-        name = (error.entry_point or "").partition(" = ")[0]
-        out.append(_problem("broken", _hook_group(), name, error.distribution or "", str(error)))
-    return out
-
-
-def run_list(args: argparse.Namespace) -> int:
-    data = collect(check=args.check)
-    broken = any(p["kind"] == "broken" for p in data["problems"])
     if args.json:
         print(json.dumps(data, indent=2))
-        return 1 if broken else 0
+    else:
+        print(_render_list(data, [*problems, *broken], checked=args.check))
+    return 1 if broken else 0
+
+
+def _render_list(data: dict[str, Any], problems: list[Problem], checked: bool) -> str:
     lines = []
     for d in data["distributions"]:
         state = "" if d["enabled"] else "  (not loaded: VERTEBRA_PLUGINS leaves it out)"
@@ -221,12 +101,64 @@ def run_list(args: argparse.Namespace) -> int:
     if data["allowlist"] is not None:
         allowed = ",".join(data["allowlist"])
         lines.append(f"VERTEBRA_PLUGINS={allowed!r}: only these distributions (and vertebra) load")
-    if data["problems"]:
-        count = len(data["problems"])
+    if problems:
+        count = len(problems)
         lines.append("")
         lines.append(f"{count} problem{'s' if count != 1 else ''}:")
-        lines.extend(f"  [{p['kind']}] {p['message']}" for p in data["problems"])
-    elif args.check:
+        lines.extend(f"  [{p.kind}] {p.message}" for p in problems)
+    elif checked:
         lines.append("every entry point loads")
-    print("\n".join(lines))
-    return 1 if broken else 0
+    return "\n".join(lines)
+
+
+# -- doctor -------------------------------------------------------------------------------
+
+
+def _run_doctor(args: argparse.Namespace) -> int:
+    from vertebra.plugins import diagnose  # imports and builds plugins: only when asked
+
+    report = diagnose(args.distributions)
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        print(_render_doctor(report, verbose=args.verbose))
+    return 1 if report.errors else 0
+
+
+def _render_doctor(report: Diagnosis, verbose: bool = False) -> str:
+    """The report as text: one block per distribution, then a summary line."""
+    lines = [
+        f"checked {report.parts} part(s) and {report.hook_modules} hook module(s) "
+        f"from {len(report.distributions)} distribution(s)"
+    ]
+    by_dist: dict[str, list[Problem]] = {}
+    for problem in report.problems:
+        for dist in problem.distributions:
+            by_dist.setdefault(dist, []).append(problem)
+    for dist, version in sorted(report.distributions.items(), key=lambda kv: kv[0].lower()):
+        found = by_dist.pop(dist, [])
+        lines.append(f"{dist} {version}: {'ok' if not found else f'{len(found)} problem(s)'}")
+        lines.extend(_problem_lines(found))
+    for dist, found in by_dist.items():  # names no checked distribution has (the allowlist's)
+        lines.append(f"{dist}: {len(found)} problem(s)")
+        lines.extend(_problem_lines(found))
+    if verbose:
+        lines.extend(f"built from defaults: {item}" for item in report.built)
+        lines.extend(f"not built: {item}" for item in report.skipped)
+    if report.not_loaded:
+        lines.append(
+            f"not checked (VERTEBRA_PLUGINS leaves them out): {', '.join(report.not_loaded)}"
+        )
+    errors, warnings = len(report.errors), len(report.problems) - len(report.errors)
+    lines.append(
+        "no problems found" if not report.problems else f"{errors} error(s), {warnings} warning(s)"
+    )
+    return "\n".join(lines)
+
+
+def _problem_lines(problems: list[Problem]) -> list[str]:
+    out = []
+    for p in problems:
+        out.append(f"  {p.severity} [{p.kind}] {p.where}: {p.message}")
+        out.append(f"    fix: {p.fix}")
+    return out

@@ -1,32 +1,24 @@
-"""`BaseDataset`: datasets built from a validated config."""
+"""Datasets: the `DATASETS` registry and `BaseDataset`, the base of its parts.
+
+Importing this package is cheap (no torch, no pydantic): `BaseDataset` is imported from
+`vertebra.data.base_dataset` when first used.
+"""
 
 from __future__ import annotations
 
-import logging
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from torch.utils.data import Dataset
+from vertebra.data.registry import DATASETS
 
-from vertebra.schema import PartConfig
+if TYPE_CHECKING:
+    from vertebra.data.base_dataset import BaseDataset
 
-__all__ = ["BaseDataset"]
+__all__ = ["DATASETS", "BaseDataset"]
 
 
-class BaseDataset(Dataset[dict[str, Any]]):
-    """A map-style dataset built from a validated config: `__init__(cfg, logger=None)`.
+def __getattr__(name: str) -> Any:
+    if name == "BaseDataset":
+        from vertebra.data.base_dataset import BaseDataset
 
-    Items are dicts whose keys are the keyword arguments of the network's `forward`
-    (a `Classifier` takes `img` and `label`); the default collate stacks them.
-    """
-
-    Config: ClassVar[type[PartConfig]] = PartConfig
-
-    def __init__(self, cfg: PartConfig, logger: logging.Logger | None = None) -> None:
-        self.cfg = cfg
-        self.logger = logger or logging.getLogger(type(self).__module__)
-
-    def __len__(self) -> int:
-        raise NotImplementedError(f"{type(self).__qualname__} must implement __len__()")
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        raise NotImplementedError(f"{type(self).__qualname__} must implement __getitem__()")
+        return BaseDataset
+    raise AttributeError(f"module 'vertebra.data' has no attribute {name!r}")

@@ -5,16 +5,11 @@ core declares them through entry points (`vertebra.optimizers`, `vertebra.lr_sch
 like any plugin would.
 """
 
+from vertebra.data.registry import DATASETS  # temporary re-export: DATASETS lives in vertebra.data
 from vertebra.registry import Registry
 
 __all__ = ["DATASETS", "LR_SCHEDULERS", "OPTIMIZERS"]
 
-DATASETS = Registry(
-    "DATASETS",
-    group="vertebra.datasets",
-    base="vertebra.data:BaseDataset",
-    description="Datasets that yield dict samples (for example `img` and `label`).",
-)
 OPTIMIZERS = Registry(
     "OPTIMIZERS",
     group="vertebra.optimizers",

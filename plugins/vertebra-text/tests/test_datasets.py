@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from torch.utils.data import DataLoader
-from vertebra.engine.registry import DATASETS
+from vertebra.data import DATASETS
 from vertebra.errors import ConfigError, UserError
 
 
@@ -170,7 +170,7 @@ def test_movie_review_polarity() -> None:
 def test_movie_reviews_never_import_gensim() -> None:
     code = (
         "import sys\n"
-        "from vertebra.engine.registry import DATASETS\n"
+        "from vertebra.data import DATASETS\n"
         "assert len(DATASETS.build({'NAME': 'MovieReviewPolarity'})) == 160\n"
         "assert 'gensim' not in sys.modules, 'gensim was imported'\n"
     )

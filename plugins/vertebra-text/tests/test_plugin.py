@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from vertebra.registry import all_registries
+from vertebra.plugins import all_registries
 
 PARTS = {
     "TOKENIZERS": ["HuggingfaceTokenizer", "TrainedTokenizer"],
@@ -45,7 +45,7 @@ def test_part_comes_from_the_distribution(registry: str, name: str) -> None:
 def test_listing_imports_neither_plugin_code_nor_torch() -> None:
     python(
         "import sys\n"
-        "from vertebra.registry import all_registries\n"
+        "from vertebra.plugins import all_registries\n"
         "regs = all_registries()\n"
         "assert 'TextClassifier' in regs['MODELS'] and 'MeanPooling' in regs['NECKS'].names()\n"
         "assert regs['TOKENIZERS'].origin('TrainedTokenizer').distribution == 'vertebra-text'\n"

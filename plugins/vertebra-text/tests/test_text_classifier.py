@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 from torch.utils.data import DataLoader
-from vertebra.engine.registry import DATASETS
+from vertebra.data import DATASETS
 from vertebra.errors import ConfigError
 from vertebra.model.registry import MODELS
 from vertebra_text.necks.mean_pooling import MeanPooling

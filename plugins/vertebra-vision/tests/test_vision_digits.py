@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from vertebra.engine.registry import DATASETS
+from vertebra.data import DATASETS
 from vertebra.errors import ConfigError
 from vertebra_vision.datasets.digits import stratified_split
 

@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from vertebra.engine.registry import DATASETS
+from vertebra.data import DATASETS
 from vertebra.model.registry import BACKBONES
 
 EXPECTED = {

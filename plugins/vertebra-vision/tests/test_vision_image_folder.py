@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
-from vertebra.engine.registry import DATASETS
+from vertebra.data import DATASETS
 from vertebra.errors import UserError
 from vertebra_vision.datasets.image_folder import ImageFolderError
 

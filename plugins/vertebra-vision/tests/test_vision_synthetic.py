@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from vertebra.engine.registry import DATASETS
+from vertebra.data import DATASETS
 
 
 def _build(**cfg: object) -> object:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch.utils.data import DataLoader
-from vertebra.engine.registry import DATASETS
+from vertebra.data import DATASETS
 from vertebra.model.registry import MODELS
 
 

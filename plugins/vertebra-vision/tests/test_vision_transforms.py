@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch.utils.data import DataLoader
-from vertebra.engine.registry import DATASETS
+from vertebra.data import DATASETS
 from vertebra.errors import ConfigError
 from vertebra_vision.transforms import Normalize, RandomCrop, RandomHorizontalFlip, Transforms
 

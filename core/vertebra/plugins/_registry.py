@@ -1,0 +1,475 @@
+"""The registry type: parts by name, from entry points and from in-process registration.
+
+A registry knows its names from entry-point metadata alone (see `vertebra.plugins`):
+`name in REG`, `REG.names()` and unknown-name errors import nothing. A part's module is
+imported when that part is built or its schema is asked for, and only that module.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+
+import vertebra.plugins._discovery as discovery
+from vertebra.errors import (
+    ConfigError,
+    ConfigIssue,
+    PluginLoadError,
+    RegistrationError,
+    UnknownPartError,
+    close_match,
+)
+from vertebra.plugins._loader import import_object, load, load_error
+
+if TYPE_CHECKING:
+    from vertebra.schema import PartConfig
+
+__all__ = ["PartOrigin", "Registry", "all_registries", "registry_for"]
+
+T = TypeVar("T", bound=type)
+
+#: Modules that define registries; `all_registries()` imports them (none imports torch).
+_REGISTRY_MODULES = (
+    "vertebra.model.registry",
+    "vertebra.data.registry",
+    "vertebra.engine.registry",
+)
+_REGISTRIES: dict[str, Registry] = {}
+
+
+class PartOrigin(NamedTuple):
+    """Where a registered name comes from.
+
+    `distribution` and `version` are None for a class registered in this process; `error`
+    is the load error of a broken entry point once a load was tried, else None.
+    """
+
+    registry: str
+    name: str
+    distribution: str | None
+    version: str | None
+    value: str
+    loaded: bool
+    enabled: bool = True
+    error: str | None = None
+
+    @property
+    def qualified_name(self) -> str:
+        """`DISTRIBUTION:Name`, the form that picks one of several offers."""
+        return f"{self.distribution}:{self.name}" if self.distribution else self.name
+
+
+class Registry:
+    """Parts of one kind, by name. `build(cfg)` validates `cfg` and constructs the part.
+
+    `base` is `"module:Class"`, the class every part must subclass; it is imported when a
+    part is first loaded, so that defining a registry imports nothing heavy.
+    """
+
+    def __init__(self, name: str, *, group: str, base: str, description: str = "") -> None:
+        if name in _REGISTRIES:
+            raise RegistrationError(f"a registry named {name} already exists")
+        self.name = name
+        self.group = group
+        self.description = description
+        self._base_spec = base
+        self._base: type | None = None
+        self._local: dict[str, type] = {}
+        self._loaded: dict[tuple[str, str], type] = {}
+        self._failed: dict[tuple[str, str], PluginLoadError] = {}
+        # name as asked (bare or qualified) -> class; dropped whenever anything changes.
+        self._resolved: dict[str, type] = {}
+        self._schemas: dict[str, type[PartConfig]] = {}
+        self._generation = -1
+        _REGISTRIES[name] = self
+
+    def __repr__(self) -> str:
+        return f"Registry({self.name!r}, group={self.group!r})"
+
+    # -- what is offered: metadata only -------------------------------------------------
+
+    def _sync(self) -> None:
+        if self._generation != discovery.generation():
+            self._loaded.clear()
+            self._failed.clear()
+            self._resolved.clear()
+            self._schemas.clear()
+            self._generation = discovery.generation()
+
+    def _entries(self, include_disabled: bool = False) -> list[discovery.EntryPointInfo]:
+        self._sync()
+        return discovery.current_index().group(self.group, include_disabled=include_disabled)
+
+    def _by_name(self) -> dict[str, list[discovery.EntryPointInfo]]:
+        self._sync()
+        return discovery.current_index().by_name(self.group)
+
+    def names(self, pattern: str | None = None) -> list[str]:
+        """Sorted names offered; `pattern` is a shell-style wildcard (`res*`), any case."""
+        found = set(self._local) | set(self._by_name())
+        if pattern:
+            wanted = pattern.lower()
+            found = {n for n in found if fnmatch.fnmatchcase(n.lower(), wanted)}
+        return sorted(found, key=lambda n: (n.lower(), n))
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        return name in self._local or bool(self._candidates(name))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self.names())
+
+    def _candidates(self, name: str) -> list[discovery.EntryPointInfo]:
+        dist, _, bare = name.rpartition(":")
+        found = self._by_name().get(bare, [])
+        if dist:
+            wanted = discovery.normalize(dist)
+            found = [e for e in found if discovery.normalize(e.distribution) == wanted]
+        return found
+
+    def origins(self, name: str | None = None) -> list[PartOrigin]:
+        """Where each name (or only `name`) comes from, including disabled and broken entries."""
+        self._sync()
+        bare = None if name is None else name.rpartition(":")[2]
+        out = [
+            PartOrigin(self.name, n, None, None, f"{c.__module__}:{c.__qualname__}", True)
+            for n, c in self._local.items()
+            if bare is None or n in (name, bare)
+        ]
+        for e in self._entries(include_disabled=True):
+            if bare is not None and e.name != bare:
+                continue
+            out.append(self._entry_origin(e))
+        return out
+
+    def _entry_origin(self, entry: discovery.EntryPointInfo) -> PartOrigin:
+        key = (entry.distribution, entry.name)
+        failure = self._failed.get(key)
+        return PartOrigin(
+            self.name,
+            entry.name,
+            entry.distribution,
+            entry.version,
+            entry.value,
+            loaded=key in self._loaded,
+            enabled=entry.enabled,
+            error=_describe_cause(failure) if failure else None,
+        )
+
+    def origin(self, name: str) -> PartOrigin:
+        """Where `name` comes from: distribution, version, `module:attr`, loaded, load error.
+
+        Raises `UnknownPartError` for a name nothing offers, or that several distributions
+        offer (then `DISTRIBUTION:name` picks one).
+        """
+        entry = self._resolve(name)
+        if entry is None:
+            cls = self._local[name]
+            return PartOrigin(
+                self.name, name, None, None, f"{cls.__module__}:{cls.__qualname__}", True
+            )
+        return self._entry_origin(entry)
+
+    # -- resolving and loading ----------------------------------------------------------
+
+    def _resolve(self, name: str) -> discovery.EntryPointInfo | None:
+        """The one entry point `name` selects; None for an in-process registration."""
+        if name in self._local:
+            return None
+        found = self._candidates(name)
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise UnknownPartError(self._unknown_message(name))
+        offers = ", ".join(f"'{e.distribution}' ({e.value})" for e in found)
+        raise UnknownPartError(
+            f"'{name}' in {self.name} is offered by several distributions: {offers}; "
+            f"name one as 'DISTRIBUTION:{name}', for example '{found[0].distribution}:{name}'"
+        )
+
+    def _unknown_message(self, name: str) -> str:
+        dist, _, bare = name.rpartition(":")
+        message = f"'{name}' is not a registered {self.singular}"
+        entries = self._entries(include_disabled=True)
+        disabled = [e for e in entries if e.name == bare and not e.enabled]
+        offered = [e for e in entries if e.name == bare and e.enabled]
+        hint = close_match(bare, self.names())
+        if disabled:
+            message += (
+                f"; it is offered by distribution '{disabled[0].distribution}', which "
+                f"{discovery.ENV_PLUGINS} does not load (add it to {discovery.ENV_PLUGINS} "
+                f"or unset the variable)"
+            )
+        elif dist and offered:
+            others = ", ".join(f"'{e.distribution}:{bare}'" for e in offered)
+            message += f" of distribution '{dist}'; it is offered as {others}"
+        elif hint:
+            message += f"; did you mean '{hint}'?"
+        elif self.names():
+            message += f"; registered: {', '.join(self.names())}"
+        else:
+            message += f"; no {self.name} are registered (entry-point group '{self.group}')"
+        return message
+
+    @property
+    def singular(self) -> str:
+        """What one part of this registry is called in messages (`backbone`, `loss`)."""
+        word = self.group.removeprefix(discovery.GROUP_PREFIX)
+        for plural, single in (("ies", "y"), ("sses", "ss"), ("s", "")):
+            if word.endswith(plural):
+                return word[: -len(plural)] + single
+        return word
+
+    def get(self, name: str) -> type:
+        """The class registered as `name` (or `DISTRIBUTION:name`); imports its module."""
+        cls = self._resolved.get(name)
+        if cls is not None and self._generation == discovery.generation():
+            return cls
+        entry = self._resolve(name)
+        if entry is None:
+            cls = self._local[name]
+        else:
+            key = (entry.distribution, entry.name)
+            if key in self._failed:
+                raise self._failed[key]
+            cls = self._loaded.get(key)
+            if cls is None:
+                try:
+                    cls = self._load(entry)
+                except PluginLoadError as exc:
+                    self._failed[key] = exc
+                    raise
+                self._loaded[key] = cls
+        self._resolved[name] = cls
+        return cls
+
+    def _load(self, entry: discovery.EntryPointInfo) -> type:
+        obj = self._import(entry)
+        base = self.base
+        if not (isinstance(obj, type) and issubclass(obj, base)):
+            problem = TypeError(
+                f"{obj!r} is not a subclass of {base.__module__}.{base.__qualname__}"
+            )
+            raise load_error(
+                entry,
+                self._what(entry),
+                problem,
+                f"{problem} (the base of every {self.name} part)",
+            ) from problem
+        return obj
+
+    def _import(self, entry: discovery.EntryPointInfo) -> Any:
+        """What `entry` names, imported; a failure of its code raises `PluginLoadError`."""
+        return load(entry, self._what(entry))
+
+    def _what(self, entry: discovery.EntryPointInfo) -> str:
+        return f"{self.singular} '{entry.name}'"
+
+    @property
+    def base(self) -> type:
+        """The class every part of this registry must subclass (imported on first use)."""
+        if self._base is None:
+            self._base = import_object(self._base_spec)
+        return self._base
+
+    # -- in-process registration -----------------------------------------------------------
+
+    def register_class(self, name: str | None = None, *, force: bool = False) -> Callable[[T], T]:
+        """Decorator: register the class under `name` (default: its class name)."""
+
+        def decorate(cls: T) -> T:
+            self.register(cls, name, force=force)
+            return cls
+
+        return decorate
+
+    def register(self, cls: type, name: str | None = None, *, force: bool = False) -> None:
+        """Register `cls` in this process; `force=True` replaces an existing name."""
+        key = name or getattr(cls, "__name__", "")
+        if not key or ":" in key:
+            raise RegistrationError(
+                f"cannot register {cls!r} in {self.name} under {key!r}: a name is needed, "
+                "without ':' (that form picks a distribution)"
+            )
+        if not (isinstance(cls, type) and issubclass(cls, self.base)):
+            base = self.base
+            raise RegistrationError(
+                f"cannot register {cls!r} as {self.singular} '{key}': {self.name} takes "
+                f"subclasses of {base.__module__}.{base.__qualname__}"
+            )
+        self._resolved.clear()
+        self._schemas.clear()
+        if self._local.get(key) is cls:
+            return  # the same class again (a module imported twice): nothing changes
+        value = f"{cls.__module__}:{cls.__qualname__}"
+        own = [e for e in self._candidates(key) if e.value == value]
+        if own and not force and key not in self._local:
+            # The class its own entry point names, being imported: it is the same part.
+            self._loaded[(own[0].distribution, key)] = cls
+            return
+        if not force and key in self:
+            where = "; ".join(
+                f"{o.value} from distribution '{o.distribution}'"
+                if o.distribution
+                else f"{o.value} registered in this process"
+                for o in self.origins(key)
+                if o.enabled
+            )
+            raise RegistrationError(
+                f"{self.singular} '{key}' is already registered in {self.name} ({where}); "
+                "pass force=True to replace it"
+            )
+        self._local[key] = cls
+
+    def unregister(self, name: str) -> None:
+        """Remove an in-process registration."""
+        self._resolved.clear()
+        self._schemas.clear()
+        del self._local[name]
+
+    # -- schemas, validation, building ------------------------------------------------
+
+    def schema(self, name: str) -> type[PartConfig]:
+        """The pydantic schema of part `name` (imports that part's module)."""
+        cls = self.get(name)
+        schema = getattr(cls, "Config", None)
+        if schema is None:
+            return _part_config()  # a part without settings takes NAME alone
+        if not (isinstance(schema, type) and issubclass(schema, _part_config())):
+            raise PluginLoadError(
+                f"{self.singular} '{name}' ({cls.__module__}.{cls.__qualname__}) has a "
+                f"Config attribute that is not a vertebra.schema.PartConfig subclass: {schema!r}"
+            )
+        return schema
+
+    def validate(self, cfg: Mapping[str, Any] | PartConfig, path: str = "") -> PartConfig:
+        """Validate a part config (its `NAME` picks the schema); raise every error at once.
+
+        A part that cannot be loaded raises its `PluginLoadError` (a broken plugin, not a
+        mistake in `cfg`); inside nested blocks it is one error among the others.
+        """
+        name = cfg.get("NAME") if type(cfg) is dict or isinstance(cfg, Mapping) else None
+        if isinstance(name, str):
+            schema = self._known_schema(name)  # raises for a broken part
+            if schema is not None and type(cfg) is dict:
+                from vertebra.schema import quick_validate
+
+                found = quick_validate(schema, cfg)
+                if found is not None:
+                    return found  # no nested parts and no error: the common case, fast
+        issues: list[ConfigIssue] = []
+        result = self.validate_into(cfg, path, issues)
+        if issues or result is None:
+            raise ConfigError(issues, source=f"{self.name} config")
+        return result
+
+    def _known_schema(self, name: str) -> type[PartConfig] | None:
+        """The schema of `name`, cached; None for a name that is unknown or ambiguous."""
+        if self._generation == discovery.generation():
+            schema = self._schemas.get(name)
+            if schema is not None:
+                return schema
+        try:
+            schema = self.schema(name)
+        except UnknownPartError:
+            return None  # the full validation reports it, with its path
+        self._schemas[name] = schema
+        return schema
+
+    def validate_into(self, cfg: Any, path: str, issues: list[ConfigIssue]) -> PartConfig | None:
+        """Validate like `validate`, appending problems to `issues` instead of raising."""
+        from vertebra.schema import join, validate_into
+
+        if isinstance(cfg, _part_config()):
+            return cfg
+        if not isinstance(cfg, Mapping):
+            issues.append(
+                ConfigIssue(
+                    path, f"expected a mapping with a NAME from {self.name}, got {_kind(cfg)}"
+                )
+            )
+            return None
+        name = cfg.get("NAME")
+        if not isinstance(name, str) or not name:
+            choices = ", ".join(self.names()) or "none registered"
+            if name is None:
+                message = f"required key is missing: the name of a {self.singular} ({choices})"
+            else:
+                message = f"expected the name of a {self.singular} ({choices}), got {name!r}"
+            issues.append(ConfigIssue(join(path, "NAME"), message))
+            return None
+        try:
+            schema = self.schema(name)
+        except (UnknownPartError, PluginLoadError) as exc:
+            issues.append(ConfigIssue(join(path, "NAME"), str(exc)))
+            return None
+        return validate_into(schema, cfg, path, issues)
+
+    def build(self, cfg: Mapping[str, Any] | PartConfig, logger: Any = None, **kwargs: Any) -> Any:
+        """Validate `cfg` and return `cls(validated_cfg, logger=logger)`; `NAME` picks `cls`.
+
+        Further keyword arguments go to the constructor (an optimizer's `params`).
+        """
+        if type(cfg) is not dict and isinstance(cfg, _part_config()):
+            validated = cfg
+        else:
+            validated = self.validate(cfg)
+        return self.get(validated.NAME)(validated, logger=logger, **kwargs)
+
+
+_PART_CONFIG: list[type[PartConfig]] = []
+
+
+def _part_config() -> type[PartConfig]:
+    # `vertebra.schema` imports pydantic: load it on the first validation, not at import.
+    if not _PART_CONFIG:
+        from vertebra.schema import PartConfig
+
+        _PART_CONFIG.append(PartConfig)
+    return _PART_CONFIG[0]
+
+
+def _describe_cause(error: PluginLoadError) -> str:
+    cause = error.__cause__
+    return f"{type(cause).__name__}: {cause}" if cause is not None else str(error)
+
+
+def _kind(value: Any) -> str:
+    return "nothing (null)" if value is None else f"{type(value).__name__} {value!r}"[:80]
+
+
+def all_registries() -> dict[str, Registry]:
+    """Every registry, by name (imports the modules that define them; none imports torch)."""
+    for module in _REGISTRY_MODULES:
+        importlib.import_module(module)
+    return dict(_REGISTRIES)
+
+
+def registry_for(key: str) -> Registry:
+    """A registry by its name (`BACKBONES`) or entry-point word (`backbones`), any case."""
+    wanted = key.strip().lower()
+    found = _BY_KEY.get(wanted)
+    if found is not None:
+        return found
+    registries = all_registries()
+    for reg in registries.values():
+        words = (reg.name, reg.group, reg.group.removeprefix(discovery.GROUP_PREFIX))
+        if wanted in (w.lower() for w in words):
+            _BY_KEY[wanted] = reg
+            return reg
+    names = ", ".join(registries)
+    hint = close_match(key, list(registries))
+    if hint:
+        raise UnknownPartError(
+            f"'{key}' is not a registry; did you mean {hint}? Registries: {names}"
+        )
+    raise UnknownPartError(f"'{key}' is not a registry; registries: {names}")
+
+
+_BY_KEY: dict[str, Registry] = {}

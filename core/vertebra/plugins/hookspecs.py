@@ -1,0 +1,80 @@
+"""Hook specifications: what a plugin module in the `vertebra.plugins` group may implement.
+
+A plugin module defines functions with these names, decorated with `vertebra.hookimpl`.
+Every hook is documented in docs/hooks.md with its exact signature and an example.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+__all__ = [
+    "hookspec",
+    "vertebra_check_config",
+    "vertebra_checkpoint_saved",
+    "vertebra_evaluation_end",
+    "vertebra_log",
+    "vertebra_plugin_settings",
+    "vertebra_prepare_config",
+    "vertebra_run_end",
+    "vertebra_run_start",
+    "vertebra_step_end",
+]
+
+hookspec = pluggy.HookspecMarker("vertebra")
+
+
+@hookspec
+def vertebra_prepare_config(config: dict[str, Any], source: str | None) -> None:
+    """Change a loaded config in place (after includes and overrides, before validation)."""
+
+
+@hookspec
+def vertebra_check_config(config: Any) -> list[str] | None:
+    """Return extra problems of a validated run config, as messages; nothing if it is fine."""
+
+
+# -- training events ----------------------------------------------------------------------
+# Called by the trainer on every process of a run (`run.is_main` is true on rank 0 only).
+# `run` is the `vertebra.engine.trainer.Trainer`: `run.config`, `run.output_dir`,
+# `run.step`, `run.epoch`, `run.model`, `run.ema`, `run.metric_names`, `run.plugin_manager`,
+# `run.request_stop(reason)`.
+# A hook that no plugin implements costs the training loop nothing.
+
+
+@hookspec
+def vertebra_plugin_settings() -> dict[str, Any] | None:
+    """Return this plugin's `PLUGINS` config sections: {section name: pydantic schema}."""
+
+
+@hookspec
+def vertebra_run_start(run: Any) -> None:
+    """A run starts: everything is built, the first step (or the resumed one) comes next."""
+
+
+@hookspec
+def vertebra_step_end(run: Any, step: int, outputs: dict[str, Any]) -> None:
+    """An optimizer step ended; `outputs` is what `forward_train` returned (tensors, no sync)."""
+
+
+@hookspec
+def vertebra_log(run: Any, record: dict[str, Any]) -> None:
+    """A record was written to metrics.jsonl (a logged training step or an evaluation)."""
+
+
+@hookspec
+def vertebra_evaluation_end(run: Any, step: int, metrics: dict[str, float]) -> None:
+    """An evaluation ended; `metrics` are reduced over every process and every sample."""
+
+
+@hookspec
+def vertebra_checkpoint_saved(run: Any, step: int, path: str, is_best: bool) -> None:
+    """A checkpoint folder was written (on the main process only)."""
+
+
+@hookspec
+def vertebra_run_end(run: Any, status: str) -> None:
+    """A run ended: status is 'completed', 'stopped' (a plugin asked), 'interrupted'
+    (SIGINT or SIGTERM stopped it with a checkpoint) or 'failed'."""

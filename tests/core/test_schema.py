@@ -137,10 +137,11 @@ def test_wrong_shapes_of_part_fields(vertebra_plugins: PluginSandbox) -> None:
             {"NAME": "N", "BACKBONE": None, "HEAD": [], "METRICS": {"NAME": "AccuracyMetric"}},
             path="MODEL",
         )
+    # In the schema's key order; a null part says what it should have been, as a list does.
     assert issues(info) == [
+        "MODEL.BACKBONE: expected a mapping with a NAME from BACKBONES, got nothing (null)",
         "MODEL.HEAD: expected a mapping with a NAME from HEADS, got list []",
         "MODEL.METRICS: expected a list of METRICS configs, got dict {'NAME': 'AccuracyMetric'}",
-        "MODEL.BACKBONE: Input should be a valid dictionary or instance of PartConfig, got None",
     ]
     with pytest.raises(ConfigError) as info:
         validate_tree(Net, ["not", "a", "mapping"], path="MODEL")

@@ -223,39 +223,6 @@ class RunConfig(BaseModel):
     )
 
 
-#: Fields of these schemas that hold further plain schemas, validated section by section so
-#: that the part blocks inside them are checked against their own schemas.
-_SECTIONS: dict[type[BaseModel], dict[str, type[BaseModel]]] = {
-    RunConfig: {"DATA": DataConfig, "TRAIN": TrainConfig},
-    DataConfig: {"TRAIN": LoaderConfig, "VAL": LoaderConfig},
-}
-
-
-def _validate(schema: type[BaseModel], raw: Any, path: str, issues: list[ConfigIssue]) -> Any:
-    if not isinstance(raw, Mapping):
-        return validate_into(schema, raw, path, issues)
-    data = dict(raw)
-    failed: list[str] = []
-    for key, sub in _SECTIONS.get(schema, {}).items():
-        if data.get(key) is None:
-            continue
-        data[key] = _validate(sub, data[key], join(path, key), issues)
-        if data[key] is None:
-            failed.append(key)
-    if not failed:
-        return validate_into(schema, data, path, issues)
-    # Report the other keys' problems too, without repeating the failed sections'.
-    rest: list[ConfigIssue] = []
-    validate_into(schema, {k: v for k, v in data.items() if k not in failed}, path, rest)
-    inside = [join(path, k) for k in failed]
-    issues.extend(
-        i
-        for i in rest
-        if not any(i.path == p or i.path.startswith((f"{p}.", f"{p}[")) for p in inside)
-    )
-    return None
-
-
 def plugin_settings() -> dict[str, type[BaseModel]]:
     """The `PLUGINS` sections that installed hook plugins read, with their schemas."""
     from vertebra.hooks import get_plugin_manager
@@ -298,11 +265,11 @@ def validate_run_config(raw: Any, source: str | None = None) -> RunConfig:
     if isinstance(raw, Mapping) and raw.get("PLUGINS") is not None:
         plugins = _validate_plugins(raw["PLUGINS"], issues)
         raw = {k: v for k, v in raw.items() if k != "PLUGINS"}
-    cfg = _validate(RunConfig, raw, "", issues)
+    cfg = validate_into(RunConfig, raw, "", issues)
     if issues or cfg is None:
         raise ConfigError(issues, source=source)
     cfg.PLUGINS = plugins
-    return cfg  # type: ignore[no-any-return]
+    return cfg
 
 
 def load_run_config(path: str | Path, overrides: Iterable[str] = ()) -> RunConfig:

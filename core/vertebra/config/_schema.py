@@ -196,23 +196,38 @@ def validate_into(schema: type[S], raw: Any, path: str, issues: list[ConfigIssue
     else:  # YAML allows `1:` or `true:` as keys; report them as the text they were
         data = {str(k): v for k, v in raw.items()}
     plan = _plan(schema)
+    # Problems by top-level key, reported in the schema's key order (the order a config
+    # file is usually written in); unknown keys and whole-schema checks come last.
+    found: dict[str | None, list[ConfigIssue]] = {}
     failed: set[str] = set()
     if plan.parts or plan.nested:
         data = dict(data)
-        _walk(plan, data, path, issues, failed)
+        _walk(plan, data, path, found, failed)
+    result = None
     try:
-        return schema.model_validate(data)
+        result = schema.model_validate(data)
     except ValidationError as exc:
         for error in exc.errors():
             loc = error["loc"]
             if loc and loc[0] in failed:
                 continue  # already reported, at its own depth
-            issues.append(_issue_from_pydantic(schema, error, path))
-        return None
+            key = loc[0] if loc and loc[0] in schema.model_fields else None
+            found.setdefault(str(key) if key is not None else None, []).extend(
+                _issues_from_pydantic(schema, error, path)
+            )
+    for key in [*schema.model_fields, None]:
+        issues.extend(found.pop(key, []))
+    for rest in found.values():
+        issues.extend(rest)
+    return result
 
 
 def _walk(
-    plan: _Plan, data: dict[str, Any], path: str, issues: list[ConfigIssue], failed: set[str]
+    plan: _Plan,
+    data: dict[str, Any],
+    path: str,
+    found: dict[str | None, list[ConfigIssue]],
+    failed: set[str],
 ) -> None:
     """Validate the part blocks and nested sections of `data` in place."""
     from vertebra.registry import registry_for
@@ -220,6 +235,7 @@ def _walk(
     for name, (marker, many) in plan.parts.items():
         if data.get(name) is None:
             continue
+        issues = found.setdefault(name, [])
         registry = registry_for(marker.registry)
         value = data[name]
         here = join(path, name)
@@ -245,7 +261,7 @@ def _walk(
     for name, model in plan.nested.items():
         if data.get(name) is None:
             continue
-        section = validate_into(model, data[name], join(path, name), issues)
+        section = validate_into(model, data[name], join(path, name), found.setdefault(name, []))
         if section is None:
             failed.add(name)
         data[name] = section
@@ -271,11 +287,23 @@ def _model_at(schema: type[BaseModel], loc: Sequence[str | int]) -> type[BaseMod
     return model
 
 
-def _issue_from_pydantic(schema: type[BaseModel], error: Any, path: str) -> ConfigIssue:
+def _issues_from_pydantic(schema: type[BaseModel], error: Any, path: str) -> list[ConfigIssue]:
     loc = list(error["loc"])
     where = path
     for key in loc:
         where = join(where, key)
+    cause = error.get("ctx", {}).get("error")
+    if error["type"] == "value_error" and isinstance(cause, ConfigError):
+        # A schema's own check that names the keys it is about, relative to the schema.
+        return [
+            ConfigIssue(join(where, i.path) if i.path else where, i.message) for i in cause.issues
+        ]
+    return [_issue_from_pydantic(schema, error, loc, where)]
+
+
+def _issue_from_pydantic(
+    schema: type[BaseModel], error: Any, loc: list[str | int], where: str
+) -> ConfigIssue:
     kind = error["type"]
     if kind == "extra_forbidden":
         owner = _model_at(schema, loc)
@@ -295,6 +323,16 @@ def _issue_from_pydantic(schema: type[BaseModel], error: Any, path: str) -> Conf
     if kind == "value_error" and "error" in error.get("ctx", {}):
         # A schema's own check (a model or field validator): its message says it all.
         return ConfigIssue(where, str(error["ctx"]["error"]))
+    if kind == "model_type" and loc and not isinstance(error.get("input"), Mapping):
+        owner = _model_at(schema, loc)
+        part = part_fields(owner).get(str(loc[-1])) if owner else None
+        if part is None:
+            expected = "a mapping of keys"
+        else:
+            from vertebra.registry import registry_for
+
+            expected = f"a mapping with a NAME from {registry_for(part[0].registry).name}"
+        return ConfigIssue(where, f"expected {expected}, got {describe_value(error.get('input'))}")
     message = str(error["msg"])
     if "input" in error and not isinstance(error["input"], Mapping):
         message += f", got {error['input']!r}"

@@ -93,6 +93,14 @@ EXPECTED: dict[str, tuple[str, list[str]]] = {
         "duplicate_key.yaml",
         ["line 6, column 3: invalid YAML: duplicate key 'HEAD' (first given on line 5)"],
     ),
+    "head_width.yaml": (
+        "head_width.yaml",
+        [
+            "MODEL.HEAD.DIM: the head takes 128 features, but BACKBONE MLP gives 32; set HEAD.DIM "
+            "to 32",
+            "TRAIN.EPOCHS: Input should be greater than or equal to 1, got 0",
+        ],
+    ),
     "part_not_a_mapping.yaml": (
         "part_not_a_mapping.yaml",
         [

@@ -7,7 +7,7 @@ from typing import Literal
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from vertebra.errors import ConfigError
+from vertebra.errors import ConfigError, ConfigIssue
 from vertebra.model.registry import BACKBONES, HEADS
 from vertebra.schema import (
     BackboneCfg,
@@ -128,6 +128,43 @@ def test_a_schema_check_speaks_for_itself(broken_world: PluginSandbox) -> None:
     with pytest.raises(ConfigError) as info:
         validate_tree(Run, raw)
     assert issues(info) == ["LOADER: BATCH must be even"]
+
+
+class Span(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    LOW: int = Field(0, description="Lower bound.")
+    HIGH: int = Field(1, description="Upper bound.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Span:
+        if self.LOW >= self.HIGH:
+            raise ConfigError(
+                [
+                    ConfigIssue("LOW", f"must be below HIGH ({self.HIGH})"),
+                    ConfigIssue("HIGH", f"must be above LOW ({self.LOW})"),
+                ]
+            )
+        return self
+
+
+class Window(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    SPAN: Span = Field(default_factory=Span, description="A section with its own check.")
+    SIZE: int = Field(1, ge=1, description="Size.")
+
+
+def test_a_schema_check_may_name_the_keys_it_is_about() -> None:
+    # A validator that raises ConfigError gives paths relative to its schema.
+    with pytest.raises(ConfigError) as info:
+        validate_tree(Window, {"SPAN": {"LOW": 3, "HIGH": 2}, "SIZE": 0}, path="WINDOW")
+    assert issues(info) == [
+        "WINDOW.SPAN.LOW: must be below HIGH (2)",
+        "WINDOW.SPAN.HIGH: must be above LOW (3)",
+        "WINDOW.SIZE: Input should be greater than or equal to 1, got 0",
+    ]
+    with pytest.raises(ConfigError) as info:
+        validate_tree(Window, {"SPAN": 5})
+    assert issues(info) == ["SPAN: expected a mapping of keys, got int 5"]
 
 
 def test_wrong_shapes_of_part_fields(vertebra_plugins: PluginSandbox) -> None:

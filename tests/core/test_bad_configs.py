@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 from vertebra import config as config_io
 from vertebra.cli import main
-from vertebra.engine.config import RunConfig, validate_run_config
-from vertebra.engine.loading import load_run_config
+from vertebra.config import RunConfig, load_run_config, validate_run_config
 from vertebra.errors import ConfigError, ConfigIssue
 
 from tests.core.conftest import ROOT

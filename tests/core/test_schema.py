@@ -7,9 +7,7 @@ from typing import Literal
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from vertebra.errors import ConfigError, ConfigIssue
-from vertebra.model.registry import BACKBONES, HEADS
-from vertebra.schema import (
+from vertebra.config import (
     BackboneCfg,
     HeadCfg,
     MetricCfgs,
@@ -20,6 +18,8 @@ from vertebra.schema import (
     part_fields,
     validate_tree,
 )
+from vertebra.errors import ConfigError, ConfigIssue
+from vertebra.model.registry import BACKBONES, HEADS
 from vertebra.testing import PluginSandbox
 
 from tests.core import dists

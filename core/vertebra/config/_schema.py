@@ -287,6 +287,16 @@ def _model_at(schema: type[BaseModel], loc: Sequence[str | int]) -> type[BaseMod
     return model
 
 
+def _expected_mapping(owner: type[BaseModel] | None, key: str) -> str:
+    """What key `key` of `owner` takes: a part's block or a section's keys."""
+    part = part_fields(owner).get(key) if owner else None
+    if part is None:
+        return "a mapping of keys"
+    from vertebra.registry import registry_for
+
+    return f"a mapping with a NAME from {registry_for(part[0].registry).name}"
+
+
 def _issues_from_pydantic(schema: type[BaseModel], error: Any, path: str) -> list[ConfigIssue]:
     loc = list(error["loc"])
     where = path
@@ -324,14 +334,7 @@ def _issue_from_pydantic(
         # A schema's own check (a model or field validator): its message says it all.
         return ConfigIssue(where, str(error["ctx"]["error"]))
     if kind == "model_type" and loc and not isinstance(error.get("input"), Mapping):
-        owner = _model_at(schema, loc)
-        part = part_fields(owner).get(str(loc[-1])) if owner else None
-        if part is None:
-            expected = "a mapping of keys"
-        else:
-            from vertebra.registry import registry_for
-
-            expected = f"a mapping with a NAME from {registry_for(part[0].registry).name}"
+        expected = _expected_mapping(_model_at(schema, loc), str(loc[-1]))
         return ConfigIssue(where, f"expected {expected}, got {describe_value(error.get('input'))}")
     message = str(error["msg"])
     if "input" in error and not isinstance(error["input"], Mapping):

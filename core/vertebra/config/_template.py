@@ -18,6 +18,8 @@ import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from vertebra.errors import VertebraError
+
 from ._annotations import allows_none, section_model
 from ._docstrings import first_line
 from ._json_schema import REF, SchemaBuilder
@@ -272,8 +274,6 @@ def _fill(
 
 
 def _example_part(registry: Registry, depth: int) -> dict[str, Any]:
-    from vertebra.errors import VertebraError
-
     if depth > 4:
         raise ValueError(f"parts nest too deeply to make an example {registry.name} part")
     problems = []

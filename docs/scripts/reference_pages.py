@@ -3,7 +3,7 @@
 - `reference/parts.md`: every part of vertebra and its first-party plugins, with each
   key's type, default and description, from the parts' pydantic schemas;
 - `reference/run-config.md`: the keys of every section of a run config, from
-  `vertebra.engine.config.RunConfig`.
+  `vertebra.config.RunConfig`.
 
 mkdocs runs this file as a hook (`hooks:` in mkdocs.yml): `on_files` adds the pages to
 the site without writing them into docs/. As a script it writes them into a folder:
@@ -118,16 +118,16 @@ def _key_table(schema: type[BaseModel]) -> list[str]:
 def _rows(schema: type[BaseModel], prefix: str) -> typing.Iterator[tuple[str, str, str, str]]:
     import yaml
     from pydantic_core import to_jsonable_python
-    from vertebra.json_schema import SchemaBuilder
-    from vertebra.template import section_model, type_text
+    from vertebra.config import SchemaBuilder, part_fields, section_model, type_text
 
     builder = SchemaBuilder()
+    parts = part_fields(schema)
     for name, info in schema.model_fields.items():
         if name == "NAME" and not prefix:
             continue
         key = f"{prefix}{info.alias if isinstance(info.alias, str) else name}"
         kind = type_text(schema, name, info, builder)
-        model = section_model(info.annotation)
+        model = None if name in parts else section_model(info.annotation)
         if info.is_required():
             default = "**required**"
         else:
@@ -158,14 +158,13 @@ def _cell(text: str) -> str:
 
 
 def run_config_page() -> str:
-    from vertebra.engine.config import RunConfig
-    from vertebra.schema import part_fields
+    from vertebra.config import RunConfig, part_fields, section_model
 
     lines = [
         "# Run config reference",
         "",
         "The keys of each section of a run config (the YAML file `vertebra train` reads), "
-        "generated from `vertebra.engine.config.RunConfig` when this site was built. A block "
+        "generated from `vertebra.config.RunConfig` when this site was built. A block "
         "that holds a part (`MODEL`, `OPTIMIZER`, a loader's `DATASET`) takes the keys of the "
         "part its `NAME` picks: see the [parts reference](parts.md). `vertebra schema` writes "
         "all of it as one JSON Schema for editors.",
@@ -176,8 +175,6 @@ def run_config_page() -> str:
     sections: list[tuple[str, type[BaseModel]]] = []
     rows = list(_rows(RunConfig, prefix=""))
     lines += [f"| `{k}` | {_cell(t)} | {d} | {_cell(x)} |" for k, t, d, x in rows if "." not in k]
-    from vertebra.template import section_model
-
     parts = part_fields(RunConfig)
     for name, info in RunConfig.model_fields.items():
         model = section_model(info.annotation)

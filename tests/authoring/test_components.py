@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from vertebra.cli import main
-from vertebra.docstrings import first_line, summary
+from vertebra.config import first_line, summary
 from vertebra.registry import all_registries
 from vertebra.testing import PluginSandbox
 

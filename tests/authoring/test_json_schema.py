@@ -12,9 +12,8 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field
 from vertebra import config as config_io
 from vertebra.cli import main
-from vertebra.json_schema import SchemaBuilder, part_schema, run_config_schema
+from vertebra.config import PartConfig, PartOf, SchemaBuilder, part_schema, run_config_schema
 from vertebra.registry import all_registries
-from vertebra.schema import PartConfig, PartOf
 from vertebra.testing import PluginSandbox
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,7 +111,7 @@ def test_a_duration_takes_every_form_the_config_reads(
     config["TRAIN"]["MAX_TIME"] = value
     assert (not _errors(schema, config)) is valid
     # The schema agrees with what `vertebra validate` accepts.
-    from vertebra.engine.config import validate_run_config
+    from vertebra.config import validate_run_config
     from vertebra.errors import ConfigError
 
     try:
@@ -220,7 +219,7 @@ GOOD_NET = '''
     """A test backbone."""
     from pydantic import Field
     from vertebra.model.base_model import BaseModel
-    from vertebra.schema import PartConfig
+    from vertebra.config import PartConfig
 
     class TwinConfig(PartConfig):
         WIDTH: int = Field(4, description="Width.")
@@ -335,7 +334,7 @@ def test_new_sections_flow_through_generically() -> None:
 
 
 def test_plugin_sections_come_from_the_installed_hook_plugins(schema: dict[str, Any]) -> None:
-    from vertebra.engine.config import plugin_settings
+    from vertebra.config import plugin_settings
 
     sections = plugin_settings()
     plugins = schema["properties"]["PLUGINS"]

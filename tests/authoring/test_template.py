@@ -10,8 +10,8 @@ import pytest
 import yaml
 from pydantic_core import to_jsonable_python
 from vertebra.cli import main
+from vertebra.config import PLACEHOLDER, example_config, placeholders
 from vertebra.registry import all_registries, registry_for
-from vertebra.template import PLACEHOLDER, example_config, placeholders
 from vertebra.testing import PluginSandbox
 
 from tests.parts import examples, examples_text
@@ -112,7 +112,7 @@ TRICKY = '''
 
     from pydantic import BaseModel as Model, ConfigDict, Field
     from vertebra.model.base_model import BaseModel
-    from vertebra.schema import NeckCfg, PartConfig
+    from vertebra.config import NeckCfg, PartConfig
 
     class Inner(Model):
         model_config = ConfigDict(extra="forbid")
@@ -173,7 +173,7 @@ def test_values_that_yaml_could_misread_round_trip(
 REQUIRED_PART = '''
     from pydantic import Field
     from vertebra.model.networks.train_module import TrainModule
-    from vertebra.schema import BackboneCfg, MetricCfgs, PartConfig
+    from vertebra.config import BackboneCfg, MetricCfgs, PartConfig
 
     class NeedyConfig(PartConfig):
         BACKBONE: BackboneCfg = Field(description="The backbone.")

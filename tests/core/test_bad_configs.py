@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 from vertebra import config as config_io
 from vertebra.cli import main
-from vertebra.engine.config import RunConfig, validate_run_config
-from vertebra.engine.loading import load_run_config
+from vertebra.config import RunConfig, load_run_config, validate_run_config
 from vertebra.errors import ConfigError, ConfigIssue
 
 from tests.core.conftest import ROOT
@@ -92,6 +91,14 @@ EXPECTED: dict[str, tuple[str, list[str]]] = {
     "duplicate_key.yaml": (
         "duplicate_key.yaml",
         ["line 6, column 3: invalid YAML: duplicate key 'HEAD' (first given on line 5)"],
+    ),
+    "head_width.yaml": (
+        "head_width.yaml",
+        [
+            "MODEL.HEAD.DIM: the head takes 128 features, but BACKBONE MLP gives 32; set HEAD.DIM "
+            "to 32",
+            "TRAIN.EPOCHS: Input should be greater than or equal to 1, got 0",
+        ],
     ),
     "part_not_a_mapping.yaml": (
         "part_not_a_mapping.yaml",

@@ -335,7 +335,7 @@ def test_dump_round_trips(tmp_path: Path) -> None:
 
 def test_dump_of_a_validated_config_keeps_every_nested_part() -> None:
     from pydantic import Field
-    from vertebra.schema import BackboneCfg, MetricCfgs, NeckCfg, PartConfig, validate_tree
+    from vertebra.config import BackboneCfg, MetricCfgs, NeckCfg, PartConfig, validate_tree
 
     class Net(PartConfig):
         BACKBONE: BackboneCfg = Field(description="Backbone.")

@@ -7,9 +7,7 @@ from typing import Literal
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from vertebra.errors import ConfigError
-from vertebra.model.registry import BACKBONES, HEADS
-from vertebra.schema import (
+from vertebra.config import (
     BackboneCfg,
     HeadCfg,
     MetricCfgs,
@@ -20,6 +18,8 @@ from vertebra.schema import (
     part_fields,
     validate_tree,
 )
+from vertebra.errors import ConfigError, ConfigIssue
+from vertebra.model.registry import BACKBONES, HEADS
 from vertebra.testing import PluginSandbox
 
 from tests.core import dists
@@ -130,6 +130,43 @@ def test_a_schema_check_speaks_for_itself(broken_world: PluginSandbox) -> None:
     assert issues(info) == ["LOADER: BATCH must be even"]
 
 
+class Span(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    LOW: int = Field(0, description="Lower bound.")
+    HIGH: int = Field(1, description="Upper bound.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Span:
+        if self.LOW >= self.HIGH:
+            raise ConfigError(
+                [
+                    ConfigIssue("LOW", f"must be below HIGH ({self.HIGH})"),
+                    ConfigIssue("HIGH", f"must be above LOW ({self.LOW})"),
+                ]
+            )
+        return self
+
+
+class Window(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    SPAN: Span = Field(default_factory=Span, description="A section with its own check.")
+    SIZE: int = Field(1, ge=1, description="Size.")
+
+
+def test_a_schema_check_may_name_the_keys_it_is_about() -> None:
+    # A validator that raises ConfigError gives paths relative to its schema.
+    with pytest.raises(ConfigError) as info:
+        validate_tree(Window, {"SPAN": {"LOW": 3, "HIGH": 2}, "SIZE": 0}, path="WINDOW")
+    assert issues(info) == [
+        "WINDOW.SPAN.LOW: must be below HIGH (2)",
+        "WINDOW.SPAN.HIGH: must be above LOW (3)",
+        "WINDOW.SIZE: Input should be greater than or equal to 1, got 0",
+    ]
+    with pytest.raises(ConfigError) as info:
+        validate_tree(Window, {"SPAN": 5})
+    assert issues(info) == ["SPAN: expected a mapping of keys, got int 5"]
+
+
 def test_wrong_shapes_of_part_fields(vertebra_plugins: PluginSandbox) -> None:
     with pytest.raises(ConfigError) as info:
         validate_tree(
@@ -137,10 +174,11 @@ def test_wrong_shapes_of_part_fields(vertebra_plugins: PluginSandbox) -> None:
             {"NAME": "N", "BACKBONE": None, "HEAD": [], "METRICS": {"NAME": "AccuracyMetric"}},
             path="MODEL",
         )
+    # In the schema's key order; a null part says what it should have been, as a list does.
     assert issues(info) == [
+        "MODEL.BACKBONE: expected a mapping with a NAME from BACKBONES, got nothing (null)",
         "MODEL.HEAD: expected a mapping with a NAME from HEADS, got list []",
         "MODEL.METRICS: expected a list of METRICS configs, got dict {'NAME': 'AccuracyMetric'}",
-        "MODEL.BACKBONE: Input should be a valid dictionary or instance of PartConfig, got None",
     ]
     with pytest.raises(ConfigError) as info:
         validate_tree(Net, ["not", "a", "mapping"], path="MODEL")

@@ -17,9 +17,8 @@ import pytest
 import tomllib
 from vertebra import config as config_io
 from vertebra.cli import main
-from vertebra.engine.config import validate_run_config
+from vertebra.config import run_config_schema, validate_run_config
 from vertebra.errors import ConfigError
-from vertebra.json_schema import run_config_schema
 
 from .blocks import Block, all_blocks, blocks, pages
 

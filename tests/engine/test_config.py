@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from vertebra.engine.config import RunConfig, validate_run_config
+from vertebra.config import RunConfig, validate_run_config
 from vertebra.engine.registry import LR_SCHEDULERS, OPTIMIZERS
 from vertebra.errors import ConfigError
 
@@ -130,7 +130,7 @@ def test_run_config_defaults_and_every_field_described() -> None:
         for name, info in model.model_fields.items():
             assert info.description, f"{model.__name__}.{name}"
 
-    from vertebra.engine.config import DataConfig, LoaderConfig, TrainConfig
+    from vertebra.config import DataConfig, LoaderConfig, TrainConfig
 
     for model in (RunConfig, DataConfig, LoaderConfig, TrainConfig):
         described(model)
@@ -155,7 +155,8 @@ def test_loader_settings_are_checked_together() -> None:
 
 def test_config_and_registry_modules_do_not_import_torch() -> None:
     code = (
-        "import sys, vertebra.engine.registry, vertebra.engine.config, vertebra.cli.train, vertebra.cli.eval;"
+        "import sys, vertebra.engine.registry, vertebra.cli.train, vertebra.cli.eval;"
+        "import vertebra.config as c; [getattr(c, name) for name in c.__all__];"
         "print('torch' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -114,6 +114,21 @@ def test_head_width_mismatch_names_the_key() -> None:
     )
 
 
+def test_head_width_mismatch_is_a_config_error_before_anything_is_built() -> None:
+    # The parts' configs tell the widths, so validation alone finds it, with other errors.
+    bad = _cfg(
+        HEAD={"NAME": "ClassifierHead", "DIM": 16, "NUM_CLASSES": 4},
+        NECK={"NAME": "GlobalAveragePooling", "DIM": 1},
+    )
+    with pytest.raises(ConfigError) as info:
+        MODELS.validate(bad, path="MODEL")
+    assert [str(i) for i in info.value.issues] == [
+        "MODEL.HEAD.DIM: the head takes 16 features, but BACKBONE MLP gives 8; set HEAD.DIM to 8"
+    ]
+    # A neck whose config does not tell its width leaves the check to the build.
+    assert MODELS.validate(_cfg(HEAD={"NAME": "ClassifierHead", "DIM": 16, "NUM_CLASSES": 4}))
+
+
 def test_every_nested_error_comes_at_once_with_its_path() -> None:
     bad = _cfg(
         BACKBONE={"NAME": "MLP", "IN_FEATURES": 16, "HIDEN": [8]},

@@ -41,6 +41,11 @@ class MLPConfig(PartConfig):
         0.0, ge=0.0, lt=1.0, description="Dropout probability after each activation."
     )
 
+    @property
+    def out_dim(self) -> int:
+        """Width of the features the MLP returns: the last of HIDDEN, else IN_FEATURES."""
+        return self.HIDDEN[-1] if self.HIDDEN else self.IN_FEATURES
+
 
 class MLP(BaseModel):
     """Multilayer perceptron: `[N, *dims]` with `prod(dims) == IN_FEATURES` -> `[N, out_dim]`.
@@ -67,7 +72,7 @@ class MLP(BaseModel):
             width = out
         self.layers = nn.Sequential(*layers)
         #: Width of the features this backbone returns.
-        self.out_dim = width
+        self.out_dim = cfg.out_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)

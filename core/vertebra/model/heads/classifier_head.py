@@ -21,6 +21,11 @@ class ClassifierHeadConfig(PartConfig):
         0.0, ge=0.0, lt=1.0, description="Dropout probability applied to the features."
     )
 
+    @property
+    def in_dim(self) -> int:
+        """Width of the features this head takes."""
+        return self.DIM
+
 
 class ClassifierHead(BaseModel):
     """`[..., DIM]` features -> `[..., NUM_CLASSES]` logits."""

@@ -30,6 +30,11 @@ class CosineLinearHeadConfig(PartConfig):
         0.0, ge=0.0, lt=1.0, description="Dropout probability applied to the features."
     )
 
+    @property
+    def in_dim(self) -> int:
+        """Width of the features this head takes."""
+        return self.DIM
+
 
 class CosineLinearHead(BaseModel):
     """`[..., DIM]` -> `[..., NUM_CLASSES]`: `SCALE * cos(features, class weight)`.

@@ -23,6 +23,10 @@ class GlobalAveragePoolingConfig(PartConfig):
         "3 for [N, C, D, H, W].",
     )
 
+    def output_dim(self, in_dim: int) -> int:
+        """Feature width out for `in_dim` channels in: unchanged."""
+        return in_dim
+
 
 class GlobalAveragePooling(BaseModel):
     """`[N, C, *spatial]` with `DIM` spatial axes -> `[N, C]`."""

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from vertebra.errors import ConfigError, ConfigIssue
 from vertebra.model.metrics.base_metric import BaseMetric
@@ -28,6 +28,16 @@ class ClassifierConfig(PartConfig):
         description="Metrics of logits and labels (METRICS parts), logged in training and "
         "accumulated in evaluation.",
     )
+
+    @model_validator(mode="after")
+    def _head_takes_the_features(self) -> ClassifierConfig:
+        # Decided here, with the other config errors, when the parts' configs tell their
+        # widths (`out_dim`, `output_dim(width)`, `in_dim`); else when the network is built.
+        width = _feature_width(self.BACKBONE, self.NECK)
+        issue = _width_issue(self, width, getattr(self.HEAD, "in_dim", None))
+        if issue is not None:
+            raise ConfigError([issue])
+        return self
 
 
 class Classifier(TrainModule):
@@ -51,26 +61,11 @@ class Classifier(TrainModule):
         self.head = HEADS.build(cfg.HEAD, logger=logger)
         self.loss = LOSSES.build(cfg.LOSS, logger=logger)
         self.metrics: list[BaseMetric] = [METRICS.build(m, logger=logger) for m in cfg.METRICS]
-        self._check_widths()
-
-    def _check_widths(self) -> None:
-        """Fail at build time, naming the keys, when the head cannot take the features."""
-        width = getattr(self.backbone, "out_dim", None)
-        if self.neck is not None:
-            output_dim = getattr(self.neck, "output_dim", None)
-            width = output_dim(width) if callable(output_dim) and width is not None else None
-        wanted = getattr(self.head, "in_dim", None)
-        if isinstance(width, int) and isinstance(wanted, int) and width != wanted:
-            raise ConfigError(
-                [
-                    ConfigIssue(
-                        "HEAD.DIM",
-                        f"the head takes {wanted} features, but BACKBONE "
-                        f"{self.cfg.BACKBONE.NAME} gives {width}; set HEAD.DIM to {width}",
-                    )
-                ],
-                source=f"{self.cfg.NAME} config",
-            )
+        # The widths that only the built parts know (a backbone read from a checkpoint).
+        width = _feature_width(self.backbone, self.neck)
+        issue = _width_issue(cfg, width, getattr(self.head, "in_dim", None))
+        if issue is not None:
+            raise ConfigError([issue], source=f"{cfg.NAME} config")
 
     def logits(self, img: torch.Tensor) -> torch.Tensor:
         """Class logits `[N, C]` for a batch of inputs."""
@@ -92,3 +87,23 @@ class Classifier(TrainModule):
             for metric in self.metrics:
                 metrics.update(metric(logits, label))
         return {"logits": logits, "metrics": metrics}
+
+
+def _feature_width(backbone: object, neck: object | None) -> object:
+    """The width of the features the head receives, as the backbone and neck (built parts,
+    or their configs) tell it; None when one of them does not say."""
+    width = getattr(backbone, "out_dim", None)
+    if neck is not None:
+        output_dim = getattr(neck, "output_dim", None)
+        width = output_dim(width) if callable(output_dim) and width is not None else None
+    return width
+
+
+def _width_issue(cfg: ClassifierConfig, width: object, wanted: object) -> ConfigIssue | None:
+    if isinstance(width, int) and isinstance(wanted, int) and width != wanted:
+        return ConfigIssue(
+            "HEAD.DIM",
+            f"the head takes {wanted} features, but BACKBONE {cfg.BACKBONE.NAME} gives {width}; "
+            f"set HEAD.DIM to {width}",
+        )
+    return None

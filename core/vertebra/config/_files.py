@@ -1,6 +1,6 @@
 """Config files: YAML (safe loader) and JSON, base-file includes, `--set` overrides, dump.
 
-A config is a plain nested mapping until it is validated (`vertebra.schema.validate_tree`).
+A config is a plain nested mapping until it is validated (`vertebra.config.validate_tree`).
 
 - `_BASE` (or mmengine's `_base_`): a path or list of paths, relative to the including
   file, whose configs are deep-merged below this one, in order (mappings merge key by
@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError, ConfigIssue
+from vertebra.errors import ConfigError, ConfigIssue
 
 __all__ = ["apply_overrides", "dump", "load", "loads", "merge", "parse_override"]
 

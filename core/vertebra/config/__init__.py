@@ -1,0 +1,157 @@
+"""Configs: files, part schemas, validation, the run config, JSON Schema and templates.
+
+A config is a plain nested mapping (`load`, `loads`, `merge`, `apply_overrides`) until it is
+validated: `validate_tree` against any schema, `validate_run_config` and `load_run_config`
+for a whole run. Part schemas subclass `PartConfig` and mark the fields that hold other
+parts with `PartOf`. `run_config_schema` and `render` describe configs for editors and
+people.
+
+Importing this package is cheap: each name loads its module (and YAML or pydantic) on
+first use, so that command-line paths that need none of it do not pay for it.
+
+- `_files`: YAML and JSON files, `_BASE` includes, `--set` overrides, `dump`
+- `_schema`: `PartConfig`, `PartOf`, validation of config trees with every error at once
+- `_annotations`: what a field's type annotation holds (the one walker of annotations)
+- `_run`: the run config's sections, `validate_run_config`, `load_run_config`
+- `_json_schema`: one JSON Schema of a run config, from the installed parts
+- `_template`: commented YAML templates of part configs
+- `_docstrings`: one-line descriptions of parts, read from their source
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._annotations import allows_none, is_list, literal_choices, models_in, section_model
+    from ._docstrings import first_line, summary
+    from ._files import apply_overrides, dump, load, loads, merge, parse_override
+    from ._json_schema import DRAFT, SchemaBuilder, SchemaProblem, part_schema, run_config_schema
+    from ._run import (
+        DataConfig,
+        LoaderConfig,
+        RunConfig,
+        TrainConfig,
+        load_run_config,
+        plugin_settings,
+        validate_run_config,
+    )
+    from ._schema import (
+        BackboneCfg,
+        HeadCfg,
+        LossCfg,
+        MetricCfgs,
+        NeckCfg,
+        PartConfig,
+        PartOf,
+        TokenizerCfg,
+        describe_value,
+        format_path,
+        join,
+        part_fields,
+        quick_validate,
+        required_keys,
+        validate_into,
+        validate_tree,
+    )
+    from ._template import PLACEHOLDER, example_config, placeholders, render, type_text
+
+#: The module each public name lives in.
+_HOMES = {
+    "_annotations": ["allows_none", "is_list", "literal_choices", "models_in", "section_model"],
+    "_docstrings": ["first_line", "summary"],
+    "_files": ["apply_overrides", "dump", "load", "loads", "merge", "parse_override"],
+    "_json_schema": ["DRAFT", "SchemaBuilder", "SchemaProblem", "part_schema", "run_config_schema"],
+    "_run": [
+        "DataConfig",
+        "LoaderConfig",
+        "RunConfig",
+        "TrainConfig",
+        "load_run_config",
+        "plugin_settings",
+        "validate_run_config",
+    ],
+    "_schema": [
+        "BackboneCfg",
+        "HeadCfg",
+        "LossCfg",
+        "MetricCfgs",
+        "NeckCfg",
+        "PartConfig",
+        "PartOf",
+        "TokenizerCfg",
+        "describe_value",
+        "format_path",
+        "join",
+        "part_fields",
+        "quick_validate",
+        "required_keys",
+        "validate_into",
+        "validate_tree",
+    ],
+    "_template": ["PLACEHOLDER", "example_config", "placeholders", "render", "type_text"],
+}
+_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+__all__ = [
+    "DRAFT",
+    "PLACEHOLDER",
+    "BackboneCfg",
+    "DataConfig",
+    "HeadCfg",
+    "LoaderConfig",
+    "LossCfg",
+    "MetricCfgs",
+    "NeckCfg",
+    "PartConfig",
+    "PartOf",
+    "RunConfig",
+    "SchemaBuilder",
+    "SchemaProblem",
+    "TokenizerCfg",
+    "TrainConfig",
+    "allows_none",
+    "apply_overrides",
+    "describe_value",
+    "dump",
+    "example_config",
+    "first_line",
+    "format_path",
+    "is_list",
+    "join",
+    "literal_choices",
+    "load",
+    "load_run_config",
+    "loads",
+    "merge",
+    "models_in",
+    "parse_override",
+    "part_fields",
+    "part_schema",
+    "placeholders",
+    "plugin_settings",
+    "quick_validate",
+    "render",
+    "required_keys",
+    "run_config_schema",
+    "section_model",
+    "summary",
+    "type_text",
+    "validate_into",
+    "validate_run_config",
+    "validate_tree",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

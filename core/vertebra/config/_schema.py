@@ -1,0 +1,349 @@
+"""Pydantic schemas of part settings, and validation of whole config trees.
+
+Every part declares its settings as a `PartConfig` subclass on its `Config` class
+attribute. Keys are upper case as in scepter configs (`DEPTH`, `NUM_CLASSES`); unknown
+keys are errors; defaults live in the schema alone.
+
+A field that holds another part is marked with `PartOf(registry)`: its block is validated
+against the schema of the part that its `NAME` selects, recursively, before anything is
+built. Plain nested schemas (a `DATA` section holding loaders that hold datasets) are
+walked too. `validate_tree` collects every problem of a config, each with its dotted path,
+and raises them together as one `ConfigError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, NamedTuple, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, ValidationError
+from pydantic_core import CoreSchema, core_schema
+
+from vertebra.errors import ConfigError, ConfigIssue, close_match
+
+from ._annotations import is_list, literal_choices, models_in, section_model
+
+__all__ = [
+    "BackboneCfg",
+    "HeadCfg",
+    "LossCfg",
+    "MetricCfgs",
+    "NeckCfg",
+    "PartConfig",
+    "PartOf",
+    "TokenizerCfg",
+    "describe_value",
+    "format_path",
+    "join",
+    "part_fields",
+    "quick_validate",
+    "required_keys",
+    "validate_into",
+    "validate_tree",
+]
+
+S = TypeVar("S", bound=BaseModel)
+
+
+class PartConfig(BaseModel):
+    """Settings of a part that takes none beyond its `NAME`; the base of every part schema."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_assignment=True,
+        validate_default=True,
+        use_attribute_docstrings=True,
+        protected_namespaces=(),
+    )
+
+    NAME: str = Field(description="Registered name of the part to build.")
+
+
+@dataclass(frozen=True)
+class PartOf:
+    """Marks a schema field whose value is the config of a part from another registry.
+
+    Use it inside `Annotated`: `BACKBONE: Annotated[PartConfig, PartOf("backbones")]`;
+    `PartConfig | None` makes the part optional, `list[PartConfig]` takes several.
+    `registry` is a registry's name (`BACKBONES`) or entry-point word (`backbones`).
+    """
+
+    registry: str
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        # The field is typed `PartConfig` but holds the selected part's own schema; dump it
+        # as what it is, or `model_dump()` would keep `NAME` alone.
+        schema = handler(source)
+        target: Any = schema
+        while target["type"] == "definitions":
+            target = target["schema"]
+        target["serialization"] = core_schema.wrap_serializer_function_ser_schema(
+            _as_is, schema=core_schema.any_schema()
+        )
+        return schema
+
+
+def _as_is(value: Any, handler: core_schema.SerializerFunctionWrapHandler) -> Any:
+    return handler(value)
+
+
+BackboneCfg = Annotated[PartConfig, PartOf("backbones")]
+NeckCfg = Annotated[PartConfig | None, PartOf("necks")]
+HeadCfg = Annotated[PartConfig, PartOf("heads")]
+LossCfg = Annotated[PartConfig, PartOf("losses")]
+MetricCfgs = Annotated[list[PartConfig], PartOf("metrics")]
+TokenizerCfg = Annotated[PartConfig, PartOf("tokenizers")]
+
+
+class _Plan(NamedTuple):
+    """What `validate_into` must walk in one schema before pydantic validates it."""
+
+    parts: dict[str, tuple[PartOf, bool]]
+    nested: dict[str, type[BaseModel]]
+
+
+_PLANS: dict[type[BaseModel], _Plan] = {}
+
+
+def part_fields(schema: type[BaseModel]) -> dict[str, tuple[PartOf, bool]]:
+    """Fields of `schema` that hold parts: name -> (marker, takes a list)."""
+    return _plan(schema).parts
+
+
+def _plan(schema: type[BaseModel]) -> _Plan:
+    plan = _PLANS.get(schema)
+    if plan is None:
+        plan = _make_plan(schema, set())
+        _PLANS[schema] = plan
+    return plan
+
+
+def _make_plan(schema: type[BaseModel], visiting: set[type[BaseModel]]) -> _Plan:
+    parts: dict[str, tuple[PartOf, bool]] = {}
+    nested: dict[str, type[BaseModel]] = {}
+    visiting = visiting | {schema}
+    for name, info in schema.model_fields.items():
+        marker = next((m for m in info.metadata if isinstance(m, PartOf)), None)
+        if marker is not None:
+            parts[name] = (marker, is_list(info.annotation))
+            continue
+        model = section_model(info.annotation)
+        if model is not None and model not in visiting:
+            inner = _make_plan(model, visiting)
+            if inner.parts or inner.nested:
+                nested[name] = model
+    return _Plan(parts, nested)
+
+
+def required_keys(schema: type[BaseModel]) -> list[str]:
+    """The keys of `schema` that have no default, `NAME` aside (a config must set them)."""
+    return [k for k, info in schema.model_fields.items() if info.is_required() and k != "NAME"]
+
+
+def format_path(parts: Sequence[str | int]) -> str:
+    """`["MODEL", "METRICS", 0, "TOPK"]` -> `MODEL.METRICS[0].TOPK`."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def join(path: str, key: str | int) -> str:
+    """The dotted path of `key` inside `path` (an int is a list index)."""
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def validate_tree(schema: type[S], raw: Any, path: str = "", source: str | None = None) -> S:
+    """Validate `raw` against `schema` and every part block inside it; raise all errors at once."""
+    issues: list[ConfigIssue] = []
+    result = validate_into(schema, raw, path, issues)
+    if issues or result is None:
+        raise ConfigError(issues, source=source)
+    return result
+
+
+def quick_validate(schema: type[S], raw: dict[str, Any]) -> S | None:
+    """`raw` validated when `schema` holds no parts and `raw` has no error; else None.
+
+    The fast path of building a leaf part; on None, `validate_into` finds every error.
+    """
+    plan = _plan(schema)
+    if plan.parts or plan.nested or not all(type(k) is str for k in raw):
+        return None
+    try:
+        return schema.model_validate(raw)
+    except ValidationError:
+        return None
+
+
+def validate_into(schema: type[S], raw: Any, path: str, issues: list[ConfigIssue]) -> S | None:
+    """Validate like `validate_tree`, appending problems to `issues` instead of raising."""
+    if isinstance(raw, schema):
+        return raw
+    if not isinstance(raw, Mapping):
+        issues.append(ConfigIssue(path, f"expected a mapping of keys, got {describe_value(raw)}"))
+        return None
+    if type(raw) is dict and all(type(k) is str for k in raw):
+        data: dict[str, Any] = raw
+    else:  # YAML allows `1:` or `true:` as keys; report them as the text they were
+        data = {str(k): v for k, v in raw.items()}
+    plan = _plan(schema)
+    # Problems by top-level key, reported in the schema's key order (the order a config
+    # file is usually written in); unknown keys and whole-schema checks come last.
+    found: dict[str | None, list[ConfigIssue]] = {}
+    failed: set[str] = set()
+    if plan.parts or plan.nested:
+        data = dict(data)
+        _walk(plan, data, path, found, failed)
+    result = None
+    try:
+        result = schema.model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors():
+            loc = error["loc"]
+            if loc and loc[0] in failed:
+                continue  # already reported, at its own depth
+            key = loc[0] if loc and loc[0] in schema.model_fields else None
+            found.setdefault(str(key) if key is not None else None, []).extend(
+                _issues_from_pydantic(schema, error, path)
+            )
+    for key in [*schema.model_fields, None]:
+        issues.extend(found.pop(key, []))
+    for rest in found.values():
+        issues.extend(rest)
+    return result
+
+
+def _walk(
+    plan: _Plan,
+    data: dict[str, Any],
+    path: str,
+    found: dict[str | None, list[ConfigIssue]],
+    failed: set[str],
+) -> None:
+    """Validate the part blocks and nested sections of `data` in place."""
+    from vertebra.registry import registry_for
+
+    for name, (marker, many) in plan.parts.items():
+        if data.get(name) is None:
+            continue
+        issues = found.setdefault(name, [])
+        registry = registry_for(marker.registry)
+        value = data[name]
+        here = join(path, name)
+        if many:
+            if not isinstance(value, list | tuple):
+                issues.append(
+                    ConfigIssue(
+                        here,
+                        f"expected a list of {registry.name} configs, got {describe_value(value)}",
+                    )
+                )
+                failed.add(name)
+                continue
+            items = [registry.validate_into(v, join(here, i), issues) for i, v in enumerate(value)]
+            if any(item is None for item in items):
+                failed.add(name)
+            data[name] = items
+        else:
+            item = registry.validate_into(value, here, issues)
+            if item is None:
+                failed.add(name)
+            data[name] = item
+    for name, model in plan.nested.items():
+        if data.get(name) is None:
+            continue
+        section = validate_into(model, data[name], join(path, name), found.setdefault(name, []))
+        if section is None:
+            failed.add(name)
+        data[name] = section
+
+
+def describe_value(value: Any) -> str:
+    """A bad value as an error message shows it: `int 5`, `str 'x'`, `nothing (null)`."""
+    if value is None:
+        return "nothing (null)"
+    return f"{type(value).__name__} {value!r}"[:80]
+
+
+def _model_at(schema: type[BaseModel], loc: Sequence[str | int]) -> type[BaseModel] | None:
+    """The pydantic model that holds the last key of `loc`, for suggestions."""
+    model: type[BaseModel] | None = schema
+    for key in loc[:-1]:
+        if model is None or isinstance(key, int):
+            continue
+        info = model.model_fields.get(key)
+        if info is None:
+            return None
+        model = next(iter(models_in(info.annotation)), None)
+    return model
+
+
+def _expected_mapping(owner: type[BaseModel] | None, key: str) -> str:
+    """What key `key` of `owner` takes: a part's block or a section's keys."""
+    part = part_fields(owner).get(key) if owner else None
+    if part is None:
+        return "a mapping of keys"
+    from vertebra.registry import registry_for
+
+    return f"a mapping with a NAME from {registry_for(part[0].registry).name}"
+
+
+def _issues_from_pydantic(schema: type[BaseModel], error: Any, path: str) -> list[ConfigIssue]:
+    loc = list(error["loc"])
+    where = path
+    for key in loc:
+        where = join(where, key)
+    cause = error.get("ctx", {}).get("error")
+    if error["type"] == "value_error" and isinstance(cause, ConfigError):
+        # A schema's own check that names the keys it is about, relative to the schema.
+        return [
+            ConfigIssue(join(where, i.path) if i.path else where, i.message) for i in cause.issues
+        ]
+    return [_issue_from_pydantic(schema, error, loc, where)]
+
+
+def _issue_from_pydantic(
+    schema: type[BaseModel], error: Any, loc: list[str | int], where: str
+) -> ConfigIssue:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        owner = _model_at(schema, loc)
+        keys = list(owner.model_fields) if owner else []
+        hint = close_match(str(loc[-1]), keys)
+        message = "unknown key"
+        if hint:
+            message += f"; did you mean {hint}?"
+        elif keys:
+            message += f"; valid keys: {', '.join(keys)}"
+        return ConfigIssue(where, message)
+    if kind == "missing":
+        owner = _model_at(schema, loc)
+        info = owner.model_fields.get(str(loc[-1])) if owner else None
+        detail = f": {info.description.rstrip('.')}" if info and info.description else ""
+        return ConfigIssue(where, f"required key is missing{detail}")
+    if kind == "value_error" and "error" in error.get("ctx", {}):
+        # A schema's own check (a model or field validator): its message says it all.
+        return ConfigIssue(where, str(error["ctx"]["error"]))
+    if kind == "model_type" and loc and not isinstance(error.get("input"), Mapping):
+        expected = _expected_mapping(_model_at(schema, loc), str(loc[-1]))
+        return ConfigIssue(where, f"expected {expected}, got {describe_value(error.get('input'))}")
+    message = str(error["msg"])
+    if "input" in error and not isinstance(error["input"], Mapping):
+        message += f", got {error['input']!r}"
+    if kind == "literal_error" and loc:
+        owner = _model_at(schema, loc)
+        info = owner.model_fields.get(str(loc[-1])) if owner else None
+        choices = [str(c) for c in literal_choices(info.annotation)] if info else []
+        hint = close_match(str(error.get("input")), choices)
+        if hint:
+            message += f"; did you mean '{hint}'?"
+    return ConfigIssue(where, message)

@@ -72,7 +72,7 @@ def time_command(
 
 def in_process_scans(path: list[str], modules: dict[str, object], repeats: int) -> dict[str, float]:
     """Median seconds of `read_entry_points` with each module, interleaved round by round."""
-    from vertebra.discovery import read_entry_points
+    from vertebra.plugins import read_entry_points
 
     times: dict[str, list[float]] = {label: [] for label in modules}
     for _ in range(repeats):

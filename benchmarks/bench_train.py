@@ -25,11 +25,11 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 from vertebra import config as config_io
-from vertebra.engine.config import validate_run_config
-from vertebra.engine.registry import DATASETS, LR_SCHEDULERS, OPTIMIZERS
+from vertebra.config import validate_run_config
+from vertebra.data import DATASETS, LR_SCHEDULERS, OPTIMIZERS
 from vertebra.engine.trainer import Trainer
-from vertebra.hooks import get_plugin_manager, hookimpl
 from vertebra.model.registry import MODELS
+from vertebra.plugins import get_plugin_manager, hookimpl
 
 ROOT = Path(__file__).resolve().parents[1]
 

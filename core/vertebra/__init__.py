@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> object:
     # `vertebra.hookimpl` without importing pluggy at `import vertebra`.
     if name == "hookimpl":
-        from vertebra.hooks import hookimpl
+        from vertebra.plugins._hooks import hookimpl
 
         return hookimpl
     raise AttributeError(f"module 'vertebra' has no attribute {name!r}")

@@ -173,8 +173,8 @@ def check_part(
     """
     import yaml
 
+    from vertebra.config._template import PLACEHOLDER, example_config, placeholders, render
     from vertebra.errors import VertebraError
-    from vertebra.template import PLACEHOLDER, example_config, placeholders, render
 
     reg = plugins.registry_for(registry) if isinstance(registry, str) else registry
     label = f"{reg.name} {name}"

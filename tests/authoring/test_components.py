@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from vertebra.cli import main
 from vertebra.config import first_line, summary
-from vertebra.registry import all_registries
+from vertebra.plugins import all_registries
 from vertebra.testing import PluginSandbox
 
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from vertebra import config as config_io
 from vertebra.cli import main
 from vertebra.config import PartConfig, PartOf, SchemaBuilder, part_schema, run_config_schema
-from vertebra.registry import all_registries
+from vertebra.plugins import all_registries
 from vertebra.testing import PluginSandbox
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ import yaml
 from pydantic_core import to_jsonable_python
 from vertebra.cli import main
 from vertebra.config import PLACEHOLDER, example_config, placeholders
-from vertebra.registry import all_registries, registry_for
+from vertebra.plugins import all_registries, registry_for
 from vertebra.testing import PluginSandbox
 
 from tests.parts import examples, examples_text

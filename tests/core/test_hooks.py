@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from vertebra.cli import main
-from vertebra.engine.loading import load_run_config
+from vertebra.config import load_run_config
 from vertebra.errors import ConfigError, PluginHookError
 from vertebra.plugins import broken_plugins, get_plugin_manager
 from vertebra.testing import PluginSandbox

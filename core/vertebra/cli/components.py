@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from vertebra.errors import UnknownPartError
 
 if TYPE_CHECKING:
-    from vertebra.registry import Registry
+    from vertebra.plugins._registry import Registry
 
 WILDCARDS = "*?["
 #: The order registries are listed in: a network first, then its parts, then training's.
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _select(first: str | None, second: str | None) -> tuple[list[Registry], str | None]:
-    from vertebra.registry import all_registries, registry_for
+    from vertebra.plugins._registries import all_registries, registry_for
 
     if first is None:
         return ordered(all_registries().values()), None
@@ -107,7 +107,7 @@ def _no_match(registries: list[Registry], pattern: str) -> str:
 
 def rows_of(registry: Registry, pattern: str | None = None) -> list[dict[str, Any]]:
     """One row per loadable-looking part of `registry` whose name matches `pattern`."""
-    from vertebra.docstrings import summary
+    from vertebra.config._docstrings import summary
 
     wanted = set(_matches(registry, pattern)) if pattern else None
     rows = []

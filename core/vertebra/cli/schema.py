@@ -36,7 +36,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vertebra.json_schema import run_config_schema
+    from vertebra.config._json_schema import run_config_schema
 
     schema, problems = run_config_schema(partial=args.partial)
     for problem in problems:

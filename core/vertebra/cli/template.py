@@ -7,7 +7,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from vertebra.registry import Registry
+    from vertebra.plugins._registry import Registry
 
 
 def add_parser(sub: Any) -> None:
@@ -26,8 +26,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vertebra.registry import registry_for
-    from vertebra.template import render
+    from vertebra.config._template import render
+    from vertebra.plugins._registries import registry_for
 
     registry = registry_for(args.registry)
     sys.stdout.write(render(registry, resolve_name(registry, args.name)))

@@ -29,7 +29,7 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vertebra import config as config_io
-    from vertebra.engine.loading import load_run_config
+    from vertebra.config import load_run_config
 
     cfg = load_run_config(args.config, args.overrides)
     if args.print_config:

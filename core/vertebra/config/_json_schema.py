@@ -30,7 +30,7 @@ from ._annotations import allows_none, models_in
 from ._schema import PartConfig, part_fields
 
 if TYPE_CHECKING:
-    from vertebra.registry import Registry
+    from vertebra.plugins._registry import Registry
 
 __all__ = ["DRAFT", "SchemaBuilder", "SchemaProblem", "part_schema", "run_config_schema"]
 
@@ -119,7 +119,7 @@ class SchemaBuilder:
 
     def field_schema(self, owner: type[BaseModel], name: str, info: FieldInfo) -> dict[str, Any]:
         """Schema of one field of `owner`, with its description and default."""
-        from vertebra.registry import registry_for
+        from vertebra.plugins._registries import registry_for
 
         parts = part_fields(owner)
         if name in parts:

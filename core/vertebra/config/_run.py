@@ -225,7 +225,7 @@ class RunConfig(BaseModel):
 
 def plugin_settings() -> dict[str, type[BaseModel]]:
     """The `PLUGINS` sections that installed hook plugins read, with their schemas."""
-    from vertebra.hooks import get_plugin_manager
+    from vertebra.plugins._hooks import get_plugin_manager
 
     found: dict[str, type[BaseModel]] = {}
     for result in get_plugin_manager().hook.vertebra_plugin_settings():
@@ -279,7 +279,7 @@ def load_run_config(path: str | Path, overrides: Iterable[str] = ()) -> RunConfi
     (which may change the mapping), then schema validation, then every
     `vertebra_check_config` hook (whose messages are reported like schema errors).
     """
-    from vertebra.hooks import call_each
+    from vertebra.plugins._hooks import call_each
 
     source = str(path)
     raw = load(path, overrides)

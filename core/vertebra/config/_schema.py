@@ -230,7 +230,7 @@ def _walk(
     failed: set[str],
 ) -> None:
     """Validate the part blocks and nested sections of `data` in place."""
-    from vertebra.registry import registry_for
+    from vertebra.plugins._registries import registry_for
 
     for name, (marker, many) in plan.parts.items():
         if data.get(name) is None:
@@ -292,7 +292,7 @@ def _expected_mapping(owner: type[BaseModel] | None, key: str) -> str:
     part = part_fields(owner).get(key) if owner else None
     if part is None:
         return "a mapping of keys"
-    from vertebra.registry import registry_for
+    from vertebra.plugins._registries import registry_for
 
     return f"a mapping with a NAME from {registry_for(part[0].registry).name}"
 

@@ -26,7 +26,7 @@ from ._json_schema import REF, SchemaBuilder
 from ._schema import PartConfig, part_fields, required_keys
 
 if TYPE_CHECKING:
-    from vertebra.registry import Registry
+    from vertebra.plugins._registry import Registry
 
 __all__ = ["PLACEHOLDER", "example_config", "placeholders", "render", "type_text"]
 
@@ -153,7 +153,7 @@ def type_text(owner: type[BaseModel], name: str, info: FieldInfo, builder: Schem
     parts = part_fields(owner)
     if name in parts:
         marker, many = parts[name]
-        from vertebra.registry import registry_for
+        from vertebra.plugins._registries import registry_for
 
         reg = registry_for(marker.registry).name
         text = f"list of {reg} parts" if many else f"{reg} part"
@@ -259,7 +259,7 @@ def _fill(
         if not placeholders(out.get(key)):
             continue
         if name in parts:
-            from vertebra.registry import registry_for
+            from vertebra.plugins._registries import registry_for
 
             marker, many = parts[name]
             part = _example_part(registry_for(marker.registry), depth + 1)

@@ -6,7 +6,7 @@ like any plugin would.
 """
 
 from vertebra.data.registry import DATASETS  # temporary re-export: DATASETS lives in vertebra.data
-from vertebra.registry import Registry
+from vertebra.plugins._registry import Registry
 
 __all__ = ["DATASETS", "LR_SCHEDULERS", "OPTIMIZERS"]
 

@@ -4,7 +4,7 @@ Each registry is tied to a base class and to the entry-point group its parts com
 """
 
 from vertebra.model.metrics.registry import METRICS
-from vertebra.registry import Registry
+from vertebra.plugins._registry import Registry
 
 __all__ = ["BACKBONES", "HEADS", "LOSSES", "METRICS", "MODELS", "NECKS", "TOKENIZERS"]
 

@@ -34,7 +34,8 @@ from vertebra.plugins._discovery import (
     use_index,
 )
 from vertebra.plugins._loader import import_object
-from vertebra.plugins._registry import PartOrigin, Registry, all_registries, registry_for
+from vertebra.plugins._registries import all_registries, registry_for
+from vertebra.plugins._registry import PartOrigin, Registry
 
 if TYPE_CHECKING:
     from vertebra.plugins._hooks import (

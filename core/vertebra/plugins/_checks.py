@@ -153,7 +153,7 @@ def _duplicates(entries: list[EntryPointInfo]) -> list[Problem]:
 
 
 def _known_groups() -> list[str]:
-    from vertebra.plugins._registry import all_registries
+    from vertebra.plugins._registries import all_registries
 
     return [*(reg.group for reg in all_registries().values()), HOOK_GROUP]
 
@@ -206,7 +206,7 @@ def _allowlist(index: PluginIndex) -> list[Problem]:
 
 def load_problems() -> list[Problem]:
     """Every enabled entry point that does not load, hook modules included."""
-    from vertebra.plugins._registry import all_registries
+    from vertebra.plugins._registries import all_registries
 
     index = discovery.current_index()
     out = []
@@ -367,7 +367,7 @@ def diagnose_part(
     try:
         import json
 
-        from vertebra.json_schema import part_schema
+        from vertebra.config._json_schema import part_schema
 
         json.dumps(part_schema(registry, name))
     except Exception as exc:
@@ -544,7 +544,7 @@ def diagnose(distributions: Iterable[str] = ()) -> Diagnosis:
 
     Raises `UserError` for a distribution that is not installed or not loaded.
     """
-    from vertebra.plugins._registry import all_registries
+    from vertebra.plugins._registries import all_registries
 
     index = discovery.current_index()
     only = _selected(index, list(distributions))

@@ -8,11 +8,11 @@ imported when that part is built or its schema is asked for, and only that modul
 from __future__ import annotations
 
 import fnmatch
-import importlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import vertebra.plugins._discovery as discovery
+import vertebra.plugins._registries as registries
 from vertebra.errors import (
     ConfigError,
     ConfigIssue,
@@ -24,19 +24,11 @@ from vertebra.errors import (
 from vertebra.plugins._loader import import_object, load, load_error
 
 if TYPE_CHECKING:
-    from vertebra.schema import PartConfig
+    from vertebra.config._schema import PartConfig
 
-__all__ = ["PartOrigin", "Registry", "all_registries", "registry_for"]
+__all__ = ["PartOrigin", "Registry"]
 
 T = TypeVar("T", bound=type)
-
-#: Modules that define registries; `all_registries()` imports them (none imports torch).
-_REGISTRY_MODULES = (
-    "vertebra.model.registry",
-    "vertebra.data.registry",
-    "vertebra.engine.registry",
-)
-_REGISTRIES: dict[str, Registry] = {}
 
 
 class PartOrigin(NamedTuple):
@@ -69,8 +61,6 @@ class Registry:
     """
 
     def __init__(self, name: str, *, group: str, base: str, description: str = "") -> None:
-        if name in _REGISTRIES:
-            raise RegistrationError(f"a registry named {name} already exists")
         self.name = name
         self.group = group
         self.description = description
@@ -83,7 +73,7 @@ class Registry:
         self._resolved: dict[str, type] = {}
         self._schemas: dict[str, type[PartConfig]] = {}
         self._generation = -1
-        _REGISTRIES[name] = self
+        registries.add(self)
 
     def __repr__(self) -> str:
         return f"Registry({self.name!r}, group={self.group!r})"
@@ -358,7 +348,7 @@ class Registry:
         if isinstance(name, str):
             schema = self._known_schema(name)  # raises for a broken part
             if schema is not None and type(cfg) is dict:
-                from vertebra.schema import quick_validate
+                from vertebra.config._schema import quick_validate
 
                 found = quick_validate(schema, cfg)
                 if found is not None:
@@ -384,14 +374,15 @@ class Registry:
 
     def validate_into(self, cfg: Any, path: str, issues: list[ConfigIssue]) -> PartConfig | None:
         """Validate like `validate`, appending problems to `issues` instead of raising."""
-        from vertebra.schema import join, validate_into
+        from vertebra.config._schema import describe_value, join, validate_into
 
         if isinstance(cfg, _part_config()):
             return cfg
         if not isinstance(cfg, Mapping):
             issues.append(
                 ConfigIssue(
-                    path, f"expected a mapping with a NAME from {self.name}, got {_kind(cfg)}"
+                    path,
+                    f"expected a mapping with a NAME from {self.name}, got {describe_value(cfg)}",
                 )
             )
             return None
@@ -427,9 +418,9 @@ _PART_CONFIG: list[type[PartConfig]] = []
 
 
 def _part_config() -> type[PartConfig]:
-    # `vertebra.schema` imports pydantic: load it on the first validation, not at import.
+    # `vertebra.config._schema` imports pydantic: load it on the first validation, not at import.
     if not _PART_CONFIG:
-        from vertebra.schema import PartConfig
+        from vertebra.config._schema import PartConfig
 
         _PART_CONFIG.append(PartConfig)
     return _PART_CONFIG[0]
@@ -438,38 +429,3 @@ def _part_config() -> type[PartConfig]:
 def _describe_cause(error: PluginLoadError) -> str:
     cause = error.__cause__
     return f"{type(cause).__name__}: {cause}" if cause is not None else str(error)
-
-
-def _kind(value: Any) -> str:
-    return "nothing (null)" if value is None else f"{type(value).__name__} {value!r}"[:80]
-
-
-def all_registries() -> dict[str, Registry]:
-    """Every registry, by name (imports the modules that define them; none imports torch)."""
-    for module in _REGISTRY_MODULES:
-        importlib.import_module(module)
-    return dict(_REGISTRIES)
-
-
-def registry_for(key: str) -> Registry:
-    """A registry by its name (`BACKBONES`) or entry-point word (`backbones`), any case."""
-    wanted = key.strip().lower()
-    found = _BY_KEY.get(wanted)
-    if found is not None:
-        return found
-    registries = all_registries()
-    for reg in registries.values():
-        words = (reg.name, reg.group, reg.group.removeprefix(discovery.GROUP_PREFIX))
-        if wanted in (w.lower() for w in words):
-            _BY_KEY[wanted] = reg
-            return reg
-    names = ", ".join(registries)
-    hint = close_match(key, list(registries))
-    if hint:
-        raise UnknownPartError(
-            f"'{key}' is not a registry; did you mean {hint}? Registries: {names}"
-        )
-    raise UnknownPartError(f"'{key}' is not a registry; registries: {names}")
-
-
-_BY_KEY: dict[str, Registry] = {}

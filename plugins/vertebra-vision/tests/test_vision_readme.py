@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from vertebra.engine.config import validate_run_config
+from vertebra.config import validate_run_config
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCKS = re.findall(r"```yaml\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)

@@ -1,6 +1,6 @@
 """The METRICS registry (imports neither torch nor plugin code)."""
 
-from vertebra.registry import Registry
+from vertebra.plugins._registry import Registry
 
 __all__ = ["METRICS"]
 

@@ -25,9 +25,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 from vertebra import config as config_io
+from vertebra.engine import Trainer
 from vertebra.engine.config import validate_run_config
 from vertebra.engine.registry import DATASETS, LR_SCHEDULERS, OPTIMIZERS
-from vertebra.engine.trainer import Trainer
 from vertebra.hooks import get_plugin_manager, hookimpl
 from vertebra.model.registry import MODELS
 

@@ -266,3 +266,29 @@ def test_a_param_group_that_matches_no_parameter(
     )
     assert "PARAM_GROUPS[0]" not in err
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_config_rules_of_the_trainer_come_together(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, {"TRAIN": {"DEVICE": "tpu"}}, replace={"DATA": None})
+    err = _fails(capsys, "train", config)
+    assert "2 errors" in err and "DATA: required to train" in err and "TRAIN.DEVICE: 'tpu'" in err
+
+
+def test_build_time_config_errors_come_together(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The network's own check, a dataset that cannot be built and a batch that never fills.
+    nowhere = {"_DELETE": True, "NAME": "ImageFolder", "ROOT": str(tmp_path / "nowhere")}
+    data = {
+        "TRAIN": {"BATCH_SIZE": 5000, "DROP_LAST": True},
+        "VAL": {"DATASET": nowhere},
+    }
+    config = write_config(tmp_path, {"MODEL": {"HEAD": {"DIM": 16}}, "DATA": data})
+    err = _fails(capsys, "train", config)
+    assert "3 errors" in err
+    assert "MODEL.HEAD.DIM: the head takes 16 features, but BACKBONE MLP gives 32" in err
+    assert "DATA.VAL.DATASET:" in err and "nowhere" in err
+    assert "DATA.TRAIN.BATCH_SIZE: no full batch: 1438 samples, 5000 per batch" in err
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 import torch
 from safetensors.torch import load_file
+from vertebra.engine import Run, Trainer
 from vertebra.engine.checkpoints import read_state
+from vertebra.engine.loading import load_run_config
 from vertebra.engine.logs import read_records
 from vertebra.hooks import get_plugin_manager, hookimpl
 
@@ -225,20 +227,23 @@ def test_bf16_autocast_channels_last_and_compile_on_cpu(
 
     class Inspect:
         @hookimpl
-        def vertebra_run_start(self, run: Any) -> None:
+        def vertebra_run_start(self, run: Run) -> None:
             convs = [m.weight for m in run.model.modules() if isinstance(m, torch.nn.Conv2d)]
             seen["channels_last"] = all(
                 w.is_contiguous(memory_format=torch.channels_last) for w in convs
             )
-            seen["compiled"] = type(run.train_model).__name__
 
     plugin = Inspect()
     get_plugin_manager().register(plugin)
+    trainer = Trainer(load_run_config(config))
     try:
-        status, _, err = cli(capsys, "train", config)
+        summary = trainer.fit()
+        seen["compiled"] = type(trainer.built.train_model).__name__
     finally:
         get_plugin_manager().unregister(plugin)
-    assert status == 0, err
+        trainer.close()
+    err = capsys.readouterr().err
+    assert summary.status == "completed", err
     assert seen == {"channels_last": True, "compiled": "OptimizedModule"}
     assert "on cpu (bf16)" in err
     records = read_records(tmp_path / "run" / "metrics.jsonl")

@@ -28,7 +28,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vertebra.engine.evaluation import evaluate_checkpoint
+    from vertebra.engine import evaluate_checkpoint
     from vertebra.engine.loading import load_run_config
 
     cfg = load_run_config(args.config, args.overrides)

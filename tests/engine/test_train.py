@@ -166,6 +166,8 @@ def test_data_that_does_not_fit_the_network_fails_on_its_first_batch(
     what = "validation" if section == "VAL" else "training"
     assert f"the network failed on its first {what} batch: ValueError: MLP expects 64 " in err
     assert "got input of shape (" in err and "mlp.py:" in err and "in forward)" in err
+    # The MLP checks its input itself: bad input (exit status 2) that names the part.
+    assert "(raised by backbone 'MLP' (distribution 'vertebra' " in err
     assert "Traceback" not in err and out == ""
     run = tmp_path / "run"
     assert not (run / "checkpoints").exists() or not any((run / "checkpoints").iterdir())

@@ -17,7 +17,6 @@ import math
 import signal
 import threading
 import time
-import traceback
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,11 +30,12 @@ from vertebra import hookspecs
 from vertebra.engine import distributed
 from vertebra.engine._build import GlobalFlags, Resume, TrainingSetup, build_training
 from vertebra.engine._evaluation import evaluate, to_device
+from vertebra.engine._failures import first_batch_error
 from vertebra.engine.config import RunConfig
 from vertebra.engine.logs import MetricsLog, console_logger, read_records
 from vertebra.engine.progress import ProgressBar
 from vertebra.engine.seeding import get_rng_state, set_rng_state
-from vertebra.errors import ConfigError, ConfigIssue, NonFiniteLossError, UserError, VertebraError
+from vertebra.errors import ConfigError, ConfigIssue, NonFiniteLossError
 from vertebra.hooks import get_plugin_manager
 
 if TYPE_CHECKING:
@@ -278,26 +278,17 @@ class Trainer:
 
     @contextlib.contextmanager
     def _first_batch_errors(self, what: str) -> Iterator[None]:
-        """Report a failure before the first step ends as a user error (exit status 2).
-
-        When the network fails on its very first batch, the config's parts and the data
-        almost always do not fit together (a shape, a number of classes, a batch key), so
-        the message names the error and where it was raised rather than dumping a traceback;
-        the original exception stays chained for Python callers. Out-of-memory errors and
-        failures after the first step pass through unchanged.
-        """
+        """Report a failure before the first step ends by who is to blame: data that does
+        not fit the config (exit status 2) or a plugin's code (exit status 1); see
+        `vertebra.engine._failures`. The original exception stays chained."""
         step = self.step
         try:
             yield
-        except (ValueError, TypeError, RuntimeError, IndexError, KeyError) as exc:
-            if self.step != step or isinstance(exc, torch.cuda.OutOfMemoryError | VertebraError):
-                raise  # later, out of memory, or a message of ours already (ConfigError)
-            frame = traceback.extract_tb(exc.__traceback__)[-1]
-            raise UserError(
-                f"the network failed on its first {what} batch: {type(exc).__name__}: {exc} "
-                f"(raised at {frame.filename}:{frame.lineno}, in {frame.name}). Check that the "
-                "data fits the network's config: input shapes, number of classes, batch keys"
-            ) from exc
+        except Exception as exc:
+            error = first_batch_error(exc, what) if self.step == step else None
+            if error is None:
+                raise
+            raise error from exc
 
     def _interrupt(self, name: str) -> None:
         self.interrupted_by = name

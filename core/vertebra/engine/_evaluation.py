@@ -16,7 +16,9 @@ import torch
 from torch import nn
 
 from vertebra.engine import distributed
+from vertebra.engine._build import build_evaluation
 from vertebra.engine.config import RunConfig
+from vertebra.engine.logs import console_logger
 
 __all__ = ["Evaluation", "batch_size", "evaluate", "evaluate_checkpoint", "to_device"]
 
@@ -81,9 +83,6 @@ def evaluate(
 
 def evaluate_checkpoint(cfg: RunConfig, checkpoint: str | Path) -> Evaluation:
     """Metrics over `cfg.DATA.VAL` of the weights in `checkpoint`, each sample counted once."""
-    from vertebra.engine._build import build_evaluation
-    from vertebra.engine.logs import console_logger
-
     world = distributed.from_env()
     try:
         built = build_evaluation(cfg, checkpoint, world, console_logger(world.is_main))

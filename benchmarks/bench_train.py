@@ -26,8 +26,9 @@ import torch
 from torch.utils.data import DataLoader
 from vertebra import config as config_io
 from vertebra.config import validate_run_config
-from vertebra.data import DATASETS, LR_SCHEDULERS, OPTIMIZERS
-from vertebra.engine.trainer import Trainer
+from vertebra.data import DATASETS
+from vertebra.engine import Trainer
+from vertebra.engine.registry import LR_SCHEDULERS, OPTIMIZERS
 from vertebra.model.registry import MODELS
 from vertebra.plugins import get_plugin_manager, hookimpl
 

@@ -2,7 +2,8 @@
 
 `UserError` and its subclasses are mistakes in user input (a config, a name, a file): the
 command line prints their message and exits with status 2, never with a traceback. Other
-`VertebraError`s (a broken plugin) exit with status 1, also without a traceback.
+`VertebraError`s (a broken plugin, an exception raised in a plugin's code) exit with
+status 1, also without a traceback.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import NamedTuple
 __all__ = [
     "ConfigError",
     "ConfigIssue",
+    "NonFiniteLossError",
+    "PluginError",
     "PluginHookError",
     "PluginLoadError",
     "RegistrationError",
@@ -85,6 +88,27 @@ class PluginLoadError(VertebraError):
 
 class PluginHookError(VertebraError):
     """A hook implementation raised; names the plugin and the hook."""
+
+
+class PluginError(VertebraError):
+    """A part's code raised while a run used it (its forward, a dataset's `__getitem__`, a
+    metric): the plugin's error, not the user's; exit status 1.
+
+    `part` is `registry:Name` (`BACKBONES:ResNet`) and `distribution` the distribution that
+    offers it (None for a class registered in this process). The original exception is
+    chained as `__cause__`.
+    """
+
+    def __init__(
+        self, message: str, *, part: str | None = None, distribution: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.part = part
+        self.distribution = distribution
+
+
+class NonFiniteLossError(VertebraError):
+    """The training loss became NaN or infinite; the run stops (exit status 3)."""
 
 
 def close_match(word: str, choices: Sequence[str]) -> str | None:

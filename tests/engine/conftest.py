@@ -139,7 +139,7 @@ FIXTURE_FILES = {
         import os
         import signal
 
-        from vertebra.hooks import hookimpl
+        from vertebra.plugins import hookimpl
 
 
         @hookimpl
@@ -160,7 +160,7 @@ FIXTURE_FILES = {
         def kill(run, step):
             if os.environ.get("KILL_AT_STEP") != str(step):
                 return
-            if os.environ.get("KILL_RANK", str(run.world.rank)) != str(run.world.rank):
+            if os.environ.get("KILL_RANK", str(run.rank)) != str(run.rank):
                 return
             signum = signal.Signals[os.environ.get("KILL_SIGNAL", "SIGKILL")]
             for _ in range(int(os.environ.get("KILL_TIMES", "1"))):

@@ -1,4 +1,5 @@
-"""Each user mistake: a clear message, exit status 2, no traceback, no checkpoint lost."""
+"""Each user mistake: a clear message, exit status 2, no traceback, no checkpoint lost; and
+a bug in a plugin's code told apart from them: named with its distribution, exit status 1."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 from vertebra.cli import main
+from vertebra.config import load_run_config
+from vertebra.engine import Trainer
 from vertebra.engine.logs import read_records
+from vertebra.errors import PluginError
 from vertebra.testing import PluginSandbox
 
 from .conftest import cli, file_bytes, write_config
@@ -266,3 +270,217 @@ def test_a_param_group_that_matches_no_parameter(
     )
     assert "PARAM_GROUPS[0]" not in err
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_config_rules_of_the_trainer_come_together(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, {"TRAIN": {"DEVICE": "tpu"}}, replace={"DATA": None})
+    err = _fails(capsys, "train", config)
+    assert "2 errors" in err and "DATA: required to train" in err and "TRAIN.DEVICE: 'tpu'" in err
+
+
+def test_build_time_config_errors_come_together(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The network's own check (a ConvNet's width is known once it is built), a dataset
+    # that cannot be built and a batch that never fills.
+    nowhere = {"_DELETE": True, "NAME": "ImageFolder", "ROOT": str(tmp_path / "nowhere")}
+    data = {
+        "TRAIN": {"BATCH_SIZE": 5000, "DROP_LAST": True},
+        "VAL": {"DATASET": nowhere},
+    }
+    model = {
+        "BACKBONE": {"_DELETE": True, "NAME": "ConvNet", "IN_CHANNELS": 1, "CHANNELS": [8]},
+        "NECK": {"NAME": "GlobalAveragePooling", "DIM": 2},
+        "HEAD": {"DIM": 16},
+    }
+    config = write_config(tmp_path, {"MODEL": model, "DATA": data})
+    err = _fails(capsys, "train", config)
+    assert "3 errors" in err
+    assert "MODEL.HEAD.DIM: the head takes 16 features, but BACKBONE ConvNet gives 8" in err
+    assert "DATA.VAL.DATASET:" in err and "nowhere" in err
+    assert "DATA.TRAIN.BATCH_SIZE: no full batch: 1438 samples, 5000 per batch" in err
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+#: A distribution whose parts have bugs: a backbone (which bug: its BUG key) and a dataset.
+BUGGY = {
+    "buggy_parts.py": """
+        from typing import Literal
+
+        import torch
+        from pydantic import Field
+        from vertebra.model.base_model import BaseModel
+        from vertebra.schema import PartConfig
+        from vertebra_vision.datasets.digits import Digits
+
+
+        class BuggyConfig(PartConfig):
+            BUG: Literal["key", "int", "torch", "check"] = Field(
+                "key", description="Which bug forward has."
+            )
+
+
+        class Buggy(BaseModel):
+            Config = BuggyConfig
+
+            def __init__(self, cfg, logger=None):
+                super().__init__(cfg, logger)
+                self.linear = torch.nn.Linear(64, 32)
+                self.out_dim = 32
+                self.scales = {}
+
+            def forward(self, x):
+                if self.cfg.BUG == "key":
+                    return self.linear(x.flatten(1)) * self.scales["gain"]
+                if self.cfg.BUG == "int":
+                    return self.linear(x.flatten(1)) * int("one")
+                if self.cfg.BUG == "check":
+                    raise ValueError(f"Buggy expects 64 features, got shape {tuple(x.shape)}")
+                return self.linear(x)  # not flattened: torch finds the shapes do not fit
+
+
+        class BuggyRows(Digits):
+            def __getitem__(self, index):
+                item = super().__getitem__(index)
+                return {"img": item["img"], "label": item["lable"]}
+    """
+}
+BUGGY_ENTRY_POINTS = {
+    "vertebra.backbones": {"Buggy": "buggy_parts:Buggy"},
+    "vertebra.datasets": {"BuggyRows": "buggy_parts:BuggyRows"},
+}
+
+
+@pytest.fixture
+def buggy_plugins(fixture_plugins: PluginSandbox) -> PluginSandbox:
+    fixture_plugins.add("buggy-parts", BUGGY_ENTRY_POINTS, BUGGY, version="2.1.0")
+    return fixture_plugins
+
+
+def _plugin_error(capsys: pytest.CaptureFixture[str], config: Path) -> str:
+    status, out, err = cli(capsys, "train", str(config))
+    assert status == 1, err
+    assert "Traceback" not in err and out == ""
+    return err
+
+
+@pytest.mark.parametrize("section", ["VAL", "TRAIN"])
+def test_a_bug_in_a_parts_forward_is_that_plugins_error(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    buggy_plugins: PluginSandbox,
+    section: str,
+) -> None:
+    # With validation data the sanity evaluation meets the bug before any training.
+    data = {"VAL": None} if section == "TRAIN" else {}
+    config = write_config(
+        tmp_path, {"MODEL": {"BACKBONE": {"_DELETE": True, "NAME": "Buggy"}}, "DATA": data}
+    )
+    err = _plugin_error(capsys, config)
+    what = "training" if section == "TRAIN" else "validation"
+    assert (
+        f"backbone 'Buggy' (distribution 'buggy-parts' 2.1.0) raised KeyError: 'gain' "
+        f"on the first {what} batch (at " in err
+    )
+    assert "buggy_parts.py:" in err and "in forward)" in err
+    assert "error in the code of buggy-parts" in err and "number of classes" in err
+    assert "bad input" not in err and "Check that the data fits" not in err
+    run = tmp_path / "run"
+    assert not (run / "checkpoints").exists() or not any((run / "checkpoints").iterdir())
+
+
+def test_a_plugin_error_names_the_part_and_chains_the_cause(
+    tmp_path: Path, buggy_plugins: PluginSandbox
+) -> None:
+    config = write_config(
+        tmp_path,
+        {"MODEL": {"BACKBONE": {"_DELETE": True, "NAME": "Buggy"}}, "DATA": {"VAL": None}},
+    )
+    trainer = Trainer(load_run_config(config))
+    with pytest.raises(PluginError) as caught:
+        trainer.fit()
+    trainer.close(synchronize=False)
+    assert caught.value.part == "BACKBONES:Buggy"
+    assert caught.value.distribution == "buggy-parts"
+    assert isinstance(caught.value.__cause__, KeyError)
+
+
+@pytest.mark.parametrize("bug", ["int", "torch"])
+def test_an_exception_the_part_did_not_raise_itself_is_the_plugins(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], buggy_plugins: PluginSandbox, bug: str
+) -> None:
+    # int("one") is a ValueError in the part's own line, but no `raise` of the part's;
+    # torch's shape error is raised in torch, called from the part.
+    backbone = {"_DELETE": True, "NAME": "Buggy", "BUG": bug}
+    config = write_config(tmp_path, {"MODEL": {"BACKBONE": backbone}, "DATA": {"VAL": None}})
+    err = _plugin_error(capsys, config)
+    assert "backbone 'Buggy' (distribution 'buggy-parts' 2.1.0) raised " in err
+    if bug == "int":
+        assert "ValueError: invalid literal for int()" in err
+    else:
+        assert "RuntimeError: mat1 and mat2 shapes cannot be multiplied" in err
+        assert "linear.py:" in err and ", called from " in err and "buggy_parts.py:" in err
+
+
+def test_a_parts_own_check_of_its_input_is_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], buggy_plugins: PluginSandbox
+) -> None:
+    backbone = {"_DELETE": True, "NAME": "Buggy", "BUG": "check"}
+    config = write_config(tmp_path, {"MODEL": {"BACKBONE": backbone}, "DATA": {"VAL": None}})
+    err = _fails(capsys, "train", config)
+    assert (
+        "the network failed on its first training batch: ValueError: Buggy expects 64 "
+        "features, got shape (64, 1, 8, 8) (raised by backbone 'Buggy' (distribution "
+        "'buggy-parts' 2.1.0), at " in err
+    )
+    assert "Check that the data fits the network's config" in err
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_bug_in_a_datasets_items_is_that_plugins_error(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    buggy_plugins: PluginSandbox,
+    workers: int,
+) -> None:
+    # In a DataLoader worker the traceback comes back as text; it names the part as well.
+    # The backbone of the same module, loaded too, is not taken for the dataset.
+    from vertebra.model.registry import BACKBONES
+
+    BACKBONES.get("Buggy")
+    train = {"DATASET": {"NAME": "BuggyRows"}, "NUM_WORKERS": workers}
+    config = write_config(tmp_path, {"DATA": {"TRAIN": train, "VAL": None}})
+    err = _plugin_error(capsys, config)
+    assert (
+        "dataset 'BuggyRows' (distribution 'buggy-parts' 2.1.0) raised KeyError: 'lable' "
+        "on the first training batch (at " in err
+    )
+    assert "buggy_parts.py:" in err and "in __getitem__" in err
+
+
+def test_batch_keys_the_network_does_not_take_are_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fixture_plugins: PluginSandbox
+) -> None:
+    fixture_plugins.add(
+        "renamed-keys",
+        {"vertebra.datasets": {"RenamedKeys": "renamed_keys:RenamedKeys"}},
+        {
+            "renamed_keys.py": """
+                from vertebra_vision.datasets.digits import Digits
+
+
+                class RenamedKeys(Digits):
+                    def __getitem__(self, index):
+                        item = super().__getitem__(index)
+                        return {"image": item["img"], "label": item["label"]}
+            """
+        },
+    )
+    train = {"DATASET": {"NAME": "RenamedKeys"}}
+    config = write_config(tmp_path, {"DATA": {"TRAIN": train, "VAL": None}})
+    err = _fails(capsys, "train", config)
+    assert "the network failed on its first training batch: TypeError: " in err
+    assert "unexpected keyword argument 'image'" in err
+    assert "Check that the data fits the network's config" in err

@@ -125,12 +125,12 @@ AFTER_CLOSE = """
 import gc, sys
 from torch.nn.parallel import DistributedDataParallel
 from torch import distributed as dist
-from vertebra.engine.loading import load_run_config
-from vertebra.engine.trainer import Trainer
+from vertebra.config import load_run_config
+from vertebra.engine import Trainer
 
 trainer = Trainer(load_run_config(sys.argv[1], []))
 trainer.fit()
-wrapped = isinstance(trainer.train_model, DistributedDataParallel)
+wrapped = isinstance(trainer.built.train_model, DistributedDataParallel)
 trainer.close()
 alive = sum(isinstance(o, DistributedDataParallel) for o in gc.get_objects())
 print(f"wrapped={wrapped} alive={alive} initialized={dist.is_initialized()}")

@@ -6,9 +6,9 @@ import re
 from pathlib import Path
 
 import pytest
-from vertebra import hookspecs
-from vertebra.engine.config import LoaderConfig, TrainConfig
+from vertebra.config import LoaderConfig, TrainConfig
 from vertebra.engine.registry import LR_SCHEDULERS, OPTIMIZERS
+from vertebra.plugins import hookspecs
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 TRAINING = (DOCS / "training.md").read_text(encoding="utf-8")

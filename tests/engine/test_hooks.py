@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from vertebra.engine.loading import load_run_config
+from vertebra.config import load_run_config
+from vertebra.engine import Run, Trainer
 from vertebra.engine.logs import read_records
-from vertebra.engine.trainer import Trainer
-from vertebra.hooks import get_plugin_manager, hookimpl
+from vertebra.plugins import get_plugin_manager, hookimpl
 
 from .conftest import cli, write_config
 
@@ -163,3 +163,61 @@ def test_tensorboard_without_the_package_is_a_note(
     assert status == 0, err
     assert "tensorboard package is not installed" in err and "vertebra[tensorboard]" in err
     assert not (tmp_path / "run" / "tensorboard").exists()
+
+
+class Inspector:
+    """A plugin that looks at what `run` offers, and tries what it must not do."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, Any] = {}
+
+    @hookimpl
+    def vertebra_run_start(self, run: Run) -> None:
+        self.seen["view"] = (run.step, run.epoch, run.world_size, run.rank, run.is_main)
+        self.seen["same"] = run
+        self.seen["model"] = type(run.model).__name__
+        self.seen["output_dir"] = run.output_dir
+        for action in ("write", "internals"):
+            try:
+                if action == "write":
+                    run.step = 5
+                else:
+                    run.optimizer  # noqa: B018
+            except AttributeError:
+                self.seen[action] = "refused"
+        with pytest.warns(DeprecationWarning, match="run.plugin_manager is deprecated"):
+            self.seen["manager"] = run.plugin_manager
+
+    @hookimpl
+    def vertebra_run_end(self, run: Run, status: str) -> None:
+        self.seen["end"] = (run is self.seen["same"], run.step, run.metric_names)
+
+
+def test_hooks_see_a_read_only_view_of_the_run(tmp_path: Path) -> None:
+    inspector = Inspector()
+    manager = get_plugin_manager()
+    manager.register(inspector)
+    try:
+        trainer = Trainer(load_run_config(write_config(tmp_path, SHORT)))
+        trainer.fit()
+    finally:
+        manager.unregister(inspector)
+    seen = inspector.seen
+    assert seen["view"] == (0, 0, 1, 0, True) and seen["model"] == "Classifier"
+    assert seen["output_dir"] == tmp_path / "run"
+    assert seen["write"] == seen["internals"] == "refused"
+    assert seen["manager"] is manager
+    # One view for the whole run, read when asked.
+    assert seen["end"] == (True, 6, ["acc@1", "acc@3"])
+
+
+def test_the_trainer_follows_every_training_event_of_the_hookspecs() -> None:
+    from vertebra.engine._trainer import TRAINING_HOOKS
+    from vertebra.plugins import hookspecs
+
+    events = {n for n in vars(hookspecs) if n.startswith("vertebra_")} - {
+        "vertebra_prepare_config",
+        "vertebra_check_config",
+        "vertebra_plugin_settings",
+    }
+    assert set(TRAINING_HOOKS) == events

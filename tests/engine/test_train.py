@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 import torch
 from safetensors.torch import load_file
+from vertebra.config import load_run_config
+from vertebra.engine import Run, Trainer
 from vertebra.engine.checkpoints import read_state
 from vertebra.engine.logs import read_records
-from vertebra.hooks import get_plugin_manager, hookimpl
+from vertebra.plugins import get_plugin_manager, hookimpl
 
 from .conftest import BASE_CONFIG, assert_same_weights, cli, trained_weights, write_config
 
@@ -164,6 +166,8 @@ def test_data_that_does_not_fit_the_network_fails_on_its_first_batch(
     what = "validation" if section == "VAL" else "training"
     assert f"the network failed on its first {what} batch: ValueError: MLP expects 64 " in err
     assert "got input of shape (" in err and "mlp.py:" in err and "in forward)" in err
+    # The MLP checks its input itself: bad input (exit status 2) that names the part.
+    assert "(raised by backbone 'MLP' (distribution 'vertebra' " in err
     assert "Traceback" not in err and out == ""
     run = tmp_path / "run"
     assert not (run / "checkpoints").exists() or not any((run / "checkpoints").iterdir())
@@ -225,20 +229,23 @@ def test_bf16_autocast_channels_last_and_compile_on_cpu(
 
     class Inspect:
         @hookimpl
-        def vertebra_run_start(self, run: Any) -> None:
+        def vertebra_run_start(self, run: Run) -> None:
             convs = [m.weight for m in run.model.modules() if isinstance(m, torch.nn.Conv2d)]
             seen["channels_last"] = all(
                 w.is_contiguous(memory_format=torch.channels_last) for w in convs
             )
-            seen["compiled"] = type(run.train_model).__name__
 
     plugin = Inspect()
     get_plugin_manager().register(plugin)
+    trainer = Trainer(load_run_config(config))
     try:
-        status, _, err = cli(capsys, "train", config)
+        summary = trainer.fit()
+        seen["compiled"] = type(trainer.built.train_model).__name__
     finally:
         get_plugin_manager().unregister(plugin)
-    assert status == 0, err
+        trainer.close()
+    err = capsys.readouterr().err
+    assert summary.status == "completed", err
     assert seen == {"channels_last": True, "compiled": "OptimizedModule"}
     assert "on cpu (bf16)" in err
     records = read_records(tmp_path / "run" / "metrics.jsonl")

@@ -28,8 +28,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vertebra.engine.evaluation import evaluate_checkpoint
-    from vertebra.engine.loading import load_run_config
+    from vertebra.config import load_run_config
+    from vertebra.engine import evaluate_checkpoint
 
     cfg = load_run_config(args.config, args.overrides)
     result = evaluate_checkpoint(cfg, args.checkpoint)

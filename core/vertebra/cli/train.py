@@ -40,7 +40,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vertebra.engine.trainer import NonFiniteLossError, load_and_train
+    from vertebra.engine import NonFiniteLossError, load_and_train
 
     try:
         summary = load_and_train(

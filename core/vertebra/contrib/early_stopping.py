@@ -10,11 +10,14 @@ The decision uses metrics reduced over every process, so all processes stop toge
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vertebra.hooks import hookimpl
+from vertebra.plugins._hooks import get_plugin_manager, hookimpl
+
+if TYPE_CHECKING:
+    from vertebra.engine.run import Run
 
 SECTION = "EARLY_STOPPING"
 
@@ -41,7 +44,7 @@ class EarlyStoppingConfig(BaseModel):
 class EarlyStopping:
     """Per-run state: the best value so far and evaluations since it."""
 
-    def __init__(self, cfg: EarlyStoppingConfig, run: Any) -> None:
+    def __init__(self, cfg: EarlyStoppingConfig, run: Run) -> None:
         self.metric = cfg.METRIC or run.config.TRAIN.BEST_METRIC
         self.mode = cfg.MODE or run.config.TRAIN.BEST_MODE
         self.patience = cfg.PATIENCE
@@ -68,7 +71,7 @@ class EarlyStopping:
             )
 
     @hookimpl
-    def vertebra_evaluation_end(self, run: Any, step: int, metrics: dict[str, float]) -> None:
+    def vertebra_evaluation_end(self, run: Run, step: int, metrics: dict[str, float]) -> None:
         self._check(list(metrics))
         name = self.metric or next(iter(metrics), None)
         if name is None:
@@ -95,7 +98,7 @@ def vertebra_plugin_settings() -> dict[str, Any]:
 
 
 @hookimpl
-def vertebra_run_start(run: Any) -> None:
+def vertebra_run_start(run: Run) -> None:
     cfg = run.config.PLUGINS.get(SECTION)
     if cfg is not None:
-        run.plugin_manager.register(EarlyStopping(cfg, run))
+        get_plugin_manager().register(EarlyStopping(cfg, run))

@@ -12,11 +12,14 @@ Without the tensorboard package the run goes on and a note says why nothing is w
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vertebra.hooks import hookimpl
+from vertebra.plugins._hooks import get_plugin_manager, hookimpl
+
+if TYPE_CHECKING:
+    from vertebra.engine.run import Run
 
 SECTION = "TENSORBOARD"
 _SKIP = {"event", "step", "epoch"}
@@ -42,7 +45,7 @@ class TensorBoardLogger:
         self.writer = writer
 
     @hookimpl
-    def vertebra_log(self, run: Any, record: dict[str, Any]) -> None:
+    def vertebra_log(self, run: Run, record: dict[str, Any]) -> None:
         prefix = "val" if record.get("event") == "eval" else "train"
         step = int(record.get("step", 0))
         for key, value in record.items():
@@ -50,7 +53,7 @@ class TensorBoardLogger:
                 self.writer.add_scalar(f"{prefix}/{key}", value, step)
 
     @hookimpl
-    def vertebra_run_end(self, run: Any, status: str) -> None:
+    def vertebra_run_end(self, run: Run, status: str) -> None:
         self.writer.close()
 
 
@@ -60,7 +63,7 @@ def vertebra_plugin_settings() -> dict[str, Any]:
 
 
 @hookimpl
-def vertebra_run_start(run: Any) -> None:
+def vertebra_run_start(run: Run) -> None:
     cfg = run.config.PLUGINS.get(SECTION)
     if cfg is None or not run.is_main:
         return
@@ -72,7 +75,7 @@ def vertebra_run_start(run: Any) -> None:
             "(pip install 'vertebra[tensorboard]'); no event files are written"
         )
         return
-    log_dir = Path(cfg.LOG_DIR) if cfg.LOG_DIR else Path(run.output_dir) / "tensorboard"
-    run.plugin_manager.register(
+    log_dir = Path(cfg.LOG_DIR) if cfg.LOG_DIR else run.output_dir / "tensorboard"
+    get_plugin_manager().register(
         TensorBoardLogger(SummaryWriter(str(log_dir), flush_secs=cfg.FLUSH_SECS))
     )

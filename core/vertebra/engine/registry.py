@@ -5,10 +5,9 @@ core declares them through entry points (`vertebra.optimizers`, `vertebra.lr_sch
 like any plugin would.
 """
 
-from vertebra.data.registry import DATASETS  # temporary re-export: DATASETS lives in vertebra.data
 from vertebra.plugins._registry import Registry
 
-__all__ = ["DATASETS", "LR_SCHEDULERS", "OPTIMIZERS"]
+__all__ = ["LR_SCHEDULERS", "OPTIMIZERS"]
 
 OPTIMIZERS = Registry(
     "OPTIMIZERS",

@@ -6,9 +6,12 @@ Every hook is documented in docs/hooks.md with its exact signature and an exampl
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
+
+if TYPE_CHECKING:
+    from vertebra.engine.run import Run
 
 __all__ = [
     "hookspec",
@@ -38,9 +41,11 @@ def vertebra_check_config(config: Any) -> list[str] | None:
 
 # -- training events ----------------------------------------------------------------------
 # Called by the trainer on every process of a run (`run.is_main` is true on rank 0 only).
-# `run` is the `vertebra.engine.trainer.Trainer`: `run.config`, `run.output_dir`,
-# `run.step`, `run.epoch`, `run.model`, `run.ema`, `run.metric_names`, `run.plugin_manager`,
-# `run.request_stop(reason)`.
+# `run` is a read-only view of the run, `vertebra.engine.Run`: `run.config`,
+# `run.output_dir`, `run.step`, `run.epoch`, `run.model`, `run.ema`, `run.metric_names`,
+# `run.is_main`, `run.world_size`, `run.rank`, `run.logger`, and `run.request_stop(reason)`,
+# the one thing a hook may do to the run. A plugin with per-run state registers an object
+# with the plugin manager in `vertebra_run_start`; it is unregistered when the run ends.
 # A hook that no plugin implements costs the training loop nothing.
 
 
@@ -50,31 +55,31 @@ def vertebra_plugin_settings() -> dict[str, Any] | None:
 
 
 @hookspec
-def vertebra_run_start(run: Any) -> None:
+def vertebra_run_start(run: Run) -> None:
     """A run starts: everything is built, the first step (or the resumed one) comes next."""
 
 
 @hookspec
-def vertebra_step_end(run: Any, step: int, outputs: dict[str, Any]) -> None:
+def vertebra_step_end(run: Run, step: int, outputs: dict[str, Any]) -> None:
     """An optimizer step ended; `outputs` is what `forward_train` returned (tensors, no sync)."""
 
 
 @hookspec
-def vertebra_log(run: Any, record: dict[str, Any]) -> None:
+def vertebra_log(run: Run, record: dict[str, Any]) -> None:
     """A record was written to metrics.jsonl (a logged training step or an evaluation)."""
 
 
 @hookspec
-def vertebra_evaluation_end(run: Any, step: int, metrics: dict[str, float]) -> None:
+def vertebra_evaluation_end(run: Run, step: int, metrics: dict[str, float]) -> None:
     """An evaluation ended; `metrics` are reduced over every process and every sample."""
 
 
 @hookspec
-def vertebra_checkpoint_saved(run: Any, step: int, path: str, is_best: bool) -> None:
+def vertebra_checkpoint_saved(run: Run, step: int, path: str, is_best: bool) -> None:
     """A checkpoint folder was written (on the main process only)."""
 
 
 @hookspec
-def vertebra_run_end(run: Any, status: str) -> None:
+def vertebra_run_end(run: Run, status: str) -> None:
     """A run ended: status is 'completed', 'stopped' (a plugin asked), 'interrupted'
     (SIGINT or SIGTERM stopped it with a checkpoint) or 'failed'."""

@@ -1,3 +1,0 @@
-"""Moved to `vertebra.plugins` (temporary shim; the lead removes it after the merge)."""
-
-from vertebra.plugins._discovery import *  # noqa: F403

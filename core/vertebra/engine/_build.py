@@ -1,0 +1,525 @@
+"""Building a run from a validated `RunConfig`: everything the loop and evaluation use.
+
+`build_training` (for `vertebra train`) and `build_evaluation` (for `vertebra eval`) share
+their steps: where to compute (`Runtime`), the network with a checkpoint's weights, the
+datasets and their loaders. The order is the user's: first the config rules the schemas
+cannot check, with the device, all together; then the output folder and the checkpoint
+to resume, before anything is read or written; then the parts. Config problems found
+while building them (a network's own checks, parameter groups, datasets, batches) are
+collected and raised together as one `ConfigError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from vertebra.config import DataConfig, LoaderConfig, RunConfig, TrainConfig
+from vertebra.data import BaseDataset
+from vertebra.engine import distributed
+from vertebra.engine.checkpoints import (
+    MODEL_FILE,
+    TRAIN_WEIGHTS_FILE,
+    CheckpointStore,
+    load_into,
+    read_checkpoint,
+)
+from vertebra.engine.device import Precision, pick_device, pick_precision
+from vertebra.engine.distributed import EvalSampler, TrainSampler, World
+from vertebra.engine.ema import WeightAverage
+from vertebra.engine.optimizers import param_groups
+from vertebra.engine.seeding import SeededItems, SeededKeys, seed_everything, seed_worker
+from vertebra.errors import ConfigError, ConfigIssue, UserError, VertebraError
+
+__all__ = [
+    "EvaluationSetup",
+    "GlobalFlags",
+    "Resume",
+    "Runtime",
+    "TrainingData",
+    "TrainingSetup",
+    "build_evaluation",
+    "build_training",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how a run computes: its processes, device and precision."""
+
+    world: World
+    device: torch.device
+    precision: Precision
+    #: A factory of the context that forward passes run in (autocast; nothing for fp32).
+    autocast: Callable[[], Any]
+    logger: logging.Logger
+
+
+@dataclass(frozen=True)
+class Resume:
+    """A checkpoint to continue from: its folder and its state (step, optimizer, ...)."""
+
+    folder: Path
+    state: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The datasets of a training run and how they are batched."""
+
+    train_set: BaseDataset
+    val_set: BaseDataset | None
+    sampler: TrainSampler
+    train_loader: DataLoader[Any]
+    val_loader: DataLoader[Any] | None
+
+
+@dataclass
+class TrainingSetup:
+    """A training run, built: what the loop reads."""
+
+    runtime: Runtime
+    #: The run folder (a fresh sibling of TRAIN.OUTPUT_DIR when that holds an earlier run).
+    output_dir: Path
+    store: CheckpointStore
+    model: nn.Module
+    #: What the loop calls: `model`, or its DistributedDataParallel or compiled wrapper.
+    train_model: nn.Module
+    ema: WeightAverage | None
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler | None
+    data: TrainingData
+    batches_per_epoch: int
+    steps_per_epoch: int
+    total_steps: int
+    resume: Resume | None
+
+
+@dataclass(frozen=True)
+class EvaluationSetup:
+    """A checkpoint's network and the validation data, built for `vertebra eval`."""
+
+    runtime: Runtime
+    model: nn.Module
+    val_loader: DataLoader[Any]
+    checkpoint: Path
+    step: int
+    epoch: int
+
+
+class GlobalFlags:
+    """torch's process-wide switches that a run sets (TRAIN.NUM_THREADS, DETERMINISTIC),
+    and what they were before, put back by `restore` when the run ends."""
+
+    def __init__(self) -> None:
+        self._saved: dict[str, Any] = {}
+
+    def apply(self, tc: TrainConfig) -> None:
+        self._saved = {
+            "deterministic": torch.are_deterministic_algorithms_enabled(),
+            "cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "threads": torch.get_num_threads(),
+        }
+        if tc.NUM_THREADS:
+            torch.set_num_threads(tc.NUM_THREADS)
+        if tc.DETERMINISTIC:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark = False
+
+    def restore(self) -> None:
+        if not self._saved:
+            return
+        torch.use_deterministic_algorithms(self._saved["deterministic"])
+        torch.backends.cudnn.benchmark = self._saved["cudnn_benchmark"]
+        torch.set_num_threads(self._saved["threads"])
+        self._saved = {}
+
+
+class _Issues:
+    """Config problems collected while building, raised together."""
+
+    def __init__(self) -> None:
+        self.found: list[ConfigIssue] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.found.append(ConfigIssue(path, message))
+
+    def attempt(self, build: Callable[[], T], prefix: str = "") -> T | None:
+        """`build()`, or None with its ConfigError's issues kept (their paths under `prefix`)."""
+        try:
+            return build()
+        except ConfigError as exc:
+            for issue in exc.issues:
+                path = issue.path
+                if prefix and not (path == prefix or path.startswith(f"{prefix}.")):
+                    path = f"{prefix}.{path}" if path else prefix
+                self.add(path, issue.message)
+            return None
+
+    def raise_any(self) -> None:
+        if self.found:
+            raise ConfigError(self.found)
+
+
+# -- what every run needs ---------------------------------------------------------------
+
+
+def start(
+    cfg: RunConfig, world: World, logger: logging.Logger, needs: Literal["train", "evaluate"]
+) -> Runtime:
+    """Check what the config must hold to `needs`, and the device, together; the runtime."""
+    issues = _Issues()
+    if needs == "train" and cfg.DATA is None:
+        issues.add("DATA", "required to train: give DATA.TRAIN (and DATA.VAL to evaluate)")
+    if needs == "evaluate" and (cfg.DATA is None or cfg.DATA.VAL is None):
+        issues.add("DATA.VAL", "required to evaluate: the validation data")
+    device = issues.attempt(lambda: pick_device(cfg.TRAIN.DEVICE, world))
+    issues.raise_any()
+    assert device is not None  # raise_any said why otherwise
+    precision = pick_precision(cfg.TRAIN.PRECISION, device)
+    return Runtime(world, device, precision, precision.autocast(device), logger)
+
+
+def build_model(
+    cfg: RunConfig,
+    runtime: Runtime,
+    weights: tuple[Path, str] | None = None,
+    channels_last: bool = False,
+) -> nn.Module:
+    """The network of `cfg.MODEL`, with the weights of `(checkpoint folder, file)`, on the
+    run's device."""
+    from vertebra.model.registry import MODELS
+
+    model: nn.Module = MODELS.build(cfg.MODEL, logger=runtime.logger)
+    if weights is not None:
+        folder, file = weights
+        load_into(folder, model, file=file, what=f"MODEL ({cfg.MODEL.NAME})")
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return model.to(runtime.device)
+
+
+def build_dataset(loader_cfg: LoaderConfig, path: str, logger: logging.Logger) -> BaseDataset:
+    """The dataset of a loader config; its problems are ConfigErrors at `path`."""
+    from vertebra.data.registry import DATASETS
+
+    name = loader_cfg.DATASET.NAME
+    try:
+        dataset: BaseDataset = DATASETS.build(loader_cfg.DATASET, logger=logger)
+    except ConfigError:
+        raise
+    except UserError as exc:  # a plugin's own message, placed at the config's path
+        raise ConfigError([ConfigIssue(path, str(exc))]) from None
+    except VertebraError:
+        raise
+    except (OSError, ValueError, KeyError) as exc:
+        what = f"{type(exc).__name__}: {exc}" if not isinstance(exc, OSError) else str(exc)
+        raise ConfigError([ConfigIssue(path, f"cannot build dataset {name}: {what}")]) from None
+    try:
+        size = len(dataset)
+    except (TypeError, NotImplementedError):
+        raise ConfigError([ConfigIssue(path, f"dataset {name} has no length")]) from None
+    if size == 0:
+        raise ConfigError([ConfigIssue(path, f"dataset {name} is empty")])
+    return dataset
+
+
+def make_loader(
+    dataset: Any, cfg: LoaderConfig, sampler: Iterable[Any], device: torch.device
+) -> DataLoader[Any]:
+    pin = cfg.PIN_MEMORY if cfg.PIN_MEMORY is not None else device.type == "cuda"
+    extra: dict[str, Any] = {}
+    if cfg.NUM_WORKERS:
+        extra = {"persistent_workers": cfg.PERSISTENT_WORKERS, "worker_init_fn": seed_worker}
+        if cfg.PREFETCH_FACTOR:
+            extra["prefetch_factor"] = cfg.PREFETCH_FACTOR
+    return DataLoader(
+        dataset,
+        batch_size=cfg.BATCH_SIZE,
+        sampler=sampler,
+        num_workers=cfg.NUM_WORKERS,
+        pin_memory=pin,
+        drop_last=False,
+        generator=torch.Generator(),
+        **extra,
+    )
+
+
+# -- evaluation -------------------------------------------------------------------------
+
+
+def build_evaluation(
+    cfg: RunConfig, checkpoint: str | Path, world: World, logger: logging.Logger
+) -> EvaluationSetup:
+    """The network with `checkpoint`'s weights, and the validation loader."""
+    runtime = start(cfg, world, logger, "evaluate")
+    assert cfg.DATA is not None and cfg.DATA.VAL is not None  # start() checked
+    val_cfg = cfg.DATA.VAL
+    folder, state = read_checkpoint(checkpoint)
+    distributed.setup(world, runtime.device)
+    seed_everything(cfg.TRAIN.SEED)
+    issues = _Issues()
+    model = issues.attempt(lambda: build_model(cfg, runtime, (folder, MODEL_FILE)), "MODEL")
+    val_set = issues.attempt(lambda: build_dataset(val_cfg, "DATA.VAL.DATASET", logger))
+    issues.raise_any()
+    assert model is not None and val_set is not None
+    loader = make_loader(val_set, val_cfg, EvalSampler(len(val_set), world), runtime.device)
+    step, epoch = int(state.get("step", 0)), int(state.get("epoch", 0))
+    return EvaluationSetup(runtime, model, loader, folder, step, epoch)
+
+
+# -- training ---------------------------------------------------------------------------
+
+
+def build_training(
+    cfg: RunConfig,
+    world: World,
+    logger: logging.Logger,
+    *,
+    output_dir: Path,
+    output_given: bool,
+    resume: str | Path | bool | None,
+    flags: GlobalFlags,
+) -> TrainingSetup:
+    """Check the output folder and the checkpoint to resume, then build everything."""
+    runtime = start(cfg, world, logger, "train")
+    assert cfg.DATA is not None  # start() checked
+    tc = cfg.TRAIN
+    # Checked before anything is read or written: the folder, then the checkpoint.
+    if world.is_main:
+        store = open_output(
+            output_dir, given=output_given, resuming=bool(resume), cfg=tc, logger=logger
+        )
+    else:
+        store = CheckpointStore(output_dir / "checkpoints", tc.KEEP_LAST)
+    found = find_resume(resume, store.root.parent)
+    distributed.setup(world, runtime.device)
+    flags.apply(tc)
+    seed_everything(tc.SEED)
+    issues = _Issues()
+    model = issues.attempt(
+        lambda: build_model(cfg, runtime, _weights(found), tc.CHANNELS_LAST), "MODEL"
+    )
+    ema = optimizer = None
+    if model is not None:
+        ema = build_ema(model, tc.EMA_DECAY, found, runtime)
+        optimizer = issues.attempt(lambda: build_optimizer(cfg, model, logger))
+    data = _training_data(cfg.DATA, runtime, tc.SEED, issues)
+    issues.raise_any()
+    assert model is not None and optimizer is not None and data is not None
+    batches = data.sampler.batches_per_epoch()
+    steps_per_epoch, total_steps = _length(tc, batches)
+    scheduler = _scheduler(cfg, optimizer, total_steps, logger)
+    scaler = runtime.precision.scaler(runtime.device)
+    if found is not None:
+        _restore_optimizer(found, optimizer, scheduler, scaler)
+    return TrainingSetup(
+        runtime=runtime,
+        output_dir=store.root.parent,
+        store=store,
+        model=model,
+        train_model=_wrap(model, runtime, tc),
+        ema=ema,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        data=data,
+        batches_per_epoch=batches,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        resume=found,
+    )
+
+
+def open_output(
+    output_dir: Path, *, given: bool, resuming: bool, cfg: TrainConfig, logger: logging.Logger
+) -> CheckpointStore:
+    """The run folder's checkpoints, the folder checked writable. A folder that holds an
+    earlier run is never written into without --resume: a folder named with --output is
+    refused, and the config's TRAIN.OUTPUT_DIR moves on to a fresh sibling (`runs/digits-2`)."""
+    out = output_dir
+    if not resuming and _holds_run(out):
+        if given:
+            raise UserError(
+                f"{out} already holds checkpoints of a run ({out / 'checkpoints'}); pass "
+                "--resume to continue it, or choose another folder with --output "
+                "(nothing was overwritten)"
+            )
+        n = 2
+        while (
+            _holds_run(out.with_name(f"{out.name}-{n}"))
+            or out.with_name(f"{out.name}-{n}").is_file()
+        ):
+            n += 1
+        out = out.with_name(f"{out.name}-{n}")
+        logger.info(f"{output_dir} holds an earlier run (left as it is); this run writes to {out}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write to the output folder {out}: {exc.strerror or exc}") from None
+    return CheckpointStore(out / "checkpoints", cfg.KEEP_LAST)
+
+
+def _holds_run(folder: Path) -> bool:
+    """Whether `folder` holds checkpoints of a run."""
+    store = CheckpointStore(folder / "checkpoints", 1)
+    return bool(store.steps()) or (store.root / "last").is_symlink()
+
+
+def find_resume(resume: str | Path | bool | None, output_dir: Path) -> Resume | None:
+    """The checkpoint `--resume` names (True: the run folder's last one), read."""
+    if not resume:
+        return None
+    if resume is True:
+        path = output_dir / "checkpoints" / "last"
+        if not path.exists():
+            raise UserError(f"nothing to resume: {path} does not exist")
+    else:
+        path = Path(resume)
+    folder, state = read_checkpoint(path)
+    return Resume(folder, state)
+
+
+def _weights(resume: Resume | None) -> tuple[Path, str] | None:
+    """The weights to train on from: those trained (not their average) when both are kept."""
+    if resume is None:
+        return None
+    trained = resume.folder / TRAIN_WEIGHTS_FILE
+    return resume.folder, trained.name if trained.is_file() else MODEL_FILE
+
+
+def build_ema(
+    model: nn.Module, decay: float | None, resume: Resume | None, runtime: Runtime
+) -> WeightAverage | None:
+    """With TRAIN.EMA_DECAY, `ema = decay * ema + (1 - decay) * weights` after each optimizer
+    step (buffers too); on resume, from the checkpoint's average when it has one."""
+    if decay is None:
+        return None
+    ema = WeightAverage(model, decay)
+    if resume is None:
+        return ema
+    if (resume.folder / TRAIN_WEIGHTS_FILE).is_file():
+        load_into(resume.folder, ema.module, device=runtime.device)
+        ema.updates = 1  # any count above 0: the next update averages
+    else:
+        runtime.logger.warning(
+            f"note: {resume.folder} holds no average of the weights; the average "
+            "(TRAIN.EMA_DECAY) starts from its weights"
+        )
+    return ema
+
+
+def build_optimizer(cfg: RunConfig, model: nn.Module, logger: logging.Logger) -> Any:
+    """`cfg.OPTIMIZER` (AdamW by default) over the network's parameters and PARAM_GROUPS."""
+    from vertebra.engine.registry import OPTIMIZERS
+
+    optimizer_cfg = cfg.OPTIMIZER or OPTIMIZERS.validate({"NAME": "AdamW"})
+    groups = getattr(optimizer_cfg, "PARAM_GROUPS", None)
+    params = param_groups(model.named_parameters(), groups) if groups else model.parameters()
+    return OPTIMIZERS.build(optimizer_cfg, logger=logger, params=params)
+
+
+def _training_data(
+    cfg: DataConfig, runtime: Runtime, seed: int, issues: _Issues
+) -> TrainingData | None:
+    """Datasets, sampler and loaders; None when the training set cannot be built."""
+    logger, world, device = runtime.logger, runtime.world, runtime.device
+    train_set = issues.attempt(lambda: build_dataset(cfg.TRAIN, "DATA.TRAIN.DATASET", logger))
+    val_cfg = cfg.VAL
+    val_set = (
+        issues.attempt(lambda: build_dataset(val_cfg, "DATA.VAL.DATASET", logger))
+        if val_cfg is not None
+        else None
+    )
+    if train_set is None:
+        return None
+    train = cfg.TRAIN
+    shuffle = train.SHUFFLE is not False
+    sampler = TrainSampler(
+        len(train_set),
+        train.BATCH_SIZE,
+        world,
+        shuffle=shuffle,
+        seed=seed,
+        drop_last=train.DROP_LAST,
+    )
+    if sampler.batches_per_epoch() == 0:
+        issues.add(
+            "DATA.TRAIN.BATCH_SIZE",
+            f"no full batch: {len(train_set)} samples, {train.BATCH_SIZE} per batch on "
+            f"{world.size} process(es) and DROP_LAST",
+        )
+    if train.NUM_WORKERS:
+        # In workers, each item's random draws are seeded by (SEED, epoch, index).
+        keys = SeededKeys(sampler, seed)
+        train_loader = make_loader(SeededItems(train_set), train, keys, device)
+    else:
+        train_loader = make_loader(train_set, train, sampler, device)
+    val_loader = None
+    if val_set is not None and val_cfg is not None:
+        val_loader = make_loader(val_set, val_cfg, EvalSampler(len(val_set), world), device)
+    return TrainingData(train_set, val_set, sampler, train_loader, val_loader)
+
+
+def _length(tc: TrainConfig, batches: int) -> tuple[int, int]:
+    """Optimizer steps per epoch and in all, from TRAIN.EPOCHS and MAX_STEPS."""
+    steps_per_epoch = math.ceil(batches / tc.GRAD_ACCUM_STEPS)
+    total = steps_per_epoch * tc.EPOCHS if tc.EPOCHS else tc.MAX_STEPS
+    if tc.MAX_STEPS:
+        total = min(total or tc.MAX_STEPS, tc.MAX_STEPS)
+    return steps_per_epoch, int(total or 0)
+
+
+def _scheduler(cfg: RunConfig, optimizer: Any, total_steps: int, logger: logging.Logger) -> Any:
+    if cfg.LR_SCHEDULER is None:
+        return None
+    from vertebra.engine.registry import LR_SCHEDULERS
+
+    return LR_SCHEDULERS.build(
+        cfg.LR_SCHEDULER, logger=logger, optimizer=optimizer, total_steps=total_steps
+    )
+
+
+def _restore_optimizer(resume: Resume, optimizer: Any, scheduler: Any, scaler: Any) -> None:
+    """The optimizer's, schedule's and gradient scaler's state from the checkpoint."""
+    state = resume.state
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler") is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler") is not None:
+            scaler.load_state_dict(state["scaler"])
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise UserError(
+            f"checkpoint {resume.folder} does not fit this run's optimizer or schedule: {exc}"
+        ) from None
+
+
+def _wrap(model: nn.Module, runtime: Runtime, tc: TrainConfig) -> nn.Module:
+    """What the loop calls: DistributedDataParallel under torchrun, compiled with COMPILE."""
+    wrapped = model
+    if runtime.world.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        device = runtime.device
+        ids = [device.index] if device.type == "cuda" else None
+        wrapped = DistributedDataParallel(model, device_ids=ids)
+    if tc.COMPILE:
+        wrapped = torch.compile(wrapped, backend=tc.COMPILE_BACKEND)  # type: ignore[assignment]
+    return wrapped

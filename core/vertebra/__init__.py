@@ -6,6 +6,7 @@ registries, `vertebra.model.base_model.BaseModel` and the other base classes.
 """
 
 __version__ = "0.1.0"
+__all__ = ["__version__", "hookimpl"]
 
 
 def __getattr__(name: str) -> object:

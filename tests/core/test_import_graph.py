@@ -114,3 +114,24 @@ def test_the_import_graph_of_core_vertebra_has_no_cycle() -> None:
 def test_a_cycle_is_found_when_there_is_one() -> None:
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def _assigned_names(path: Path) -> set[str]:
+    """Names assigned at the top level of a module (`__all__ = ...`, `__all__: list = ...`)."""
+    names: set[str] = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        if isinstance(node, ast.AnnAssign):
+            targets = [node.target]
+        names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return names
+
+
+def test_every_module_names_its_public_surface() -> None:
+    # Anything not in `__all__` (and every `_module`) may change without notice.
+    missing = [
+        name
+        for name, path in sorted(_modules().items())
+        if path.name != "__main__.py" and "__all__" not in _assigned_names(path)
+    ]
+    assert not missing, f"modules without __all__: {', '.join(missing)}"

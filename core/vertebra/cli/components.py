@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from vertebra.errors import UnknownPartError
 
+__all__ = ["add_parser", "run"]
+
 if TYPE_CHECKING:
     from vertebra.plugins._registry import Registry
 

@@ -8,6 +8,8 @@ from typing import Any
 
 from vertebra.cli import add_config_arguments
 
+__all__ = ["add_parser", "run"]
+
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(

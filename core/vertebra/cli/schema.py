@@ -12,6 +12,8 @@ from typing import Any
 
 from vertebra.errors import UserError
 
+__all__ = ["add_parser", "run"]
+
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(

@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
+__all__ = ["add_parser", "run"]
+
 if TYPE_CHECKING:
     from vertebra.plugins._registry import Registry
 

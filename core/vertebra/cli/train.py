@@ -15,6 +15,8 @@ from typing import Any
 
 from vertebra.cli import add_config_arguments
 
+__all__ = ["add_parser", "run"]
+
 EXIT_DIVERGED = 3
 
 

@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vertebra.plugins._hooks import get_plugin_manager, hookimpl
 
+__all__ = ["vertebra_plugin_settings", "vertebra_run_start"]
+
 if TYPE_CHECKING:
     from vertebra.engine.run import Run
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+__all__ = ["no_grad_method"]
+
 
 def no_grad_method(fn: Callable[..., Any]) -> Callable[..., Any]:
     """`fn` under `torch.no_grad()`; marks itself so that wrapping twice is a no-op."""

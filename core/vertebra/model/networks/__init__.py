@@ -1,1 +1,3 @@
 """Networks: `TrainModule` subclasses that wire parts together."""
+
+__all__: list[str] = []

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 from vertebra import plugins
 
 if TYPE_CHECKING:
+    from vertebra.config._schema import PartConfig
     from vertebra.plugins import Registry
-    from vertebra.schema import PartConfig
 
 __all__ = ["CheckedPart", "PluginSandbox", "check_part", "vertebra_plugins", "write_distribution"]
 

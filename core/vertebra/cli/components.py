@@ -72,7 +72,7 @@ def _select(first: str | None, second: str | None) -> tuple[list[Registry], str 
         registries = ordered(all_registries().values())
         if any(c in first for c in WILDCARDS) or any(_matches(reg, first) for reg in registries):
             return registries, first
-        from vertebra.schema import close_match
+        from vertebra.errors import close_match
 
         names = sorted({n for reg in registries for n in reg.names()}, key=str.lower)
         hint = close_match(first, names)
@@ -96,7 +96,7 @@ def _matches(registry: Registry, pattern: str) -> list[str]:
 
 
 def _no_match(registries: list[Registry], pattern: str) -> str:
-    from vertebra.schema import close_match
+    from vertebra.errors import close_match
 
     names = sorted({n for reg in registries for n in reg.names()}, key=str.lower)
     where = registries[0].name if len(registries) == 1 else "any registry"

@@ -32,8 +32,8 @@ from vertebra.plugins._discovery import HOOK_GROUP, EntryPointInfo, PluginIndex
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
+    from vertebra.config._schema import PartConfig
     from vertebra.plugins._registry import Registry
-    from vertebra.schema import PartConfig
 
 __all__ = [
     "ERROR",
@@ -391,7 +391,7 @@ def _qualname(cls: type) -> str:
 def _check_fields(
     schema: type[BaseModel], e: EntryPointInfo, problems: list[Problem], prefix: str
 ) -> None:
-    from vertebra.schema import part_fields
+    from vertebra.config._schema import part_fields
 
     parts = part_fields(schema)
     for name, info in schema.model_fields.items():
@@ -426,7 +426,7 @@ def _plain_model(annotation: Any) -> type[BaseModel] | None:
     """The nested schema (not a part's) that a field's annotation holds, if any."""
     from pydantic import BaseModel
 
-    from vertebra.schema import PartConfig
+    from vertebra.config._schema import PartConfig
 
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return None if annotation is PartConfig else annotation

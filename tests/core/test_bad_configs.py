@@ -45,8 +45,8 @@ EXPECTED: dict[str, tuple[str, list[str]]] = {
     "missing_required.yaml": (
         "missing_required.yaml",
         [
+            "MODEL.BACKBONE: required key is missing: Feature extractor (a BACKBONES part)",
             "MODEL.HEAD.NUM_CLASSES: required key is missing: Number of classes (width of the logits)",
-            "MODEL.LOSS: required key is missing: Training loss of logits and labels (a LOSSES part)",
         ],
     ),
     "bad_yaml.yaml": (

@@ -100,6 +100,15 @@ EXPECTED: dict[str, tuple[str, list[str]]] = {
             "TRAIN.EPOCHS: Input should be greater than or equal to 1, got 0",
         ],
     ),
+    "scepter_keys.yaml": (
+        "scepter_keys.yaml",
+        [
+            "MODEL.METRIC: give METRIC (one metric, as scepter writes it) or METRICS (a list), "
+            "not both; to use several, list them all under METRICS",
+            "MODEL.ACT_NAME: Input should be 'softmax' or 'sigmoid', got 'softmx'; did you mean "
+            "'softmax'?",
+        ],
+    ),
     "part_not_a_mapping.yaml": (
         "part_not_a_mapping.yaml",
         [

@@ -12,7 +12,7 @@ import logging
 from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from torch import nn
 
 from vertebra.errors import ConfigError, ConfigIssue
@@ -63,25 +63,25 @@ class ClassifierConfig(PartConfig):
         "training (running statistics stay as loaded; their weights still train).",
     )
 
-    @model_validator(mode="after")
-    def _check(self) -> ClassifierConfig:
-        issues = []
-        if self.METRIC is not None and "METRICS" in self.model_fields_set:
-            issues.append(
-                ConfigIssue(
-                    "METRIC",
-                    "give METRIC (one metric, as scepter writes it) or METRICS (a list), not "
-                    "both; to use several, list them all under METRICS",
-                )
+    @field_validator("METRIC")
+    @classmethod
+    def _one_or_a_list(cls, value: PartConfig | None, info: ValidationInfo) -> PartConfig | None:
+        # A field check (METRICS comes first), so that it is reported with the other errors.
+        if value is not None and info.data.get("METRICS"):
+            raise ValueError(
+                "give METRIC (one metric, as scepter writes it) or METRICS (a list), not both; "
+                "to use several, list them all under METRICS"
             )
+        return value
+
+    @model_validator(mode="after")
+    def _head_takes_the_features(self) -> ClassifierConfig:
         # Decided here, with the other config errors, when the parts' configs tell their
         # widths (`out_dim`, `output_dim(width)`, `in_dim`); else when the network is built.
         width = _feature_width(self.BACKBONE, self.NECK)
         issue = _width_issue(self, width, getattr(self.HEAD, "in_dim", None))
         if issue is not None:
-            issues.append(issue)
-        if issues:
-            raise ConfigError(issues)
+            raise ConfigError([issue])
         return self
 
     @property

@@ -16,10 +16,12 @@ __all__ = [
     "ConfigError",
     "ConfigIssue",
     "NonFiniteLossError",
+    "PartSchemaError",
     "PluginError",
     "PluginHookError",
     "PluginLoadError",
     "RegistrationError",
+    "RegistrationWarning",
     "UnknownPartError",
     "UserError",
     "VertebraError",
@@ -68,7 +70,8 @@ class UnknownPartError(UserError, KeyError):
 
 
 class RegistrationError(VertebraError):
-    """A class registered twice under one name, or of the wrong base."""
+    """A part registered under a bad name or with the wrong base, or a factory that
+    returned something its registry does not take."""
 
 
 class PluginLoadError(VertebraError):
@@ -84,6 +87,16 @@ class PluginLoadError(VertebraError):
         super().__init__(message)
         self.distribution = distribution
         self.entry_point = entry_point
+
+
+class PartSchemaError(UserError, PluginLoadError):
+    """A part whose schema cannot be derived: a `para_dict` default or an argument that has
+    no config type. Exit status 2, like a config mistake; the checker reports it as the
+    part's schema problem."""
+
+
+class RegistrationWarning(UserWarning):
+    """An in-process registration that shadows or replaces a part of the same name."""
 
 
 class PluginHookError(VertebraError):

@@ -29,6 +29,7 @@ def _isolated_registries() -> Iterator[None]:
         reg._local.clear()
         reg._local.update(saved[name])
         reg._resolved.clear()
+        reg._schemas.clear()
     if discovery._current is not saved_index:
         discovery._current = saved_index
         discovery._generation += 1

@@ -183,6 +183,105 @@ def add_clash(sandbox: PluginSandbox) -> None:
         )
 
 
+#: Parts written exactly as scepter writes them: settings in a `para_dict` class attribute,
+#: read with `cfg.get(KEY, default)` and `cfg.KEY`, no pydantic schema.
+SCEPTER_PARTS = (
+    _TRACE
+    + """
+import torch
+import torch.nn as nn
+
+from vertebra.model.base_model import BaseModel
+
+
+class ScepterMLP(BaseModel):
+    \"\"\"An MLP ported from scepter unchanged.\"\"\"
+
+    para_dict = {
+        'IN_FEATURES': {
+            'value': 16,
+            'description': 'the number of input features!'
+        },
+        'DEPTH': {
+            'value': 2,
+            'description': 'the number of linear layers!'
+        },
+        'WIDTH': {
+            'value': 8,
+            'description': 'the width of each layer!'
+        },
+        'USE_RELU': {
+            'value': True,
+            'description': 'use relu or not!'
+        },
+        'DROPOUT_RATE': {
+            'value': 0.0,
+            'description': 'dropout rate, default 0.'
+        },
+        'ACT_NAME': {
+            'value': 'relu',
+            'description': 'the activation, relu or gelu'
+        },
+        'SCALES': {
+            'value': [1, 2],
+            'description': 'scales of something'
+        },
+        'PRETRAINED_MODEL': {
+            'value': None,
+            'description': 'Pretrained model path.'
+        }
+    }
+
+    def __init__(self, cfg, logger=None):
+        super(ScepterMLP, self).__init__(cfg, logger=logger)
+        in_features = cfg.get('IN_FEATURES', 16)
+        depth = cfg.get('DEPTH', 2)
+        width = cfg.WIDTH
+        use_relu = cfg.get('USE_RELU', True)
+        layers = []
+        for i in range(depth):
+            layers.append(nn.Linear(in_features if i == 0 else width, width))
+            if use_relu:
+                layers.append(nn.ReLU())
+        self.layers = nn.Sequential(*layers)
+        self.out_dim = width
+        self.pretrained_model = cfg.get('PRETRAINED_MODEL', None)
+        self.has_pretrained_model = 'PRETRAINED_MODEL' in cfg
+
+    def forward(self, x):
+        return self.layers(x.flatten(1))
+
+
+class ScepterBad(BaseModel):
+    \"\"\"A scepter part whose para_dict has a default that no config can hold.\"\"\"
+
+    para_dict = {
+        'DTYPE': {
+            'value': torch.float32,
+            'description': 'the dtype of the weights'
+        }
+    }
+
+    def __init__(self, cfg, logger=None):
+        super(ScepterBad, self).__init__(cfg, logger=logger)
+"""
+)
+
+
+def add_scepter(sandbox: PluginSandbox) -> None:
+    """Backbones ScepterMLP (a scepter part ported as it is) and ScepterBad (untypeable)."""
+    sandbox.add(
+        "vb-scepter",
+        {
+            "vertebra.backbones": {
+                "ScepterMLP": "vb_scepter.parts:ScepterMLP",
+                "ScepterBad": "vb_scepter.parts:ScepterBad",
+            }
+        },
+        {"vb_scepter/__init__.py": "", "vb_scepter/parts.py": SCEPTER_PARTS},
+    )
+
+
 def add_all(sandbox: PluginSandbox) -> None:
     """The good distribution and every broken one."""
     add_good(sandbox)

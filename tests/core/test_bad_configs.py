@@ -45,8 +45,8 @@ EXPECTED: dict[str, tuple[str, list[str]]] = {
     "missing_required.yaml": (
         "missing_required.yaml",
         [
+            "MODEL.BACKBONE: required key is missing: Feature extractor (a BACKBONES part)",
             "MODEL.HEAD.NUM_CLASSES: required key is missing: Number of classes (width of the logits)",
-            "MODEL.LOSS: required key is missing: Training loss of logits and labels (a LOSSES part)",
         ],
     ),
     "bad_yaml.yaml": (
@@ -98,6 +98,15 @@ EXPECTED: dict[str, tuple[str, list[str]]] = {
             "MODEL.HEAD.DIM: the head takes 128 features, but BACKBONE MLP gives 32; set HEAD.DIM "
             "to 32",
             "TRAIN.EPOCHS: Input should be greater than or equal to 1, got 0",
+        ],
+    ),
+    "scepter_keys.yaml": (
+        "scepter_keys.yaml",
+        [
+            "MODEL.METRIC: give METRIC (one metric, as scepter writes it) or METRICS (a list), "
+            "not both; to use several, list them all under METRICS",
+            "MODEL.ACT_NAME: Input should be 'softmax' or 'sigmoid', got 'softmx'; did you mean "
+            "'softmax'?",
         ],
     ),
     "part_not_a_mapping.yaml": (

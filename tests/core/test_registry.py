@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 
 import pytest
 from pydantic import Field
 from torch import nn
 from vertebra import plugins
-from vertebra.errors import ConfigError, PluginLoadError, RegistrationError, UnknownPartError
+from vertebra.errors import (
+    ConfigError,
+    PluginLoadError,
+    RegistrationError,
+    RegistrationWarning,
+    UnknownPartError,
+)
 from vertebra.model.base_model import BaseModel
 from vertebra.model.registry import BACKBONES, HEADS, LOSSES
 from vertebra.schema import BackboneCfg, HeadCfg, PartConfig, validate_tree
@@ -247,43 +254,91 @@ def test_a_clashing_name_reports_both_origins_and_the_qualified_form_picks_one(
     )
 
 
-def test_registering_over_an_existing_name_needs_force(broken_world: PluginSandbox) -> None:
-    with pytest.raises(RegistrationError) as info:
+def test_registering_an_installed_name_shadows_it_with_one_warning(
+    broken_world: PluginSandbox,
+) -> None:
+    with pytest.warns(RegistrationWarning) as caught:
 
         @BACKBONES.register_class("TinyRes")
         class Mine(BaseModel):
             pass
 
-    assert str(info.value) == (
-        "backbone 'TinyRes' is already registered in BACKBONES (vb_good.parts:TinyRes from "
-        "distribution 'vb-good'); pass force=True to replace it"
+    assert len(caught) == 1
+    assert str(caught[0].message) == (
+        "backbone 'TinyRes' registered in this process (class "
+        f"{__name__}:test_registering_an_installed_name_shadows_it_with_one_warning.<locals>.Mine)"
+        " shadows vb_good.parts:TinyRes from distribution 'vb-good 1.2.3' in this process: "
+        "configs that name 'TinyRes' build the new one ('vb-good:TinyRes' still names the "
+        "installed one)"
     )
+    assert caught[0].filename == __file__  # the warning points at the user's registration
     assert loaded_fixture_modules() == []
-
-    @BACKBONES.register_class("TinyRes", force=True)
-    class Replacement(BaseModel):
-        pass
-
-    assert BACKBONES.get("TinyRes") is Replacement
+    assert BACKBONES.get("TinyRes") is Mine
     assert BACKBONES.origin("TinyRes").distribution is None
-    assert isinstance(BACKBONES.build({"NAME": "TinyRes"}), Replacement)
+    assert isinstance(BACKBONES.build({"NAME": "TinyRes"}), Mine)
+    assert BACKBONES.get("vb-good:TinyRes").__module__ == "vb_good.parts"  # still reachable
     BACKBONES.unregister("TinyRes")
     assert BACKBONES.get("TinyRes").__module__ == "vb_good.parts"
 
+
+def test_registering_a_name_again_replaces_it_with_a_warning_as_scepter_does() -> None:
     @BACKBONES.register_class()
     class Local(BaseModel):
         pass
 
-    BACKBONES.register(Local)  # the same class again changes nothing
-    with pytest.raises(RegistrationError) as info:
-        BACKBONES.register_class("Local")(type("Local", (BaseModel,), {}))
-    assert "backbone 'Local' is already registered" in str(info.value)
-    assert "registered in this process" in str(info.value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        BACKBONES.register(Local)  # the same class again changes nothing, silently
+    second = type("Local", (BaseModel,), {"__module__": "notebook"})
+    with pytest.warns(RegistrationWarning) as caught:
+        BACKBONES.register_class("Local")(second)
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert message.startswith(
+        "backbone 'Local' registered in this process (class notebook:Local) replaces "
+    )
+    assert message.endswith(
+        "test_registering_a_name_again_replaces_it_with_a_warning_as_scepter_does.<locals>"
+        ".Local, registered earlier in this process"
+    )
+    assert BACKBONES.get("Local") is second
     origin = BACKBONES.origin("Local")
     assert (origin.distribution, origin.version, origin.loaded) == (None, None, True)
-    assert origin.value.endswith(
-        ":test_registering_over_an_existing_name_needs_force.<locals>.Local"
-    )
+    assert origin.value == "notebook:Local"
+    # force=True says the replacement is meant: no warning.
+    third = type("Local", (BaseModel,), {})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        BACKBONES.register(third, force=True)
+    assert BACKBONES.get("Local") is third
+
+
+def test_a_name_two_distributions_offer_stays_an_error_and_a_registration_shadows_both(
+    broken_world: PluginSandbox,
+) -> None:
+    with pytest.raises(UnknownPartError, match="offered by several distributions"):
+        BACKBONES.get("Twin")
+    with pytest.warns(RegistrationWarning) as caught:
+        BACKBONES.register_class("Twin")(type("Twin", (BaseModel,), {"__module__": "mine"}))
+    assert len(caught) == 1
+    assert (
+        "shadows vb_clash_a.parts:Twin from distribution 'vb-clash-a 0.1.0', "
+        "vb_clash_b.parts:Twin from distribution 'vb-clash-b 0.2.0' in this process"
+    ) in str(caught[0].message)
+    assert BACKBONES.get("Twin").__module__ == "mine"
+    assert BACKBONES.get("vb-clash-b:Twin").SOURCE == "b"
+
+
+def test_an_entry_points_own_class_imported_is_no_new_registration(
+    broken_world: PluginSandbox,
+) -> None:
+    import importlib
+
+    module = importlib.import_module("vb_good.parts")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        BACKBONES.register_class("TinyRes")(module.TinyRes)
+    assert BACKBONES.origin("TinyRes").distribution == "vb-good"
 
 
 def test_registering_checks_the_base_and_the_name() -> None:
@@ -345,6 +400,106 @@ def test_build_passes_keyword_arguments_to_the_constructor(vertebra_plugins: Plu
             self.scale = scale
 
     assert BACKBONES.build({"NAME": "WithExtra"}, None, scale=3).scale == 3
+
+
+def test_build_merges_keyword_arguments_named_like_keys_into_the_config(
+    broken_world: PluginSandbox,
+) -> None:
+    # As scepter's build_from_config: the keyword arguments join the config, before it is
+    # validated; those that are no key of the part's schema go to the constructor.
+    model = BACKBONES.build({"NAME": "TinyRes", "DEPTH": 1}, None, DEPTH=3, WIDTH=4)
+    assert (model.cfg.DEPTH, model.cfg.WIDTH, len(model.blocks)) == (3, 4, 3)
+    assert model.cfg.model_fields_set == {"NAME", "DEPTH", "WIDTH"}
+    validated = BACKBONES.validate({"NAME": "TinyRes", "WIDTH": 2})
+    again = BACKBONES.build(validated, WIDTH=6)
+    assert (again.cfg.WIDTH, validated.WIDTH) == (6, 2)  # the given config is left as it was
+    with pytest.raises(ConfigError) as info:
+        BACKBONES.build({"NAME": "TinyRes"}, DEPTH=0)
+    assert str(info.value.issues[0]).startswith("DEPTH: Input should be greater than or equal")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'depth'"):
+        BACKBONES.build({"NAME": "TinyRes"}, depth=3)  # keys are upper case
+
+
+def test_get_config_template_is_what_vertebra_template_prints(
+    broken_world: PluginSandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vertebra.cli import main
+
+    assert main(["template", "heads", "LinearHead"]) == 0
+    assert HEADS.get_config_template("LinearHead") == capsys.readouterr().out
+    assert "NUM_CLASSES: ???" in HEADS.get_config_template("LinearHead")
+
+
+# -- factory functions (scepter's register_function) -------------------------------------------
+
+
+def test_register_function_schema_from_its_signature() -> None:
+    @BACKBONES.register_function("Stack")
+    def make_stack(depth: int = 2, width: int = 4, logger=None):  # type: ignore[no-untyped-def]
+        """A stack of linear layers, made by a function."""
+        model = TinyNet(width, depth)
+        model.made_with = (depth, width, logger)
+        return model
+
+    assert "Stack" in BACKBONES and BACKBONES.get("Stack") is make_stack
+    schema = BACKBONES.schema("Stack")
+    assert list(schema.model_fields) == ["NAME", "DEPTH", "WIDTH"]
+    assert schema.model_fields["DEPTH"].description == "Argument `depth` of make_stack()."
+    logger = logging.getLogger("factory")
+    model = BACKBONES.build({"NAME": "Stack", "DEPTH": 3}, logger)
+    assert model.made_with == (3, 4, logger)
+    assert BACKBONES.build({"NAME": "Stack"}, None, WIDTH=8).made_with[1] == 8
+    with pytest.raises(ConfigError, match=r"DEPTHH: unknown key; did you mean DEPTH\?"):
+        BACKBONES.build({"NAME": "Stack", "DEPTHH": 3})
+    template = BACKBONES.get_config_template("Stack")
+    assert "# A stack of linear layers, made by a function." in template
+    assert "DEPTH: 2" in template and "WIDTH: 4" in template
+
+
+def test_register_function_written_as_scepter_writes_it() -> None:
+    # scepter calls a registered function as it calls a class: func(cfg, logger=logger).
+    def ScepterStack(cfg, logger=None):  # type: ignore[no-untyped-def]
+        return TinyNet(cfg.get("WIDTH", 4), cfg.get("DEPTH", 2))
+
+    ScepterStack.para_dict = {  # type: ignore[attr-defined]
+        "DEPTH": {"value": 2, "description": "Number of layers."},
+        "WIDTH": {"value": 4, "description": "Width of each layer."},
+    }
+    BACKBONES.register_function()(ScepterStack)
+    model = BACKBONES.build({"NAME": "ScepterStack", "DEPTH": 5})
+    assert len(model.layers) == 5
+    assert BACKBONES.schema("ScepterStack").model_fields["WIDTH"].description == (
+        "Width of each layer."
+    )
+    # Without a para_dict, a function that takes `cfg` takes NAME alone.
+    BACKBONES.register_function("Plain")(_plain_factory)
+    assert list(BACKBONES.schema("Plain").model_fields) == ["NAME"]
+    assert len(BACKBONES.build({"NAME": "Plain"}).layers) == 1
+
+
+def _plain_factory(cfg, logger=None):  # type: ignore[no-untyped-def]
+    return TinyNet(2, 1)
+
+
+def test_a_factory_must_return_the_registrys_kind_of_part() -> None:
+    @BACKBONES.register_function()
+    def not_a_model():  # type: ignore[no-untyped-def]
+        return nn.Linear(2, 2)
+
+    with pytest.raises(RegistrationError) as info:
+        BACKBONES.build({"NAME": "not_a_model"})
+    assert str(info.value).endswith(
+        "returned torch.nn.modules.linear.Linear, not a vertebra.model.base_model.BaseModel "
+        "(what BACKBONES holds)"
+    )
+    with pytest.raises(RegistrationError, match="register_function: it takes a function"):
+        BACKBONES.register_function("Cls")(TinyNet)  # type: ignore[type-var]
+
+
+class TinyNet(BaseModel):
+    def __init__(self, width: int, depth: int) -> None:
+        super().__init__(PartConfig(NAME="TinyNet"))
+        self.layers = nn.Sequential(*[nn.Linear(width, width) for _ in range(depth)])
 
 
 def test_a_part_without_a_name_or_with_a_bad_one_is_reported(

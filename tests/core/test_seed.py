@@ -1,14 +1,16 @@
 """Every snippet of SEED.md runs, with `scepter` read as `vertebra`.
 
-The snippets register classes whose names the core also ships (ClassifierHead,
-CrossEntropy, Classifier, ...), so they run against registries that see no installed
-distribution (`use_index(PluginIndex())`): exactly what a scepter user has before
-registering anything. Where the seed's own code is wrong, the adaptation is marked.
+The snippets register classes whose names the installed first-party distributions also
+offer (ResNet, GlobalAveragePooling, ClassifierHead, CrossEntropy, AccuracyMetric,
+Classifier), and they run as written in that environment: a registration in the process
+shadows the installed part, with one warning, as scepter replaces with a warning. Where
+the seed's own code is wrong, the adaptation is marked.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -16,7 +18,8 @@ import pytest
 import torch
 from pydantic import BaseModel as Schema
 from pydantic import Field
-from vertebra import plugins
+from vertebra.errors import RegistrationWarning
+from vertebra.model.registry import BACKBONES, HEADS, LOSSES, METRICS, MODELS, NECKS
 from vertebra.schema import (
     BackboneCfg,
     HeadCfg,
@@ -31,11 +34,28 @@ from vertebra.schema import (
 
 logger = logging.getLogger("seed")
 
+#: Where each name the snippets register comes from before they run.
+INSTALLED = {
+    (BACKBONES, "ResNet"): "vertebra-vision",
+    (NECKS, "GlobalAveragePooling"): "vertebra",
+    (HEADS, "ClassifierHead"): "vertebra",
+    (LOSSES, "CrossEntropy"): "vertebra",
+    (METRICS, "AccuracyMetric"): "vertebra",
+    (MODELS, "Classifier"): "vertebra",
+}
+
 
 @pytest.fixture(autouse=True)
-def _empty_world() -> Iterator[None]:
-    with plugins.use_index(plugins.PluginIndex()):
-        yield
+def shadowed() -> Iterator[list[str]]:
+    """Every first-party plugin is installed; yields the warnings the snippets give."""
+    for (registry, name), dist in INSTALLED.items():
+        assert registry.origin(name).distribution == dist, (registry.name, name)
+    messages: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield messages
+        messages.extend(str(w.message) for w in caught)
+    assert all(issubclass(w.category, RegistrationWarning) for w in caught), caught
 
 
 def register_backbones_necks_heads_losses() -> dict[str, type]:
@@ -84,8 +104,25 @@ def register_backbones_necks_heads_losses() -> dict[str, type]:
     }
 
 
-def test_backbones_necks_heads_losses() -> None:
-    classes = register_backbones_necks_heads_losses()
+def test_backbones_necks_heads_losses(shadowed: list[str]) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        classes = register_backbones_necks_heads_losses()
+    # One warning per registration, naming both origins.
+    assert len(caught) == 4
+    for w, (name, dist) in zip(
+        caught,
+        [
+            ("ResNet", "vertebra-vision"),
+            ("GlobalAveragePooling", "vertebra"),
+            ("ClassifierHead", "vertebra"),
+            ("CrossEntropy", "vertebra"),
+        ],
+        strict=True,
+    ):
+        assert w.category is RegistrationWarning
+        assert f"'{name}' registered in this process" in str(w.message)
+        assert f"from distribution '{dist} " in str(w.message)
 
     # The seed's `cfg` is a validated network config: `cfg.BACKBONE` is the block of the
     # backbone, already checked against its schema.

@@ -149,9 +149,99 @@ def test_every_nested_error_comes_at_once_with_its_path() -> None:
         assert expected in text
 
 
-def test_backbone_head_and_loss_are_required() -> None:
+def test_backbone_and_head_are_required_the_loss_is_cross_entropy_by_default() -> None:
     with pytest.raises(ConfigError) as info:
         MODELS.validate({"NAME": "Classifier"})
-    text = str(info.value)
-    for key in ("BACKBONE", "HEAD", "LOSS"):
-        assert f"{key}: required key is missing" in text
+    assert [i.path for i in info.value.issues] == ["BACKBONE", "HEAD"]
+    for issue in info.value.issues:
+        assert issue.message.startswith("required key is missing")
+    cfg = _cfg()
+    del cfg["LOSS"], cfg["NECK"]
+    model = MODELS.build(cfg)
+    assert type(model.loss).__name__ == "CrossEntropy" and model.cfg.LOSS is None
+    assert model.neck is None
+
+
+# -- scepter's keys ------------------------------------------------------------------------
+
+
+def test_metric_is_one_metric_as_scepter_writes_it() -> None:
+    cfg = _cfg(METRIC={"NAME": "AccuracyMetric", "TOPK": 1})
+    del cfg["METRICS"]
+    model = MODELS.build(cfg)
+    assert [m.cfg.TOPK for m in model.metrics] == [[1]]
+    model.train()
+    assert set(model(**_batch(4))) == {"loss", "acc@1"}
+
+
+def test_metric_and_metrics_together_are_an_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        MODELS.validate(_cfg(METRIC={"NAME": "AccuracyMetric"}), path="MODEL")
+    assert [str(i) for i in info.value.issues] == [
+        "MODEL.METRIC: give METRIC (one metric, as scepter writes it) or METRICS (a list), "
+        "not both; to use several, list them all under METRICS"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("act", "check"),
+    [
+        (None, lambda raw, out: torch.equal(raw, out)),
+        ("softmax", lambda raw, out: torch.allclose(raw.softmax(1), out)),
+        ("sigmoid", lambda raw, out: torch.allclose(raw.sigmoid(), out)),
+    ],
+)
+def test_act_name_applies_to_the_logits_of_evaluation(act: str | None, check: Any) -> None:
+    torch.manual_seed(0)
+    model = MODELS.build(_cfg(ACT_NAME=act))
+    model.eval()
+    batch = _batch(5)
+    raw = model.logits(batch["img"])
+    out = model(**batch)
+    assert check(raw, out["logits"])
+    # Accuracy is the same either way: the activations keep the order of the logits.
+    hits = (raw.argmax(1) == batch["label"]).float().mean()
+    assert out["metrics"]["acc@1"].item() == pytest.approx(hits.item())
+
+
+def test_an_unknown_act_name_names_the_choices() -> None:
+    with pytest.raises(ConfigError) as info:
+        MODELS.validate(_cfg(ACT_NAME="softmx"), path="MODEL")
+    (issue,) = info.value.issues
+    assert issue.path == "MODEL.ACT_NAME"
+    assert "'softmax' or 'sigmoid'" in issue.message and "did you mean 'softmax'?" in issue.message
+
+
+def _norm_net(freeze: bool) -> Classifier:
+    cfg = _cfg(
+        FREEZE_BN=freeze,
+        BACKBONE={
+            "NAME": "MLP",
+            "IN_FEATURES": 16,
+            "HIDDEN": [8],
+            "NORM": "batch",
+        },
+    )
+    return MODELS.build(cfg)
+
+
+def _norms(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, nn.BatchNorm1d | nn.LayerNorm)]
+
+
+def test_freeze_bn_keeps_norm_layers_in_eval_mode_while_training() -> None:
+    model = _norm_net(freeze=True)
+    norms = _norms(model)
+    assert norms and all(not m.training for m in norms)  # from the start
+    model.eval()
+    model.train()
+    assert model.training and model.backbone.training
+    assert all(not m.training for m in norms)
+    before = norms[0].running_mean.clone()  # type: ignore[union-attr]
+    model(**_batch(8))["loss"].backward()
+    assert torch.equal(before, norms[0].running_mean)  # type: ignore[arg-type]
+    assert norms[0].weight.grad is not None  # type: ignore[union-attr]
+    # Without FREEZE_BN they train.
+    plain = _norm_net(freeze=False)
+    plain.train()
+    assert all(m.training for m in _norms(plain))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
 import pytest
 import torch
 from vertebra import config as config_io
+from vertebra.cli import main
 from vertebra.errors import ConfigError
 from vertebra.model.networks.classifier import Classifier
 from vertebra.model.registry import MODELS
@@ -102,3 +104,83 @@ def test_head_dim_that_does_not_fit_the_backbone(tmp_path: Path) -> None:
         ConfigError, match=r"HEAD\.DIM: the head takes 512 features, but BACKBONE ResNet gives 2048"
     ):
         MODELS.build(raw)
+
+
+#: The MODEL block of scepter's classification example
+#: (scepter/methods/examples/classification/example.yaml), key for key and value for value:
+#: a ResNet-18 with the small stem for CIFAR-10's 32x32 RGB images, one metric, softmax.
+SCEPTER_EXAMPLE_MODEL = """\
+MODEL:
+  NAME: Classifier
+  ACT_NAME: softmax
+  FREEZE_BN: False
+  BACKBONE:
+    NAME: ResNet
+    DEPTH: 18
+    PRETRAINED: false
+    KERNEL_SIZE: 3
+    USE_RELU: True
+    USE_MAXPOOL: false
+    FIRST_CONV_STRIDE: 1
+    FIRST_MAX_POOL_STRIDE: 1
+  NECK:
+    NAME: GlobalAveragePooling
+    DIM: 2
+  HEAD:
+    NAME: ClassifierHead
+    DIM: 512
+    NUM_CLASSES: 10
+    DROPOUT_RATE: 0.0
+  METRIC:
+    NAME: AccuracyMetric
+    TOPK: 1
+  LOSS:
+    NAME: CrossEntropy
+"""
+
+#: The rest of a run: CIFAR-shaped synthetic images (3 x 32 x 32, 10 classes), a few steps.
+SYNTHETIC_RUN = """\
+DATA:
+  TRAIN:
+    DATASET: {NAME: SyntheticImages, NUM_SAMPLES: 24, SEED: 0}
+    BATCH_SIZE: 8
+  VAL:
+    DATASET: {NAME: SyntheticImages, NUM_SAMPLES: 16, SEED: 1}
+    BATCH_SIZE: 16
+OPTIMIZER: {NAME: SGD, LR: 0.01, MOMENTUM: 0.9, WEIGHT_DECAY: 5.0e-4}
+TRAIN: {MAX_STEPS: 3, SEED: 0, PLOT: false, SANITY_EVAL: false}
+"""
+
+
+def test_scepters_classification_example_model_builds_and_evaluates(tmp_path: Path) -> None:
+    raw = _load(tmp_path, SCEPTER_EXAMPLE_MODEL)
+    model = MODELS.build(raw)
+    assert isinstance(model, Classifier) and model.backbone.out_dim == 512
+    assert model.backbone.conv1.kernel_size == (3, 3) and model.backbone.conv1.stride == (1, 1)
+    assert [m.cfg.TOPK for m in model.metrics] == [[1]]
+    model.eval()
+    out = model(img=torch.randn(2, 3, 32, 32), label=torch.tensor([1, 2]))
+    # ACT_NAME softmax: evaluation returns class probabilities, as scepter's does.
+    assert out["logits"].shape == (2, 10)
+    assert torch.allclose(out["logits"].sum(1), torch.ones(2))
+    assert set(out["metrics"]) == {"acc@1"}
+
+
+@pytest.mark.slow
+def test_scepters_classification_example_model_trains(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "scepter_example.yaml"
+    config.write_text(SCEPTER_EXAMPLE_MODEL + SYNTHETIC_RUN, encoding="utf-8")
+    assert main(["validate", str(config)]) == 0
+    capsys.readouterr()
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--output", str(run)]) == 0
+    records = [
+        json.loads(line)
+        for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+    steps = [r for r in records if r["event"] == "train"]
+    assert steps[-1]["step"] == 3 and all(torch.isfinite(torch.tensor(r["loss"])) for r in steps)
+    evaluated = [r for r in records if r["event"] == "eval"]
+    assert evaluated and "acc@1" in evaluated[-1], records

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from vertebra.cli import add_config_arguments
@@ -15,7 +16,8 @@ def add_parser(sub: Any) -> None:
         "validate",
         help="check a config against the schemas of its parts",
         description="Check a run config: every error at once, with its dotted path. Builds "
-        "nothing. Exit status 0 when valid, 2 with every error otherwise.",
+        "nothing. Keys that are valid but have no effect are warned about on stderr. Exit "
+        "status 0 when valid (warnings or not), 2 with every error otherwise.",
     )
     add_config_arguments(p, "MODEL.HEAD.NUM_CLASSES=10")
     p.add_argument(
@@ -29,9 +31,14 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vertebra import config as config_io
-    from vertebra.config import load_run_config
+    from vertebra.config import find_ineffective_keys, load_run_config
 
     cfg = load_run_config(args.config, args.overrides)
+    for issue in find_ineffective_keys(cfg):
+        print(
+            f"vertebra validate: warning: {issue.path} has no effect: {issue.message}",
+            file=sys.stderr,
+        )
     if args.print_config:
         print(config_io.dump(cfg), end="")
         return 0

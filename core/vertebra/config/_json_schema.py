@@ -279,9 +279,9 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _doc(obj: type) -> str:
-    """The class's own docstring (not an inherited one), cleaned."""
-    text = obj.__dict__.get("__doc__")
+def _doc(obj: Any) -> str:
+    """The class's own docstring (not an inherited one), or a function's, cleaned."""
+    text = obj.__dict__.get("__doc__") if isinstance(obj, type) else getattr(obj, "__doc__", None)
     return inspect.cleandoc(text) if isinstance(text, str) else ""
 
 

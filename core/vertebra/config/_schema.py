@@ -34,6 +34,7 @@ __all__ = [
     "PartOf",
     "TokenizerCfg",
     "describe_value",
+    "find_ineffective_keys",
     "format_path",
     "join",
     "part_fields",
@@ -47,7 +48,12 @@ S = TypeVar("S", bound=BaseModel)
 
 
 class PartConfig(BaseModel):
-    """Settings of a part that takes none beyond its `NAME`; the base of every part schema."""
+    """Settings of a part that takes none beyond its `NAME`; the base of every part schema.
+
+    Code reads typed attributes (`cfg.DEPTH`). Parts ported from scepter also read
+    `cfg.get("DEPTH", 18)` and test `"NECK" in cfg`; there, a key whose value is null counts
+    as not set, as a key left out of a scepter config is.
+    """
 
     model_config = ConfigDict(
         extra="forbid",
@@ -58,6 +64,20 @@ class PartConfig(BaseModel):
     )
 
     NAME: str = Field(description="Registered name of the part to build.")
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of `key`; `default` when this config has no such key or it is null."""
+        value = getattr(self, key) if key in type(self).model_fields else None
+        return default if value is None else value
+
+    def __contains__(self, key: object) -> bool:
+        """Whether `key` is a key of this config with a value other than null."""
+        return isinstance(key, str) and self.get(key) is not None
+
+    def ineffective_keys(self) -> dict[str, str]:
+        """Keys this config sets that change nothing, each with why: `vertebra validate`
+        warns about them. A part's schema overrides this; the default finds none."""
+        return {}
 
 
 @dataclass(frozen=True)
@@ -265,6 +285,33 @@ def _walk(
         if section is None:
             failed.add(name)
         data[name] = section
+
+
+def find_ineffective_keys(cfg: BaseModel, path: str = "") -> list[ConfigIssue]:
+    """Every key of a validated config tree that has no effect, by dotted path, with why.
+
+    Asks each part config inside `cfg` (at any depth: nested parts, lists of parts,
+    sections, `PLUGINS`) for its `ineffective_keys()`.
+    """
+    found: list[ConfigIssue] = []
+    if isinstance(cfg, PartConfig):
+        found.extend(ConfigIssue(join(path, k), why) for k, why in cfg.ineffective_keys().items())
+    for name in type(cfg).model_fields:
+        found.extend(_ineffective_in(getattr(cfg, name, None), join(path, name)))
+    return found
+
+
+def _ineffective_in(value: Any, path: str) -> list[ConfigIssue]:
+    if isinstance(value, BaseModel):
+        return find_ineffective_keys(value, path)
+    found: list[ConfigIssue] = []
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            found.extend(_ineffective_in(item, join(path, i)))
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            found.extend(_ineffective_in(item, join(path, str(key))))
+    return found
 
 
 def describe_value(value: Any) -> str:

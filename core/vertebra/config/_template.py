@@ -41,7 +41,8 @@ def render(registry: Registry, name: str) -> str:
     cls = registry.get(name)
     origin = registry.origin(name)
     source = f"{origin.distribution} {origin.version}" if origin.distribution else "this process"
-    doc = cls.__dict__.get("__doc__")  # its own, not an inherited one
+    # A class's own docstring, not an inherited one; a factory function's.
+    doc = cls.__dict__.get("__doc__") if isinstance(cls, type) else getattr(cls, "__doc__", None)
     summary = first_line(doc if isinstance(doc, str) else None)
     lines = [f"# {registry.name} {name} (from {source}: {origin.value})"]
     if summary:

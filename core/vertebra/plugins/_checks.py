@@ -26,7 +26,13 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import vertebra.plugins._discovery as discovery
-from vertebra.errors import PluginLoadError, UnknownPartError, UserError, close_match
+from vertebra.errors import (
+    PartSchemaError,
+    PluginLoadError,
+    UnknownPartError,
+    UserError,
+    close_match,
+)
 from vertebra.plugins._discovery import HOOK_GROUP, EntryPointInfo, PluginIndex
 
 if TYPE_CHECKING:
@@ -249,13 +255,17 @@ def _load_problem(registry: Registry, e: EntryPointInfo) -> Problem | None:
 
 
 def _config_class_problem(e: EntryPointInfo, cls: type, exc: PluginLoadError) -> Problem:
-    return _entry_problem(
-        e,
-        "schema",
-        str(exc),
-        f"set `Config = {cls.__name__}Config`, a subclass of vertebra.schema.PartConfig, "
-        f"on {_qualname(cls)}",
-    )
+    if isinstance(exc, PartSchemaError):
+        fix = (
+            f"give every para_dict default of {_qualname(cls)} a value of a config type, or "
+            f"set `Config = {cls.__name__}Config`, a subclass of vertebra.schema.PartConfig"
+        )
+    else:
+        fix = (
+            f"set `Config = {cls.__name__}Config`, a subclass of vertebra.schema.PartConfig, "
+            f"on {_qualname(cls)}"
+        )
+    return _entry_problem(e, "schema", str(exc), fix)
 
 
 def _import_fix(e: EntryPointInfo, cause: BaseException | None) -> str:
@@ -352,7 +362,8 @@ def diagnose_part(
         result.problems.append(_config_class_problem(e, cls, exc))
         return result
     _check_fields(schema, e, result.problems, prefix="")
-    if not cls.__dict__.get("__doc__"):
+    doc = cls.__dict__.get("__doc__") if isinstance(cls, type) else getattr(cls, "__doc__", None)
+    if not doc:
         result.problems.append(
             _entry_problem(
                 e,
@@ -489,6 +500,9 @@ def _check_build(
 def _build_arguments(cls: type) -> list[str]:
     """Arguments of `cls(...)` beyond `cfg` and `logger` that have no default."""
     import inspect
+
+    if not isinstance(cls, type):
+        return []  # a factory function: its arguments are its config's keys
 
     try:
         params = list(inspect.signature(cls).parameters.values())

@@ -3,11 +3,18 @@
 A registry knows its names from entry-point metadata alone (see `vertebra.plugins`):
 `name in REG`, `REG.names()` and unknown-name errors import nothing. A part's module is
 imported when that part is built or its schema is asked for, and only that module.
+
+Registering in the process is an explicit choice and wins: a name that an installed
+distribution offers is shadowed in this process, and a name registered earlier in the
+process is replaced, each with one `RegistrationWarning` (scepter replaces with a warning
+too). Two installed distributions offering one name stay an error until a config picks one.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import inspect
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
@@ -18,6 +25,7 @@ from vertebra.errors import (
     ConfigIssue,
     PluginLoadError,
     RegistrationError,
+    RegistrationWarning,
     UnknownPartError,
     close_match,
 )
@@ -29,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["PartOrigin", "Registry"]
 
 T = TypeVar("T", bound=type)
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class PartOrigin(NamedTuple):
@@ -66,11 +75,12 @@ class Registry:
         self.description = description
         self._base_spec = base
         self._base: type | None = None
-        self._local: dict[str, type] = {}
+        #: In-process registrations: classes, and factory functions (`register_function`).
+        self._local: dict[str, Any] = {}
         self._loaded: dict[tuple[str, str], type] = {}
         self._failed: dict[tuple[str, str], PluginLoadError] = {}
         # name as asked (bare or qualified) -> class; dropped whenever anything changes.
-        self._resolved: dict[str, type] = {}
+        self._resolved: dict[str, Any] = {}
         self._schemas: dict[str, type[PartConfig]] = {}
         self._generation = -1
         registries.add(self)
@@ -216,8 +226,11 @@ class Registry:
                 return word[: -len(plural)] + single
         return word
 
-    def get(self, name: str) -> type:
-        """The class registered as `name` (or `DISTRIBUTION:name`); imports its module."""
+    def get(self, name: str) -> Any:
+        """The class registered as `name` (or `DISTRIBUTION:name`); imports its module.
+
+        A factory registered with `register_function` is returned as the function.
+        """
         cls = self._resolved.get(name)
         if cls is not None and self._generation == discovery.generation():
             return cls
@@ -271,54 +284,100 @@ class Registry:
     # -- in-process registration -----------------------------------------------------------
 
     def register_class(self, name: str | None = None, *, force: bool = False) -> Callable[[T], T]:
-        """Decorator: register the class under `name` (default: its class name)."""
+        """Decorator: register the class under `name` (default: its class name).
+
+        A name taken by an installed distribution is shadowed in this process, one taken
+        by an earlier in-process registration is replaced; each with a `RegistrationWarning`
+        naming both, which `force=True` silences.
+        """
 
         def decorate(cls: T) -> T:
-            self.register(cls, name, force=force)
+            self._register(cls, name, force=force, function=False, stacklevel=3)
             return cls
 
         return decorate
 
+    def register_function(
+        self, name: str | None = None, *, force: bool = False
+    ) -> Callable[[F], F]:
+        """Decorator: register a factory function, built like a class (scepter's API).
+
+        Its schema comes from a `para_dict` attribute of the function, else from its
+        signature (argument `depth` reads key `DEPTH`). A function whose first argument is
+        `cfg` is called as scepter calls it, `func(cfg, logger=logger)`; the others get
+        each setting as its argument. What it returns must be of the registry's base.
+        """
+
+        def decorate(func: F) -> F:
+            self._register(func, name, force=force, function=True, stacklevel=3)
+            return func
+
+        return decorate
+
     def register(self, cls: type, name: str | None = None, *, force: bool = False) -> None:
-        """Register `cls` in this process; `force=True` replaces an existing name."""
-        key = name or getattr(cls, "__name__", "")
-        if not key or ":" in key:
+        """Register `cls` in this process, as `register_class` does."""
+        self._register(cls, name, force=force, function=False, stacklevel=3)
+
+    def _register(
+        self, obj: Any, name: str | None, *, force: bool, function: bool, stacklevel: int
+    ) -> None:
+        key = name or getattr(obj, "__name__", "")
+        what = "function" if function else "class"
+        if not isinstance(key, str) or not key or ":" in key:
             raise RegistrationError(
-                f"cannot register {cls!r} in {self.name} under {key!r}: a name is needed, "
+                f"cannot register {obj!r} in {self.name} under {key!r}: a name is needed, "
                 "without ':' (that form picks a distribution)"
             )
-        if not (isinstance(cls, type) and issubclass(cls, self.base)):
+        if function:
+            if not inspect.isfunction(obj):
+                raise RegistrationError(
+                    f"cannot register {obj!r} as {self.singular} '{key}' with register_function: "
+                    "it takes a function (register a class with register_class)"
+                )
+        elif not (isinstance(obj, type) and issubclass(obj, self.base)):
             base = self.base
             raise RegistrationError(
-                f"cannot register {cls!r} as {self.singular} '{key}': {self.name} takes "
+                f"cannot register {obj!r} as {self.singular} '{key}': {self.name} takes "
                 f"subclasses of {base.__module__}.{base.__qualname__}"
             )
         self._resolved.clear()
         self._schemas.clear()
-        if self._local.get(key) is cls:
+        if self._local.get(key) is obj:
             return  # the same class again (a module imported twice): nothing changes
-        value = f"{cls.__module__}:{cls.__qualname__}"
-        own = [e for e in self._candidates(key) if e.value == value]
-        if own and not force and key not in self._local:
+        value = _value_of(obj)
+        installed = self._candidates(key) if key not in self._local else []
+        if not function and any(e.value == value for e in installed):
             # The class its own entry point names, being imported: it is the same part.
-            self._loaded[(own[0].distribution, key)] = cls
+            own = next(e for e in installed if e.value == value)
+            self._loaded[(own.distribution, key)] = obj
             return
-        if not force and key in self:
-            where = "; ".join(
-                f"{o.value} from distribution '{o.distribution}'"
-                if o.distribution
-                else f"{o.value} registered in this process"
-                for o in self.origins(key)
-                if o.enabled
-            )
-            raise RegistrationError(
-                f"{self.singular} '{key}' is already registered in {self.name} ({where}); "
-                "pass force=True to replace it"
-            )
-        self._local[key] = cls
+        if not force:
+            message = self._shadow_message(key, obj, what, installed)
+            if message:
+                warnings.warn(message, RegistrationWarning, stacklevel=stacklevel)
+        self._local[key] = obj
+
+    def _shadow_message(
+        self, key: str, obj: Any, what: str, installed: list[discovery.EntryPointInfo]
+    ) -> str:
+        """What registering `obj` as `key` hides, for the warning; empty when nothing."""
+        new = f"{self.singular} '{key}' registered in this process ({what} {_value_of(obj)})"
+        earlier = self._local.get(key)
+        if earlier is not None:
+            return f"{new} replaces {_value_of(earlier)}, registered earlier in this process"
+        if not installed:
+            return ""
+        offers = ", ".join(
+            f"{e.value} from distribution '{e.distribution} {e.version}'" for e in installed
+        )
+        example = f"{installed[0].distribution}:{key}"
+        return (
+            f"{new} shadows {offers} in this process: configs that name '{key}' build the "
+            f"new one ('{example}' still names the installed one)"
+        )
 
     def unregister(self, name: str) -> None:
-        """Remove an in-process registration."""
+        """Remove an in-process registration (a shadowed installed part is back)."""
         self._resolved.clear()
         self._schemas.clear()
         del self._local[name]
@@ -326,17 +385,39 @@ class Registry:
     # -- schemas, validation, building ------------------------------------------------
 
     def schema(self, name: str) -> type[PartConfig]:
-        """The pydantic schema of part `name` (imports that part's module)."""
-        cls = self.get(name)
-        schema = getattr(cls, "Config", None)
+        """The pydantic schema of part `name` (imports that part's module).
+
+        A part's `Config` attribute; for a part ported from scepter, which declares a
+        `para_dict` instead, a schema derived from it; for a factory function, one derived
+        from its `para_dict` or its signature. `PartSchemaError` when that cannot be done.
+        """
+        target = self.get(name)
+        label = f"{self.singular} '{name}'"
+        if not isinstance(target, type):
+            from vertebra.config._derived import schema_from_para_dict, schema_from_signature
+
+            if hasattr(target, "para_dict"):
+                return schema_from_para_dict(target, label)
+            return schema_from_signature(target, label)
+        schema = getattr(target, "Config", None)
+        if (schema is None or schema is _part_config()) and hasattr(target, "para_dict"):
+            from vertebra.config._derived import schema_from_para_dict
+
+            return schema_from_para_dict(target, label)
         if schema is None:
             return _part_config()  # a part without settings takes NAME alone
         if not (isinstance(schema, type) and issubclass(schema, _part_config())):
             raise PluginLoadError(
-                f"{self.singular} '{name}' ({cls.__module__}.{cls.__qualname__}) has a "
+                f"{self.singular} '{name}' ({target.__module__}.{target.__qualname__}) has a "
                 f"Config attribute that is not a vertebra.schema.PartConfig subclass: {schema!r}"
             )
         return schema
+
+    def get_config_template(self, name: str) -> str:
+        """The YAML template of part `name`, as `vertebra template` prints it (scepter's API)."""
+        from vertebra.config._template import render
+
+        return render(self, name)
 
     def validate(self, cfg: Mapping[str, Any] | PartConfig, path: str = "") -> PartConfig:
         """Validate a part config (its `NAME` picks the schema); raise every error at once.
@@ -405,13 +486,48 @@ class Registry:
     def build(self, cfg: Mapping[str, Any] | PartConfig, logger: Any = None, **kwargs: Any) -> Any:
         """Validate `cfg` and return `cls(validated_cfg, logger=logger)`; `NAME` picks `cls`.
 
-        Further keyword arguments go to the constructor (an optimizer's `params`).
+        Keyword arguments named like a key of the part's schema are merged into the config
+        before it is validated, as scepter's `build_from_config` does (`build(cfg,
+        NUM_CLASSES=10)`); the others go to the constructor (an optimizer's `params`).
         """
-        if type(cfg) is not dict and isinstance(cfg, _part_config()):
+        name = cfg.get("NAME") if isinstance(cfg, Mapping | _part_config()) else None
+        settings: dict[str, Any] = {}
+        if kwargs and isinstance(name, str):
+            schema = self._known_schema(name)
+            fields = schema.model_fields if schema is not None else {}
+            settings = {k: v for k, v in kwargs.items() if k in fields}
+            kwargs = {k: v for k, v in kwargs.items() if k not in fields}
+        if settings:
+            validated = self.validate({**_given(cfg), **settings})
+        elif type(cfg) is not dict and isinstance(cfg, _part_config()):
             validated = cfg
         else:
             validated = self.validate(cfg)
-        return self.get(validated.NAME)(validated, logger=logger, **kwargs)
+        target = self.get(validated.NAME)
+        if isinstance(target, type):
+            return target(validated, logger=logger, **kwargs)
+        from vertebra.config._derived import factory_call
+
+        built = factory_call(target)(target, validated, logger, **kwargs)
+        base = self.base
+        if not isinstance(built, base):
+            raise RegistrationError(
+                f"{self.singular} '{validated.NAME}' ({_value_of(target)}) returned "
+                f"{type(built).__module__}.{type(built).__qualname__}, not a "
+                f"{base.__module__}.{base.__qualname__} (what {self.name} holds)"
+            )
+        return built
+
+
+def _given(cfg: Mapping[str, Any] | PartConfig) -> dict[str, Any]:
+    """The keys `cfg` sets, as a mapping to validate again (nested parts stay validated)."""
+    if isinstance(cfg, Mapping):
+        return dict(cfg)
+    return {key: getattr(cfg, key) for key in cfg.model_fields_set | {"NAME"}}
+
+
+def _value_of(obj: Any) -> str:
+    return f"{obj.__module__}:{obj.__qualname__}"
 
 
 _PART_CONFIG: list[type[PartConfig]] = []

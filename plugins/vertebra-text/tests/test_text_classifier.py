@@ -30,6 +30,19 @@ def config(**parts: Any) -> dict[str, Any]:
     return {**cfg, **parts}
 
 
+def test_scepters_classifier_keys_work_here_too() -> None:
+    # One metric as scepter writes it, no LOSS (CrossEntropy), softmax in evaluation.
+    cfg = config(METRIC={"NAME": "AccuracyMetric", "TOPK": 1}, ACT_NAME="softmax")
+    del cfg["METRICS"], cfg["LOSS"]
+    torch.manual_seed(0)
+    model = MODELS.build(cfg)
+    assert type(model.loss).__name__ == "CrossEntropy" and len(model.metrics) == 1
+    model.eval()
+    out = model(text=["a fine film", "a mess"], label=torch.tensor([1, 0]))
+    assert torch.allclose(out["logits"].sum(1), torch.ones(2))
+    assert set(out["metrics"]) == {"acc@1"}
+
+
 def test_backbone_sizes_come_from_the_tokenizer() -> None:
     model = MODELS.build(config())
     assert isinstance(model.neck, MeanPooling)  # the default neck

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
+from vertebra.cli import main
 from vertebra.errors import ConfigError
 from vertebra.model.registry import BACKBONES
 from vertebra_vision.backbones.resnet import BasicBlock, Bottleneck
@@ -83,6 +86,34 @@ def test_kernel_7_ignores_the_small_stem_keys_as_scepter_does() -> None:
     assert plain.cfg.ineffective_keys() == {}
     small = BACKBONES.build({"NAME": "ResNet", "BASE_CHANNELS": 4, "KERNEL_SIZE": 3, **given})
     assert small.cfg.ineffective_keys() == {}
+
+
+def test_validate_warns_about_small_stem_keys_beside_kernel_7(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "resnet.yaml"
+    config.write_text(
+        "MODEL:\n"
+        "  NAME: Classifier\n"
+        "  BACKBONE: {NAME: ResNet, DEPTH: 50, USE_RELU: false, FIRST_CONV_STRIDE: 1}\n"
+        "  NECK: {NAME: GlobalAveragePooling}\n"
+        "  HEAD: {NAME: ClassifierHead, DIM: 2048, NUM_CLASSES: 10}\n",
+        encoding="utf-8",
+    )
+    assert main(["validate", str(config)]) == 0
+    out, err = capsys.readouterr()
+    assert "valid. MODEL=Classifier (BACKBONE=ResNet" in out
+    lines = err.splitlines()
+    assert [line.split(" has no effect: ")[0] for line in lines] == [
+        "vertebra validate: warning: MODEL.BACKBONE.FIRST_CONV_STRIDE",
+        "vertebra validate: warning: MODEL.BACKBONE.USE_RELU",
+    ]
+    assert all("this key shapes the KERNEL_SIZE 3 stem only" in line for line in lines)
+    # The same keys shape the small stem: no warning there.
+    text = config.read_text(encoding="utf-8").replace("DEPTH: 50,", "DEPTH: 50, KERNEL_SIZE: 3,")
+    config.write_text(text, encoding="utf-8")
+    assert main(["validate", str(config)]) == 0
+    assert capsys.readouterr().err == ""
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
 import torch
-from pydantic import Field, PositiveInt, field_validator
+from pydantic import Field, PositiveInt, WithJsonSchema, field_validator
 from pydantic_core import PydanticCustomError
 
 from vertebra.errors import UserError
@@ -15,8 +16,17 @@ from vertebra.schema import PartConfig
 __all__ = ["AccuracyMetric", "AccuracyMetricConfig"]
 
 
+#: What a config may write for TOPK, for editors: one k or a list of them.
+_TOPK_JSON = {
+    "anyOf": [
+        {"type": "integer", "exclusiveMinimum": 0},
+        {"type": "array", "items": {"type": "integer", "exclusiveMinimum": 0}, "minItems": 1},
+    ]
+}
+
+
 class AccuracyMetricConfig(PartConfig):
-    TOPK: list[PositiveInt] = Field(
+    TOPK: Annotated[list[PositiveInt], WithJsonSchema(_TOPK_JSON)] = Field(
         default=[1],
         min_length=1,
         description="The k of each top-k accuracy to report, as metrics named acc@k: a list, "

@@ -1,33 +1,78 @@
-"""`Classifier`: backbone, optional neck, head, loss and metrics for image-style classification."""
+"""`Classifier`: backbone, optional neck, head, loss and metrics for image-style classification.
+
+It takes scepter's keys beside vertebra's own, so that scepter's classification configs
+build as they are: `METRIC` (one metric) or `METRICS` (a list), `ACT_NAME` (an activation
+applied to the logits in evaluation), `FREEZE_BN`, and `NECK` and `LOSS` left out for
+none and CrossEntropy.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+from torch import nn
 
 from vertebra.errors import ConfigError, ConfigIssue
 from vertebra.model.metrics.base_metric import BaseMetric
 from vertebra.model.networks.train_module import TrainModule
-from vertebra.schema import BackboneCfg, HeadCfg, LossCfg, MetricCfgs, NeckCfg, PartConfig
+from vertebra.schema import BackboneCfg, HeadCfg, MetricCfgs, NeckCfg, PartConfig, PartOf
 
-__all__ = ["Classifier", "ClassifierConfig"]
+__all__ = ["DEFAULT_LOSS", "Classifier", "ClassifierConfig"]
+
+#: The loss of a config without `LOSS`, as in scepter.
+DEFAULT_LOSS = "CrossEntropy"
+#: The layers `FREEZE_BN` keeps in evaluation mode (scepter's choice: batch and layer norms).
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.LayerNorm)
 
 
 class ClassifierConfig(PartConfig):
     BACKBONE: BackboneCfg = Field(description="Feature extractor (a BACKBONES part).")
     NECK: NeckCfg = Field(
-        None, description="Optional reshaping or pooling of the features (a NECKS part)."
+        None,
+        description="Optional reshaping or pooling of the features (a NECKS part); unset: "
+        "none, the same as scepter's default Identity.",
     )
     HEAD: HeadCfg = Field(description="Turns features into class logits (a HEADS part).")
-    LOSS: LossCfg = Field(description="Training loss of logits and labels (a LOSSES part).")
+    LOSS: Annotated[PartConfig | None, PartOf("losses")] = Field(
+        None,
+        description=f"Training loss of logits and labels (a LOSSES part); unset: {DEFAULT_LOSS} "
+        "with its defaults, as in scepter.",
+    )
     METRICS: MetricCfgs = Field(
         default_factory=list,
         description="Metrics of logits and labels (METRICS parts), logged in training and "
         "accumulated in evaluation.",
     )
+    METRIC: Annotated[PartConfig | None, PartOf("metrics")] = Field(
+        None,
+        description="One metric (a METRICS part), as scepter's configs write it; give METRIC "
+        "or METRICS, not both.",
+    )
+    ACT_NAME: Literal["softmax", "sigmoid"] | None = Field(
+        None,
+        description="Activation applied to the logits that evaluation returns and its metrics "
+        "see: softmax (over the classes) or sigmoid; unset: the logits as they are. "
+        "scepter's default is softmax, which `vertebra convert scepter` writes out.",
+    )
+    FREEZE_BN: bool = Field(
+        False,
+        description="Keep every batch-norm and layer-norm layer in evaluation mode while "
+        "training (running statistics stay as loaded; their weights still train).",
+    )
+
+    @field_validator("METRIC")
+    @classmethod
+    def _one_or_a_list(cls, value: PartConfig | None, info: ValidationInfo) -> PartConfig | None:
+        # A field check (METRICS comes first), so that it is reported with the other errors.
+        if value is not None and info.data.get("METRICS"):
+            raise ValueError(
+                "give METRIC (one metric, as scepter writes it) or METRICS (a list), not both; "
+                "to use several, list them all under METRICS"
+            )
+        return value
 
     @model_validator(mode="after")
     def _head_takes_the_features(self) -> ClassifierConfig:
@@ -39,13 +84,19 @@ class ClassifierConfig(PartConfig):
             raise ConfigError([issue])
         return self
 
+    @property
+    def metric_configs(self) -> list[PartConfig]:
+        """The configs of the metrics to build: `METRIC`, or the `METRICS` list."""
+        return [self.METRIC] if self.METRIC is not None else list(self.METRICS)
+
 
 class Classifier(TrainModule):
     """`forward(img=..., label=...)`: logits = head(neck(backbone(img))).
 
     Training returns `{"loss": ..., "acc@1": ...}` (the loss and each metric on the
-    batch); evaluation returns `{"logits": ..., "metrics": {...}}` and accumulates the
-    metrics for `compute_metrics()`.
+    batch); evaluation returns `{"logits": ..., "metrics": {...}}` (the logits after
+    `ACT_NAME`, which the metrics see too) and accumulates the metrics for
+    `compute_metrics()`.
     """
 
     Config = ClassifierConfig
@@ -59,13 +110,26 @@ class Classifier(TrainModule):
         self.backbone = BACKBONES.build(cfg.BACKBONE, logger=logger)
         self.neck = NECKS.build(cfg.NECK, logger=logger) if cfg.NECK is not None else None
         self.head = HEADS.build(cfg.HEAD, logger=logger)
-        self.loss = LOSSES.build(cfg.LOSS, logger=logger)
-        self.metrics: list[BaseMetric] = [METRICS.build(m, logger=logger) for m in cfg.METRICS]
+        loss = cfg.LOSS if cfg.LOSS is not None else {"NAME": DEFAULT_LOSS}
+        self.loss = LOSSES.build(loss, logger=logger)
+        self.metrics: list[BaseMetric] = [
+            METRICS.build(m, logger=logger) for m in cfg.metric_configs
+        ]
         # The widths that only the built parts know (a backbone read from a checkpoint).
         width = _feature_width(self.backbone, self.neck)
         issue = _width_issue(cfg, width, getattr(self.head, "in_dim", None))
         if issue is not None:
             raise ConfigError([issue], source=f"{cfg.NAME} config")
+        self.train(self.training)  # FREEZE_BN applies from the start
+
+    def train(self, mode: bool = True) -> Classifier:
+        """Set training mode; with `FREEZE_BN`, norm layers stay in evaluation mode."""
+        super().train(mode)
+        if mode and self.cfg.FREEZE_BN:
+            for module in self.modules():
+                if isinstance(module, _NORMS):
+                    module.eval()
+        return self
 
     def logits(self, img: torch.Tensor) -> torch.Tensor:
         """Class logits `[N, C]` for a batch of inputs."""
@@ -74,6 +138,14 @@ class Classifier(TrainModule):
             features = self.neck(features)
         return self.head(features)  # type: ignore[no-any-return]
 
+    def activate(self, logits: torch.Tensor) -> torch.Tensor:
+        """`logits` after `ACT_NAME` (softmax over the classes, axis 1, or sigmoid)."""
+        if self.cfg.ACT_NAME == "softmax":
+            return logits.softmax(dim=1)
+        if self.cfg.ACT_NAME == "sigmoid":
+            return logits.sigmoid()
+        return logits
+
     def forward_train(self, img: torch.Tensor, label: torch.Tensor) -> dict[str, Any]:  # type: ignore[override]
         logits = self.logits(img)
         out: dict[str, Any] = {"loss": self.loss(logits, label)}
@@ -81,7 +153,7 @@ class Classifier(TrainModule):
         return out
 
     def forward_test(self, img: torch.Tensor, label: torch.Tensor | None = None) -> dict[str, Any]:  # type: ignore[override]
-        logits = self.logits(img)
+        logits = self.activate(self.logits(img))
         metrics: dict[str, torch.Tensor] = {}
         if label is not None:
             for metric in self.metrics:

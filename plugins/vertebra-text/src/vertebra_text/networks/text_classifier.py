@@ -134,7 +134,7 @@ class TextClassifier(Classifier):
         return out
 
     def forward_test(self, text: Sequence[str], label: Any = None) -> dict[str, Any]:  # type: ignore[override]
-        logits = self.logits(text)
+        logits = self.activate(self.logits(text))
         metrics: dict[str, torch.Tensor] = {}
         if label is not None:
             label = torch.as_tensor(label, device=logits.device)

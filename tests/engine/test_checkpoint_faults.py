@@ -75,6 +75,19 @@ def test_weights_that_are_not_finite_are_never_a_good_checkpoint(
     assert _complete(run) == ["step-00000001"]
 
 
+@pytest.mark.parametrize(
+    "value", ["OPTIMIZER.LR=.inf", "OPTIMIZER.WEIGHT_DECAY=.nan", "OPTIMIZER.BETAS=[0.9, .inf]"]
+)
+def test_hyperparameters_that_are_not_finite_are_config_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    config = write_config(tmp_path, TWO_STEPS)
+    err = _fails(capsys, "validate", config, "--set", value)
+    assert f"{value.split('=')[0]}" in err and "finite number" in err
+    err = _fails(capsys, "train", config, "--set", value)
+    assert not (tmp_path / "run").exists()
+
+
 def test_leftovers_of_a_killed_save_or_prune_are_ignored_and_cleaned(
     trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -95,17 +95,18 @@ def mark(folder: Path) -> None:
 
 
 def check_writable(folder: Path) -> None:
-    """Create the folders the run writes, and write a file in each; `RunFolderError` naming
-    the one that fails."""
+    """Write a file in each folder the run writes (a missing `checkpoints/` is made at the
+    first save in the run folder, checked here); `RunFolderError` naming the one that fails."""
     for path, what in ((folder, "the run folder"), (folder / "checkpoints", "checkpoints")):
         if path.exists() and not path.is_dir():
             raise RunFolderError(
                 f"{path} is a file where the run writes {what}; move it away or choose "
                 "another folder with --output (nothing was touched)"
             )
+        if not path.exists():
+            continue
         probe = path / f".write-probe-{os.getpid()}"
         try:
-            path.mkdir(exist_ok=True)
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:

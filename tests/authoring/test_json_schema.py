@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -161,6 +163,17 @@ def test_cli_writes_the_schema_to_a_file(tmp_path: Path, schema: dict[str, Any])
     out = tmp_path / "vertebra.schema.json"
     assert main(["schema", "--output", str(out)]) == 0
     assert json.loads(out.read_text(encoding="utf-8")) == schema
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_the_schema_file_follows_the_umask(tmp_path: Path, umask: int) -> None:
+    out = tmp_path / "vertebra.schema.json"
+    before = os.umask(umask)
+    try:
+        assert main(["schema", "--output", str(out)]) == 0
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
 
 
 def test_cli_prints_the_schema(capsys: pytest.CaptureFixture[str], schema: dict[str, Any]) -> None:

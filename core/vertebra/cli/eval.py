@@ -1,12 +1,12 @@
-"""`vertebra eval CONFIG --checkpoint PATH`: the validation metrics of a checkpoint."""
+"""`vertebra eval RUN_DIR|CHECKPOINT [--config CONFIG] [--set KEY=VALUE ...] [--json]`: the
+validation metrics of a checkpoint, with the run's own config unless one is given. The
+earlier form `vertebra eval CONFIG --checkpoint PATH` works as before."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from typing import Any
-
-from vertebra.cli import add_config_arguments
 
 __all__ = ["add_parser", "run"]
 
@@ -15,26 +15,42 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "eval",
         help="evaluate a checkpoint on the validation data",
-        description="Build the network of CONFIG, load the checkpoint's weights, and print the metrics "
-        "over DATA.VAL (every sample counted once, also under torchrun).",
+        description="Load a checkpoint's network and print its metrics over DATA.VAL (every sample "
+        "counted once, also under torchrun). PATH is a run folder (its best checkpoint, else its "
+        "last, with the run's config.yaml) or a checkpoint folder (with the config its state "
+        "holds); --config and --set override that config. `vertebra eval CONFIG --checkpoint "
+        "PATH` also works.",
     )
-    add_config_arguments(p, "DATA.VAL.BATCH_SIZE=512")
+    p.add_argument(
+        "path", metavar="PATH", help="run folder or checkpoint folder (or CONFIG with --checkpoint)"
+    )
+    p.add_argument(
+        "--config", metavar="CONFIG", help="a run config to use instead of the run's own"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one value of the config, e.g. --set DATA.VAL.BATCH_SIZE=512 (repeatable)",
+    )
     p.add_argument(
         "--checkpoint",
-        required=True,
         metavar="PATH",
-        help="checkpoint folder (or its model.safetensors)",
+        help="with PATH a config file: the checkpoint folder (or its model.safetensors)",
     )
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from vertebra.config import load_run_config
-    from vertebra.engine import evaluate_checkpoint
+    from vertebra.engine import evaluate_checkpoint, evaluation_target
 
-    cfg = load_run_config(args.config, args.overrides)
-    result = evaluate_checkpoint(cfg, args.checkpoint)
+    cfg, checkpoint = evaluation_target(
+        args.path, args.overrides, config=args.config, checkpoint=args.checkpoint
+    )
+    result = evaluate_checkpoint(cfg, checkpoint)
     if not result.is_main:  # under torchrun, rank 0 reports
         return 0
     if args.json:

@@ -27,6 +27,7 @@ __all__ = [
     "TrainConfig",
     "load_run_config",
     "plugin_settings",
+    "run_config_from",
     "validate_run_config",
 ]
 
@@ -279,10 +280,14 @@ def load_run_config(path: str | Path, overrides: Iterable[str] = ()) -> RunConfi
     (which may change the mapping), then schema validation, then every
     `vertebra_check_config` hook (whose messages are reported like schema errors).
     """
+    source = str(path)
+    return run_config_from(load(path, overrides), source)
+
+
+def run_config_from(raw: dict[str, Any], source: str) -> RunConfig:
+    """`load_run_config` of a mapping already read (with its overrides applied) from `source`."""
     from vertebra.plugins._hooks import call_each
 
-    source = str(path)
-    raw = load(path, overrides)
     call_each("vertebra_prepare_config", config=raw, source=source)
     cfg = validate_run_config(raw, source=source)
     extra: list[ConfigIssue] = []

@@ -13,7 +13,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from vertebra.engine._evaluation import Evaluation, evaluate_checkpoint
+    from vertebra.engine._evaluation import Evaluation, evaluate_checkpoint, evaluation_target
     from vertebra.engine._trainer import RunSummary, Trainer, load_and_train
     from vertebra.engine.run import Run
     from vertebra.errors import NonFiniteLossError
@@ -25,12 +25,14 @@ __all__ = [
     "RunSummary",
     "Trainer",
     "evaluate_checkpoint",
+    "evaluation_target",
     "load_and_train",
 ]
 
 _HOMES = {
     "Evaluation": "vertebra.engine._evaluation",
     "evaluate_checkpoint": "vertebra.engine._evaluation",
+    "evaluation_target": "vertebra.engine._evaluation",
     "NonFiniteLossError": "vertebra.errors",
     "Run": "vertebra.engine.run",
     "RunSummary": "vertebra.engine._trainer",

@@ -15,7 +15,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -26,9 +26,12 @@ from torch.utils.data import DataLoader
 from vertebra.config import DataConfig, LoaderConfig, RunConfig, TrainConfig
 from vertebra.data import BaseDataset
 from vertebra.engine import distributed
+from vertebra.engine._run_folder import RunLock, check_own, check_writable, is_free, mark
 from vertebra.engine.checkpoints import (
     MODEL_FILE,
+    STATE_FILE,
     TRAIN_WEIGHTS_FILE,
+    CheckpointError,
     CheckpointStore,
     load_into,
     read_checkpoint,
@@ -72,6 +75,11 @@ class Resume:
 
     folder: Path
     state: dict[str, Any]
+    #: Where the run goes on: the epoch and the batch in it (of this run's batch size).
+    epoch: int = 0
+    start_batch: int = 0
+    #: Whether the samples per step differ from the checkpoint's (BATCH_SIZE, processes).
+    rebatched: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,6 +113,8 @@ class TrainingSetup:
     steps_per_epoch: int
     total_steps: int
     resume: Resume | None
+    #: The lock on the run folder (rank 0); `Trainer` releases it when the run ends.
+    lock: RunLock | None = None
 
 
 @dataclass(frozen=True)
@@ -299,13 +309,32 @@ def build_training(
     assert cfg.DATA is not None  # start() checked
     tc = cfg.TRAIN
     # Checked before anything is read or written: the folder, then the checkpoint.
+    lock = None
     if world.is_main:
-        store = open_output(
+        store, lock = open_output(
             output_dir, given=output_given, resuming=bool(resume), cfg=tc, logger=logger
         )
     else:
         store = CheckpointStore(output_dir / "checkpoints", tc.KEEP_LAST)
-    found = find_resume(resume, store.root.parent)
+    try:
+        return _build_training(cfg, runtime, store, lock, resume, flags)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+
+
+def _build_training(
+    cfg: RunConfig,
+    runtime: Runtime,
+    store: CheckpointStore,
+    lock: RunLock | None,
+    resume: str | Path | bool | None,
+    flags: GlobalFlags,
+) -> TrainingSetup:
+    assert cfg.DATA is not None
+    tc, world, logger = cfg.TRAIN, runtime.world, runtime.logger
+    found = find_resume(resume, store)
     distributed.setup(world, runtime.device)
     flags.apply(tc)
     seed_everything(tc.SEED)
@@ -321,7 +350,16 @@ def build_training(
     issues.raise_any()
     assert model is not None and optimizer is not None and data is not None
     batches = data.sampler.batches_per_epoch()
+    if found is not None:
+        found = resume_position(found, data.sampler, logger)
     steps_per_epoch, total_steps = _length(tc, batches)
+    if found is not None and found.rebatched and tc.EPOCHS:
+        # Steps so far were counted in the old size: the rest of the run is counted anew.
+        left = math.ceil((batches - found.start_batch) / tc.GRAD_ACCUM_STEPS)
+        left += steps_per_epoch * max(0, tc.EPOCHS - found.epoch - 1)
+        total_steps = int(found.state["step"]) + left
+        if tc.MAX_STEPS:
+            total_steps = min(total_steps, tc.MAX_STEPS)
     scheduler = _scheduler(cfg, optimizer, total_steps, logger)
     scaler = runtime.precision.scaler(runtime.device)
     if found is not None:
@@ -341,16 +379,20 @@ def build_training(
         steps_per_epoch=steps_per_epoch,
         total_steps=total_steps,
         resume=found,
+        lock=lock,
     )
 
 
 def open_output(
     output_dir: Path, *, given: bool, resuming: bool, cfg: TrainConfig, logger: logging.Logger
-) -> CheckpointStore:
-    """The run folder's checkpoints, the folder checked writable. A folder that holds an
-    earlier run is never written into without --resume: a folder named with --output is
-    refused, and the config's TRAIN.OUTPUT_DIR moves on to a fresh sibling (`runs/digits-2`)."""
+) -> tuple[CheckpointStore, RunLock]:
+    """The run folder's checkpoints and its lock, every folder the run writes checked
+    writable (see `_run_folder`). A folder that holds an earlier run is never written into
+    without --resume: a folder named with --output is refused, and the config's
+    TRAIN.OUTPUT_DIR moves on to a fresh sibling (`runs/digits-2`)."""
     out = output_dir
+    if given or resuming:
+        RunLock.check_free(out)  # "in use by pid N" says more than "holds checkpoints"
     if not resuming and _holds_run(out):
         if given:
             raise UserError(
@@ -359,41 +401,81 @@ def open_output(
                 "(nothing was overwritten)"
             )
         n = 2
-        while (
-            _holds_run(out.with_name(f"{out.name}-{n}"))
-            or out.with_name(f"{out.name}-{n}").is_file()
-        ):
+        while not is_free(out.with_name(f"{out.name}-{n}")):
             n += 1
         out = out.with_name(f"{out.name}-{n}")
         logger.info(f"{output_dir} holds an earlier run (left as it is); this run writes to {out}")
+    check_own(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
     except OSError as exc:
         raise UserError(f"cannot write to the output folder {out}: {exc.strerror or exc}") from None
-    return CheckpointStore(out / "checkpoints", cfg.KEEP_LAST)
+    lock = RunLock.acquire(out)
+    try:
+        mark(out)
+        check_writable(out)
+        store = CheckpointStore(out / "checkpoints", cfg.KEEP_LAST)
+        store.clean()  # what a killed run left half-written or half-deleted
+    except BaseException:
+        lock.release()
+        raise
+    return store, lock
 
 
 def _holds_run(folder: Path) -> bool:
     """Whether `folder` holds checkpoints of a run."""
     store = CheckpointStore(folder / "checkpoints", 1)
-    return bool(store.steps()) or (store.root / "last").is_symlink()
+    return bool(store.steps()) or store.latest() is not None
 
 
-def find_resume(resume: str | Path | bool | None, output_dir: Path) -> Resume | None:
+def find_resume(resume: str | Path | bool | None, store: CheckpointStore) -> Resume | None:
     """The checkpoint `--resume` names (True: the run folder's last one), read."""
     if not resume:
         return None
     if resume is True:
-        path = output_dir / "checkpoints" / "last"
-        if not path.exists():
-            raise UserError(f"nothing to resume: {path} does not exist")
+        found = store.latest()
+        if found is None:
+            raise UserError(f"nothing to resume: {store.root / 'last'} does not exist")
+        path = found
     else:
         path = Path(resume)
     folder, state = read_checkpoint(path)
-    return Resume(folder, state)
+    return Resume(folder, state, int(state["epoch"]), int(state["batch_in_epoch"]))
+
+
+def resume_position(resume: Resume, sampler: TrainSampler, logger: logging.Logger) -> Resume:
+    """Where in its epoch a resumed run goes on, when the samples per step changed (another
+    BATCH_SIZE or number of processes): at the same sample when a step of the new size
+    starts there, else at the next epoch; a position beyond the epoch is refused."""
+    state, batch = resume.state, resume.start_batch
+    file = resume.folder / STATE_FILE
+    old = int(state.get("batch_size") or sampler.batch_size) * int(state.get("world_size") or 1)
+    new = sampler.global_batch
+    if batch == 0:
+        return replace(resume, rebatched=old != new)
+    sample = batch * old
+    if sample >= sampler.size or (old == new and batch >= sampler.batches_per_epoch()):
+        raise CheckpointError(
+            f"{file}: batch_in_epoch {batch} ({sample} samples into epoch {resume.epoch}, at "
+            f"{old} per step) lies beyond the epoch of this run's data ({sampler.size} "
+            f"samples, {sampler.batches_per_epoch()} batches of {new}): the checkpoint does "
+            "not belong to this data; resume from another checkpoint or start a new run"
+        )
+    if old == new:
+        return resume
+    changed = f"{old} samples per step when saved, {new} now (BATCH_SIZE x processes)"
+    if sample % new == 0 and sample // new < sampler.batches_per_epoch():
+        logger.info(
+            f"resuming with {changed}: epoch {resume.epoch} goes on from the same sample "
+            f"({sample}), batch {sample // new}"
+        )
+        return replace(resume, start_batch=sample // new, rebatched=True)
+    logger.info(
+        f"resuming with {changed}: sample {sample} of epoch {resume.epoch} starts no step of "
+        f"{new}, so the rest of epoch {resume.epoch} is skipped and the run goes on from the "
+        f"start of epoch {resume.epoch + 1}"
+    )
+    return replace(resume, epoch=resume.epoch + 1, start_batch=0, rebatched=True)
 
 
 def _weights(resume: Resume | None) -> tuple[Path, str] | None:
@@ -505,7 +587,7 @@ def _restore_optimizer(resume: Resume, optimizer: Any, scheduler: Any, scaler: A
             scheduler.load_state_dict(state["scheduler"])
         if scaler is not None and state.get("scaler") is not None:
             scaler.load_state_dict(state["scaler"])
-    except (KeyError, ValueError, RuntimeError) as exc:
+    except (KeyError, ValueError, RuntimeError, TypeError, IndexError) as exc:
         raise UserError(
             f"checkpoint {resume.folder} does not fit this run's optimizer or schedule: {exc}"
         ) from None

@@ -7,7 +7,7 @@ once. Neither knows the trainer.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,9 +18,24 @@ from torch import nn
 from vertebra.config import RunConfig
 from vertebra.engine import distributed
 from vertebra.engine._build import build_evaluation
+from vertebra.engine.checkpoints import (
+    MODEL_FILE,
+    STATE_FILE,
+    CheckpointError,
+    CheckpointStore,
+    read_checkpoint,
+)
 from vertebra.engine.logs import console_logger
+from vertebra.errors import UserError
 
-__all__ = ["Evaluation", "batch_size", "evaluate", "evaluate_checkpoint", "to_device"]
+__all__ = [
+    "Evaluation",
+    "batch_size",
+    "evaluate",
+    "evaluate_checkpoint",
+    "evaluation_target",
+    "to_device",
+]
 
 
 @dataclass(frozen=True)
@@ -93,3 +108,75 @@ def evaluate_checkpoint(cfg: RunConfig, checkpoint: str | Path) -> Evaluation:
         raise
     distributed.teardown()
     return Evaluation(built.checkpoint, built.step, count, metrics, world.is_main)
+
+
+def evaluation_target(
+    path: str | Path,
+    overrides: Sequence[str] = (),
+    *,
+    config: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+) -> tuple[RunConfig, Path]:
+    """The run config and the checkpoint that `vertebra eval PATH` names.
+
+    PATH is a run folder (its `best` checkpoint, else its last, with the run's
+    config.yaml), a checkpoint folder (or a file in it; with the config the checkpoint's
+    state holds, else its run folder's config.yaml), or, with `checkpoint`, a config file
+    (the earlier form `vertebra eval CONFIG --checkpoint PATH`). `config` replaces the
+    run's config; `overrides` (`--set`) apply to whichever config is used.
+    """
+    from vertebra.config import load, load_run_config, loads
+    from vertebra.config._files import apply_overrides
+    from vertebra.config._run import run_config_from
+
+    if checkpoint is not None:
+        if config is not None:
+            raise UserError("give the config once: as CONFIG with --checkpoint, or with --config")
+        return load_run_config(path, overrides), Path(checkpoint)
+    target = Path(path)
+    found, run_dir = _locate(target)
+    if config is not None:
+        return load_run_config(config, overrides), found
+    folder, state = read_checkpoint(found)
+    if run_dir is None and folder.parent.name == "checkpoints":
+        run_dir = folder.parent.parent
+    own = run_dir / "config.yaml" if run_dir is not None else None
+    text = state.get("config")
+    if target.is_dir() and own is not None and own == target / "config.yaml" and own.is_file():
+        return run_config_from(load(own, overrides), str(own)), found
+    if text:
+        source = f"the config in {folder / STATE_FILE}"
+        return run_config_from(
+            apply_overrides(loads(text, source), overrides, source), source
+        ), found
+    if own is not None and own.is_file():
+        return run_config_from(load(own, overrides), str(own)), found
+    raise UserError(
+        f"{folder} holds no run config, and no config.yaml is beside it: give one with "
+        f"--config CONFIG"
+    )
+
+
+def _locate(target: Path) -> tuple[Path, Path | None]:
+    """The checkpoint `target` names, and the run folder when `target` is one."""
+    if target.is_file() and target.name in (MODEL_FILE, STATE_FILE):
+        return target.parent, None
+    if target.is_file():
+        raise UserError(
+            f"{target} is a file, not a run folder or a checkpoint: give a run folder or a "
+            f"checkpoint (vertebra eval RUN_DIR --config {target}), or the checkpoint of this "
+            f"config (vertebra eval {target} --checkpoint PATH)"
+        )
+    if not target.exists():
+        raise CheckpointError(f"not found: {target} (a run folder or a checkpoint folder)")
+    if (target / MODEL_FILE).exists() or (target / STATE_FILE).exists():
+        return target, None
+    store = CheckpointStore(target / "checkpoints", 1)
+    best = store.root / "best"
+    found = best if best.is_dir() else store.latest()
+    if found is None:
+        raise CheckpointError(
+            f"{target} is neither a checkpoint folder ({MODEL_FILE}, {STATE_FILE}) nor a run "
+            "folder holding checkpoints/"
+        )
+    return found, target

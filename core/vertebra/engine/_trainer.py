@@ -180,8 +180,7 @@ class Trainer:
         """Where the checkpoint's run was: step, epoch, position in it, best, random states."""
         state, folder = resume.state, resume.folder
         self.step = int(state["step"])
-        self.epoch = int(state["epoch"])
-        self._start_batch = int(state["batch_in_epoch"])
+        self.epoch, self._start_batch = resume.epoch, resume.start_batch
         self.best = state.get("best")
         self._resumed_from = folder
         rng = state.get("rng") or []
@@ -229,13 +228,14 @@ class Trainer:
                     if plugin not in before:
                         manager.unregister(plugin)
                 self._flags.restore()
-        last = self.built.store.root / "last"
+                if self._built is not None and self._built.lock is not None:
+                    self._built.lock.release()
         return RunSummary(
             self.output_dir,
             status,
             self.step,
             self.best,
-            last if last.exists() else None,
+            self.built.store.latest(),
             stop_signal=self.interrupted_by,
         )
 
@@ -475,12 +475,7 @@ class Trainer:
         count = self._running_steps * self.world.size
         mean = total / count if count else 0.0
         if not math.isfinite(mean):
-            last = self.built.store.root / "last"
-            kept = (
-                f"the last good checkpoint is {last.resolve()}"
-                if last.exists()
-                else "no checkpoint was written"
-            )
+            kept = self.built.store.last_good()
             raise NonFiniteLossError(
                 f"the training loss became {mean} between steps {self._log_clock[1] + 1} and {self.step}; "
                 f"the run stops ({kept}, untouched). Lower OPTIMIZER.LR, set TRAIN.GRAD_CLIP_NORM, "
@@ -621,6 +616,7 @@ class Trainer:
             "step": self.step,
             "epoch": self.epoch,
             "batch_in_epoch": self._start_batch,
+            "batch_size": built.data.sampler.batch_size,
             "total_steps": built.total_steps,
             "optimizer": built.optimizer.state_dict(),
             "scheduler": built.scheduler.state_dict() if built.scheduler is not None else None,

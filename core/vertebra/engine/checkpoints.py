@@ -14,6 +14,8 @@ with a rename. A crash at any moment leaves the previous checkpoints whole.
 
 from __future__ import annotations
 
+import errno
+import itertools
 import os
 import pickle
 import re
@@ -25,7 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from vertebra.errors import UserError
+from vertebra.engine._checkpoint_state import check_state
+from vertebra.errors import NonFiniteLossError, UserError
 from vertebra.state_dicts import mismatches
 
 __all__ = [
@@ -34,8 +37,11 @@ __all__ = [
     "TRAIN_WEIGHTS_FILE",
     "CheckpointError",
     "CheckpointStore",
+    "CheckpointWriteError",
     "check_fits",
+    "file_mode",
     "load_into",
+    "nonfinite",
     "read_checkpoint",
     "resolve",
 ]
@@ -46,6 +52,7 @@ STATE_FILE = "state.pt"
 TRAIN_WEIGHTS_FILE = "train.safetensors"
 FORMAT = 1
 _STEP_DIR = re.compile(r"^step-(\d+)$")
+_ASIDE = itertools.count()
 
 
 class CheckpointError(UserError):
@@ -65,31 +72,96 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def file_mode() -> int:
+    """The mode a new file gets under this process's umask (`0o666 & ~umask`)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _write_synced(path: Path, write: Callable[[Path], None]) -> None:
     write(path)
     with open(path, "rb+") as handle:
         os.fsync(handle.fileno())
+    # Some writers create the file through a temporary one (mode 0600): follow the umask.
+    os.chmod(path, file_mode())
+
+
+def _set_aside(path: Path) -> Path:
+    """Rename `path` to a hidden name in its folder (so it no longer looks like what it
+    was), and return that name; `CheckpointStore.clean` removes what a crash leaves."""
+    aside = path.with_name(f".del-{path.name}-{os.getpid()}-{next(_ASIDE)}")
+    os.replace(path, aside)
+    return aside
+
+
+def _remove(path: Path) -> None:
+    """Delete `path` (a folder, a link or a file), set aside first: a crash part-way leaves
+    a hidden leftover, never a half-deleted folder under its old name."""
+    aside = _set_aside(path)
+    if aside.is_dir() and not aside.is_symlink():
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        aside.unlink(missing_ok=True)
 
 
 def _replace_link(link: Path, target: str) -> None:
+    """Point `last` or `best` at `target`: a symbolic link renamed into place. A copied
+    folder in its place (a run folder copied with `cp -rL`, scp or zip) is set aside first."""
     tmp = link.with_name(f".tmp-{link.name}-{os.getpid()}")
     if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
+        _remove(tmp)
     try:
         os.symlink(target, tmp)
     except OSError:  # no symbolic links here: a copy does the job
-        if tmp.exists():
-            shutil.rmtree(tmp)
         shutil.copytree(link.parent / target, tmp)
-        if link.is_dir() and not link.is_symlink():
-            shutil.rmtree(link)
-    os.replace(tmp, link)
+    if link.is_dir() and not link.is_symlink():
+        aside = _set_aside(link)  # a folder cannot be replaced by a rename
+        os.replace(tmp, link)
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        os.replace(tmp, link)
 
 
 def _weights_writer(model: nn.Module) -> Callable[[Path], None]:
     from safetensors.torch import save_model
 
     return lambda path: save_model(model, str(path), metadata={"format": "pt"})
+
+
+def nonfinite(model: nn.Module) -> list[str]:
+    """Names of the floating-point tensors of `model`'s state that hold NaN or infinity."""
+    tensors = [(k, v) for k, v in model.state_dict().items() if v.is_floating_point()]
+    if not tensors:
+        return []
+    finite = torch.stack([torch.isfinite(v).all() for _, v in tensors]).tolist()
+    return [k for (k, _), ok in zip(tensors, finite, strict=True) if not ok]
+
+
+def _why_not_written(exc: BaseException, root: Path) -> str:
+    """What a failed write says, in the user's terms: a full disk, a file size limit."""
+    errno_ = getattr(exc, "errno", None)
+    if errno_ == errno.ENOSPC:
+        return "the disk is full"
+    if errno_ == errno.EDQUOT:
+        return "the disk quota is exceeded"
+    if errno_ == errno.EFBIG:
+        return "the file size limit was reached (ulimit -f)"
+    try:
+        if shutil.disk_usage(root).free < 64 * 2**20:
+            return "the disk is full"
+    except OSError:
+        pass
+    import resource
+
+    if resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY:
+        return "the disk is full or the file size limit (ulimit -f) was reached"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"the write failed ({first})"
+
+
+class CheckpointWriteError(UserError):
+    """A checkpoint that could not be written (a full disk); earlier ones are whole."""
 
 
 class CheckpointStore:
@@ -110,6 +182,33 @@ class CheckpointStore:
                 found.append((int(match[1]), item))
         return sorted(found)
 
+    def latest(self) -> Path | None:
+        """The checkpoint to resume: what `last` names (a link or a copied folder), else the
+        newest step folder (a run killed while it replaced `last`)."""
+        last = self.root / "last"
+        if last.is_dir():
+            return last
+        steps = self.steps()
+        return steps[-1][1] if steps else None
+
+    def last_good(self) -> str:
+        """'the last good checkpoint is ...' (or that there is none), for messages."""
+        found = self.latest()
+        if found is None:
+            return "no checkpoint was written"
+        return f"the last good checkpoint is {found.resolve()}"
+
+    def clean(self) -> None:
+        """Remove what a killed run left: folders half-written or set aside to delete."""
+        if not self.root.is_dir():
+            return
+        for stray in self.root.iterdir():
+            if stray.name.startswith((".tmp-", ".del-", ".old-")):
+                if stray.is_dir() and not stray.is_symlink():
+                    shutil.rmtree(stray, ignore_errors=True)
+                else:
+                    stray.unlink(missing_ok=True)
+
     def save(
         self,
         step: int,
@@ -120,25 +219,43 @@ class CheckpointStore:
         trained: nn.Module | None = None,
     ) -> Path:
         """Write checkpoint `step`: `model`'s weights, `state`, and `trained`'s weights when
-        they are not `model`'s (an average of the weights is evaluated, these are trained)."""
+        they are not `model`'s (an average of the weights is evaluated, these are trained).
 
-        self.root.mkdir(parents=True, exist_ok=True)
+        Weights that are not finite are never written (`NonFiniteLossError`), and a write
+        that fails (a full disk) leaves every earlier checkpoint as it was
+        (`CheckpointWriteError`)."""
+        bad = nonfinite(model) + (nonfinite(trained) if trained is not None else [])
+        if bad:
+            shown = ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else "")
+            raise NonFiniteLossError(
+                f"the weights became NaN or infinite by step {step} ({shown}); no checkpoint "
+                f"of them is written, and {self.last_good()} (untouched). Lower OPTIMIZER.LR, "
+                "set TRAIN.GRAD_CLIP_NORM, or check the data"
+            )
         name = f"step-{step:08d}"
         tmp = self.root / f".tmp-{name}-{os.getpid()}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
-        for file, weights in ((MODEL_FILE, model), (TRAIN_WEIGHTS_FILE, trained)):
-            if weights is not None:
-                _write_synced(tmp / file, _weights_writer(weights))
-        _write_synced(tmp / STATE_FILE, lambda p: torch.save({"format": FORMAT, **state}, p))
-        _fsync_dir(tmp)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir()
+            for file, weights in ((MODEL_FILE, model), (TRAIN_WEIGHTS_FILE, trained)):
+                if weights is not None:
+                    _write_synced(tmp / file, _weights_writer(weights))
+            _write_synced(tmp / STATE_FILE, lambda p: torch.save({"format": FORMAT, **state}, p))
+            _fsync_dir(tmp)
+        except Exception as exc:  # torch and safetensors raise their own types for a failed write
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise CheckpointWriteError(
+                f"could not write checkpoint {name} in {self.root}: "
+                f"{_why_not_written(exc, self.root)}. Nothing was lost: {self.last_good()}, "
+                "whole; make room and continue with --resume"
+            ) from None
         final = self.root / name
         if final.exists():  # a resumed run writes this step again: set the old one aside
-            old = self.root / f".old-{name}-{os.getpid()}"
-            os.replace(final, old)
+            old = _set_aside(final)
             os.replace(tmp, final)
-            shutil.rmtree(old)
+            shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
         _replace_link(self.root / "last", name)
@@ -152,18 +269,16 @@ class CheckpointStore:
         path = self.root / link
         if path.is_symlink():
             return (self.root / os.readlink(path)).resolve()
-        return None
+        return None  # a copied folder holds its own files: no step folder to keep for it
 
     def prune(self) -> None:
-        """Remove all but the last `keep_last` checkpoints and the best one."""
+        """Remove all but the last `keep_last` checkpoints and the best one; each is renamed
+        out of the way before it is deleted."""
         keep = {self._target("best"), self._target("last")}
         steps = self.steps()
         for _, path in steps[: max(0, len(steps) - self.keep_last)]:
             if path.resolve() not in keep:
-                shutil.rmtree(path, ignore_errors=True)
-        for stray in self.root.glob(".tmp-*"):  # left by a crash while saving
-            if stray.is_dir() and not stray.name.endswith(f"-{os.getpid()}"):
-                shutil.rmtree(stray, ignore_errors=True)
+                _remove(path)
 
 
 def resolve(path: str | Path) -> Path:
@@ -193,12 +308,17 @@ def read_state(folder: Path) -> dict[str, Any]:
             f"refusing to load {file}: it holds objects that loading would have to unpickle "
             f"(only tensors and plain data are read): {str(exc).splitlines()[0]}"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except Exception as exc:  # a damaged or crafted file raises whatever its bytes lead to
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise CheckpointError(
-            f"cannot read {file} (corrupted or not a checkpoint): {exc}"
+            f"cannot read {file} (corrupted or not a checkpoint): {type(exc).__name__}: {first}"
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{file} is not a vertebra checkpoint state (format {FORMAT})")
+    problems = check_state(state)
+    if problems:
+        shown = "; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else "")
+        raise CheckpointError(f"{file} is not a valid checkpoint state: {shown}")
     return state
 
 

@@ -23,7 +23,7 @@ __all__ = ["SGD", "Adam", "AdamW", "ParamGroup", "RMSprop", "param_groups"]
 class ParamGroup(BaseModel):
     """Parameters picked by name, with their own learning rate or weight decay."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     MATCH: str | list[str] = Field(
         description="Glob pattern(s) over parameter names, as `model.named_parameters()` "
@@ -36,6 +36,9 @@ class ParamGroup(BaseModel):
 
 
 class _OptimizerConfig(PartConfig):
+    # A NaN or infinite rate, decay, beta or eps trains weights to NaN: a config error.
+    model_config = ConfigDict(allow_inf_nan=False)
+
     LR: float = Field(
         1e-3, gt=0, description="Learning rate (peak value when a schedule warms up)."
     )

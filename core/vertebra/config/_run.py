@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validat
 
 from vertebra.errors import ConfigError, ConfigIssue, close_match
 
-from ._files import load
+from ._files import load_with_overrides
 from ._schema import PartConfig, PartOf, join, validate_into
 
 __all__ = [
@@ -282,9 +282,12 @@ def load_run_config(path: str | Path, overrides: Iterable[str] = ()) -> RunConfi
     from vertebra.plugins._hooks import call_each
 
     source = str(path)
-    raw = load(path, overrides)
+    raw, written = load_with_overrides(path, overrides)
     call_each("vertebra_prepare_config", config=raw, source=source)
-    cfg = validate_run_config(raw, source=source)
+    try:
+        cfg = validate_run_config(raw, source=source)
+    except ConfigError as exc:
+        raise written.mark(exc) from None  # say which errors a --set override caused
     extra: list[ConfigIssue] = []
     for found in call_each("vertebra_check_config", config=cfg):
         if isinstance(found, str):

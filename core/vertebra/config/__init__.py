@@ -10,7 +10,8 @@ Importing this package is cheap: each name loads its module (and YAML or pydanti
 first use, so that command-line paths that need none of it do not pay for it.
 
 - `_files`: YAML and JSON files, `_BASE` includes, `--set` overrides, `dump`
-- `_schema`: `PartConfig`, `PartOf`, validation of config trees with every error at once
+- `_schema`: `PartConfig`, `PartOf`, `Settings` (numbers that refuse booleans), `Size`,
+  `Seed`, validation of config trees with every error at once
 - `_annotations`: what a field's type annotation holds (the one walker of annotations)
 - `_run`: the run config's sections, `validate_run_config`, `load_run_config`
 - `_json_schema`: one JSON Schema of a run config, from the installed parts
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
         validate_run_config,
     )
     from ._schema import (
+        MAX_SIZE,
         BackboneCfg,
         HeadCfg,
         LossCfg,
@@ -45,6 +47,9 @@ if TYPE_CHECKING:
         NeckCfg,
         PartConfig,
         PartOf,
+        Seed,
+        Settings,
+        Size,
         TokenizerCfg,
         describe_value,
         format_path,
@@ -73,6 +78,7 @@ _HOMES = {
         "validate_run_config",
     ],
     "_schema": [
+        "MAX_SIZE",
         "BackboneCfg",
         "HeadCfg",
         "LossCfg",
@@ -80,6 +86,9 @@ _HOMES = {
         "NeckCfg",
         "PartConfig",
         "PartOf",
+        "Seed",
+        "Settings",
+        "Size",
         "TokenizerCfg",
         "describe_value",
         "format_path",
@@ -96,6 +105,7 @@ _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names
 
 __all__ = [
     "DRAFT",
+    "MAX_SIZE",
     "PLACEHOLDER",
     "BackboneCfg",
     "DataConfig",
@@ -109,6 +119,9 @@ __all__ = [
     "RunConfig",
     "SchemaBuilder",
     "SchemaProblem",
+    "Seed",
+    "Settings",
+    "Size",
     "TokenizerCfg",
     "TrainConfig",
     "allows_none",

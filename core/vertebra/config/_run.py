@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validat
 from vertebra.errors import ConfigError, ConfigIssue, close_match
 
 from ._files import load_with_overrides
-from ._schema import PartConfig, PartOf, join, validate_into
+from ._schema import PartConfig, PartOf, Seed, Settings, Size, join, validate_into
 
 __all__ = [
     "DataConfig",
@@ -46,9 +46,12 @@ Duration = Annotated[
 ]
 
 _STRICT = ConfigDict(extra="forbid", protected_namespaces=(), validate_default=True)
+#: The most threads or worker processes a run may ask for: 4x the cores of the largest
+#: machines (256 cores); a larger number is a typo that would stall the machine.
+_MAX_PROCESSES = 1024
 
 
-class LoaderConfig(BaseModel):
+class LoaderConfig(Settings):
     """One data loader: a dataset and how to batch it."""
 
     model_config = _STRICT
@@ -56,9 +59,12 @@ class LoaderConfig(BaseModel):
     DATASET: Annotated[PartConfig, PartOf("datasets")] = Field(
         description="The dataset (a DATASETS part) with its settings."
     )
-    BATCH_SIZE: int = Field(32, ge=1, description="Samples per batch on each process.")
+    BATCH_SIZE: Size = Field(32, description="Samples per batch on each process.")
     NUM_WORKERS: int = Field(
-        0, ge=0, description="DataLoader worker processes (0 loads in the training process)."
+        0,
+        ge=0,
+        le=_MAX_PROCESSES,
+        description="DataLoader worker processes (0 loads in the training process).",
     )
     SHUFFLE: bool | None = Field(
         None, description="Shuffle every epoch; default true for training, false for validation."
@@ -70,8 +76,8 @@ class LoaderConfig(BaseModel):
     PERSISTENT_WORKERS: bool = Field(
         False, description="Keep worker processes alive between epochs (needs NUM_WORKERS > 0)."
     )
-    PREFETCH_FACTOR: int | None = Field(
-        None, ge=1, description="Batches each worker loads ahead (needs NUM_WORKERS > 0)."
+    PREFETCH_FACTOR: Size | None = Field(
+        None, description="Batches each worker loads ahead (needs NUM_WORKERS > 0)."
     )
 
     @model_validator(mode="after")
@@ -81,7 +87,7 @@ class LoaderConfig(BaseModel):
         return self
 
 
-class DataConfig(BaseModel):
+class DataConfig(Settings):
     """The training data and, optionally, the validation data."""
 
     model_config = _STRICT
@@ -92,7 +98,7 @@ class DataConfig(BaseModel):
     )
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(Settings):
     """How long and where to train, and what to write."""
 
     model_config = _STRICT
@@ -112,8 +118,10 @@ class TrainConfig(BaseModel):
         "this long: seconds (5400) or HH:MM:SS (01:30:00). Checked at each log step; "
         "--resume continues with a fresh budget.",
     )
-    SEED: int = Field(
-        0, description="Seed of every random generator (Python, NumPy, torch, data order)."
+    SEED: Seed = Field(
+        0,
+        description="Seed of every random generator (Python, NumPy, torch, data order), "
+        "0 to 2**32 - 1.",
     )
     DEVICE: str = Field(
         "auto", description="'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'."
@@ -184,7 +192,10 @@ class TrainConfig(BaseModel):
         False, description="Use deterministic algorithms only (slower on CUDA)."
     )
     NUM_THREADS: int | None = Field(
-        None, ge=1, description="CPU threads torch uses; default torch's own choice."
+        None,
+        ge=1,
+        le=_MAX_PROCESSES,
+        description="CPU threads torch uses; default torch's own choice.",
     )
 
     @model_validator(mode="after")
@@ -194,7 +205,7 @@ class TrainConfig(BaseModel):
         return self
 
 
-class RunConfig(BaseModel):
+class RunConfig(Settings):
     """A run: the network, its data, optimizer, schedule and run settings."""
 
     model_config = _STRICT

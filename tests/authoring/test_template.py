@@ -259,3 +259,6 @@ def test_types_read_as_the_yaml_a_user_writes(
     # A long type is never cut in two by the wrapping of its comment.
     sgd = _template(capsys, "optimizers", "SGD")
     assert "[list of {MATCH: ..., ...}]" in sgd
+    # An integer bounded on both sides reads as the range a user may write.
+    head = _template(capsys, "heads", "ClassifierHead")
+    assert "# Width of the input features. [integer from 1 to 16777216]" in head

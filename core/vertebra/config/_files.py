@@ -299,6 +299,8 @@ def _check_tree(root: Any, children: Callable[[Any], Sequence[Any] | None], lim:
         elif key not in measured:
             if key in open_:
                 raise _too_deep(lim)  # an alias inside the value it names
+            if kids is not None and len(kids) >= lim.max_nodes:
+                raise _too_many(lim)  # before stacking a million items of a JSON list
             open_.add(key)
             stack.append((item, True))
             stack.extend((kid, False) for kid in kids or ())

@@ -10,6 +10,7 @@ the tests check that every registered part's template round-trips.
 from __future__ import annotations
 
 import copy
+import math
 import textwrap
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -197,6 +198,9 @@ def _describe(schema: Mapping[str, Any], definitions: Mapping[str, Any], depth: 
         return f"list of {inner}"
     if kind == "object":
         return "mapping"
+    bounded = _range(schema) if kind == "integer" else None
+    if bounded is not None:
+        return f"integer from {bounded[0]} to {bounded[1]}"
     if kind in ("integer", "number"):
         bounds = [
             f"{op} {schema[word]}"
@@ -212,6 +216,19 @@ def _describe(schema: Mapping[str, Any], definitions: Mapping[str, Any], depth: 
     if isinstance(kind, str):
         return kind
     return "any value"
+
+
+def _range(schema: Mapping[str, Any]) -> tuple[int, int] | None:
+    """The least and greatest integer that an integer schema bounded on both sides takes."""
+    low = schema.get("minimum")
+    if "exclusiveMinimum" in schema:
+        low = math.floor(schema["exclusiveMinimum"]) + 1
+    high = schema.get("maximum")
+    if "exclusiveMaximum" in schema:
+        high = math.ceil(schema["exclusiveMaximum"]) - 1
+    if low is None or high is None:
+        return None
+    return math.ceil(low), math.floor(high)
 
 
 def _target(schema: Mapping[str, Any], definitions: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -9,6 +9,7 @@ status 1, also without a traceback.
 from __future__ import annotations
 
 import difflib
+import shlex
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
@@ -38,13 +39,30 @@ class UserError(VertebraError):
 
 
 class ConfigIssue(NamedTuple):
-    """One problem in a config: where it is (a dotted path, may be empty) and what is wrong."""
+    """One problem in a config: where it is (a dotted path, may be empty) and what is wrong.
+
+    `override` is the command-line override (`KEY=VALUE` of `--set KEY=VALUE`) that wrote
+    the value at `path` or above it, when one did: the message then says so.
+    """
 
     path: str
     message: str
+    override: str | None = None
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.message}" if self.path else self.message
+        if self.override is not None:
+            given = f"--set {_shell_word(self.override)}"
+            where = f"{self.path} (from {given})" if self.path else given
+        else:
+            where = self.path
+        return f"{where}: {self.message}" if where else self.message
+
+
+def _shell_word(text: str) -> str:
+    """`text` as a shell needs it typed (`'A=[1, 2]'`), cut short when it is long."""
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return shlex.quote(text)
 
 
 class ConfigError(UserError, ValueError):
@@ -58,6 +76,12 @@ class ConfigError(UserError, ValueError):
     def _render(self) -> str:
         count = len(self.issues)
         where = f" in {self.source}" if self.source else ""
+        overridden = sum(1 for issue in self.issues if issue.override is not None)
+        if overridden and overridden == count:
+            # The file is not to blame: every problem was typed on the command line.
+            where = f" in the --set overrides{f' of {self.source}' if self.source else ''}"
+        elif overridden:
+            where = f" in {self.source or 'the config'} and its --set overrides"
         head = f"{count} error{'s' if count != 1 else ''}{where}:"
         return "\n".join([head, *(f"  {issue}" for issue in self.issues)])
 

@@ -1,4 +1,4 @@
-"""`vertebra plugin new NAME [--path DIR]`: a plugin distribution that installs and passes its tests."""
+"""`vertebra plugins new NAME [--path DIR]`: a plugin distribution that installs and passes its tests."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def _files(root: Path) -> list[str]:
 
 def _new(tmp_path: Path, name: str = "acme-parts") -> Path:
     target = tmp_path / name
-    assert main(["plugin", "new", name, "--path", str(target)]) == 0
+    assert main(["plugins", "new", name, "--path", str(target)]) == 0
     return target
 
 
@@ -62,7 +62,7 @@ def test_default_folder_is_the_name_in_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    assert main(["plugin", "new", "vertebra-acme"]) == 0
+    assert main(["plugins", "new", "vertebra-acme"]) == 0
     backbones = (tmp_path / "vertebra-acme" / "src" / "vertebra_acme" / "backbones.py").read_text(
         encoding="utf-8"
     )
@@ -130,7 +130,7 @@ def test_refuses_a_folder_that_is_not_empty(
     target = tmp_path / "acme-parts"
     target.mkdir()
     (target / "notes.txt").write_text("keep me", encoding="utf-8")
-    assert main(["plugin", "new", "acme-parts", "--path", str(target)]) == 2
+    assert main(["plugins", "new", "acme-parts", "--path", str(target)]) == 2
     err = capsys.readouterr().err
     assert "already exists and is not empty; nothing was written" in err
     assert _files(target) == ["notes.txt"]
@@ -141,14 +141,14 @@ def test_refuses_a_folder_that_is_not_empty(
 def test_an_empty_folder_is_used(tmp_path: Path) -> None:
     target = tmp_path / "empty"
     target.mkdir()
-    assert main(["plugin", "new", "acme-parts", "--path", str(target)]) == 0
+    assert main(["plugins", "new", "acme-parts", "--path", str(target)]) == 0
     assert _files(target) == EXPECTED
 
 
 def test_refuses_a_file_as_the_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "file"
     target.write_text("x", encoding="utf-8")
-    assert main(["plugin", "new", "acme-parts", "--path", str(target)]) == 2
+    assert main(["plugins", "new", "acme-parts", "--path", str(target)]) == 2
     assert "is not a folder" in capsys.readouterr().err
     assert target.read_text(encoding="utf-8") == "x"
 
@@ -168,7 +168,7 @@ def test_refuses_a_file_as_the_folder(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_invalid_names_exit_2(
     name: str, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["plugin", "new", name, "--path", str(tmp_path / "out")]) == 2
+    assert main(["plugins", "new", name, "--path", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert expected in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
@@ -227,3 +227,27 @@ def _importable(name: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(name) is not None
+
+
+def test_the_old_spelling_still_works_with_a_notice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "acme-parts"
+    assert main(["plugin", "new", "acme-parts", "--path", str(target)]) == 0
+    captured = capsys.readouterr()
+    assert "now spelled `vertebra plugins new`" in captured.err
+    assert "BACKBONES AcmePartsBackbone" in captured.out
+    assert _files(target) == EXPECTED
+    assert main(["plugins", "new", "acme-other", "--path", str(tmp_path / "other")]) == 0
+    assert "now spelled" not in capsys.readouterr().err
+
+
+def test_help_lists_one_plugins_group(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listing = capsys.readouterr().out
+    assert "    plugins " in listing and "    plugin " not in listing
+    with pytest.raises(SystemExit):
+        main(["plugins", "--help"])
+    sub = capsys.readouterr().out
+    assert all(f"    {word} " in sub for word in ("list", "doctor", "new")), sub

@@ -206,3 +206,59 @@ def test_required_parts_show_as_blocks_to_fill(
     assert filled["BACKBONE"] == {"NAME": "MLP", "IN_FEATURES": 4}
     assert isinstance(filled["METRICS"], list) and isinstance(filled["METRICS"][0], Mapping)
     MODELS.validate(filled)
+
+
+SHAPES = '''
+    from typing import Literal
+
+    from pydantic import BaseModel as Model, ConfigDict, Field
+    from vertebra.model.base_model import BaseModel
+    from vertebra.config import PartConfig
+
+    class Circle(Model):
+        model_config = ConfigDict(extra="forbid")
+
+        NAME: Literal["Circle"] = Field(description="Shape name.")
+        RADIUS: float = Field(1.0, description="Radius.")
+
+    class Square(Model):
+        model_config = ConfigDict(extra="forbid")
+
+        NAME: Literal["Square"] = Field(description="Shape name.")
+        SIDE: float = Field(1.0, description="Side.")
+
+    class Pair(Model):
+        LEFT: int = Field(0, description="Left.")
+        RIGHT: int = Field(0, description="Right.")
+
+    class ShapesConfig(PartConfig):
+        SHAPES: list[Circle | Square] = Field(default_factory=list, description="Shapes.")
+        MAYBE: Circle | Square | None = Field(None, description="One shape or none.")
+        PAIRS: list[Pair] = Field(default_factory=list, description="Pairs.")
+
+    class Shapes(BaseModel):
+        """Lists of mappings."""
+
+        Config = ShapesConfig
+'''
+
+
+def test_types_read_as_the_yaml_a_user_writes(
+    vertebra_plugins: PluginSandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    vertebra_plugins.add(
+        "acme-shapes",
+        {"vertebra.backbones": {"Shapes": "acme_shapes:Shapes"}},
+        {"acme_shapes/__init__.py": SHAPES},
+    )
+    text = _template(capsys, "backbones", "Shapes")
+    assert "# Shapes. [list of {NAME: ..., ...}]" in text
+    assert "# One shape or none. [{NAME: ..., ...} or null]" in text
+    assert "# Pairs. [list of {LEFT: ..., RIGHT: ...}]" in text
+    assert "mapping or mapping" not in text
+    # A long type is never cut in two by the wrapping of its comment.
+    sgd = _template(capsys, "optimizers", "SGD")
+    assert "[list of {MATCH: ..., ...}]" in sgd
+    # An integer bounded on both sides reads as the range a user may write.
+    head = _template(capsys, "heads", "ClassifierHead")
+    assert "# Width of the input features. [integer from 1 to 16777216]" in head

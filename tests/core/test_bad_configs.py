@@ -52,8 +52,8 @@ EXPECTED: dict[str, tuple[str, list[str]]] = {
     "bad_yaml.yaml": (
         "bad_yaml.yaml",
         [
-            "line 5, column 7: invalid YAML: expected ',' or '}', but got ':' (while parsing a "
-            "flow mapping that starts on line 4)"
+            "line 5, column 7: invalid YAML: did not find expected ',' or '}', but found ':' "
+            "(while parsing a flow mapping that starts on line 4)"
         ],
     ),
     "not_a_mapping.yaml": (
@@ -196,8 +196,8 @@ def test_overrides_fix_a_bad_value_from_the_command_line(
     assert main(["validate", path, "--set", "MODEL.BACKBONE.IN_FEATURES=ten", "--set", "oops"]) == 2
     err = capsys.readouterr().err
     assert err == (
-        f"vertebra validate: error: 1 error in {path}:\n"
-        "  --set: expected KEY.PATH=VALUE (for example MODEL.HEAD.NUM_CLASSES=10), got 'oops'\n"
+        f"vertebra validate: error: 1 error in the --set overrides of {path}:\n"
+        "  --set oops: expected KEY.PATH=VALUE (for example MODEL.HEAD.NUM_CLASSES=10)\n"
     )
 
 

@@ -202,7 +202,7 @@ def test_include_loops_and_missing_includes_are_errors(tmp_path: Path) -> None:
     assert str(info.value) == f"1 error:\n  config file not found: {tmp_path / 'absent.yaml'}"
     with pytest.raises(ConfigError) as info:
         config.load(tmp_path)
-    assert issues(info) == [f"not a config file but a folder: {tmp_path}"]
+    assert issues(info) == [f"not a regular file but a folder: {tmp_path}"]
 
 
 def test_an_error_in_an_included_file_names_that_file(tmp_path: Path) -> None:
@@ -211,7 +211,9 @@ def test_an_error_in_an_included_file_names_that_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         config.load(top)
     assert info.value.source == str(tmp_path / "base.yaml")
-    assert issues(info)[0].startswith("line 2, column 1: invalid YAML: expected ',' or ']'")
+    assert issues(info)[0].startswith(
+        "line 2, column 1: invalid YAML: did not find expected ',' or ']'"
+    )
 
 
 def test_yaml_problems_name_line_and_column() -> None:
@@ -298,15 +300,71 @@ def test_every_bad_override_is_reported_at_once() -> None:
         )
     assert str(info.value) == "\n".join(
         [
-            "6 errors in run.yaml:",
-            "  MODEL.NAME: --set 'MODEL.NAME.X=1': cannot go into this value; it is not a mapping or list",
-            "  MODEL.METRICS.3: --set 'MODEL.METRICS.3.TOPK=1': cannot go into this value; it is not a mapping or list",
-            "  MODEL.METRICS.x: --set 'MODEL.METRICS.x=1': no list item x (the list has 1)",
-            "  --set: expected KEY.PATH=VALUE (for example MODEL.HEAD.NUM_CLASSES=10), got 'NOEQUALS'",
-            "  --set: expected KEY.PATH=VALUE (for example MODEL.HEAD.NUM_CLASSES=10), got 'A..B=1'",
-            "  --set: expected KEY.PATH=VALUE (for example MODEL.HEAD.NUM_CLASSES=10), got '=3'",
+            "6 errors in the --set overrides of run.yaml:",
+            "  MODEL.NAME (from --set MODEL.NAME.X=1): cannot go into str 'Classifier': it is not "
+            "a mapping or list",
+            "  MODEL.METRICS.3 (from --set MODEL.METRICS.3.TOPK=1): no list item 3 (the list has 1)",
+            "  MODEL.METRICS.x (from --set MODEL.METRICS.x=1): no list item x (the list has 1)",
+            "  --set NOEQUALS: expected KEY.PATH=VALUE (for example MODEL.HEAD.NUM_CLASSES=10)",
+            "  --set A..B=1: expected KEY.PATH=VALUE (for example MODEL.HEAD.NUM_CLASSES=10)",
+            "  --set =3: expected KEY.PATH=VALUE (for example MODEL.HEAD.NUM_CLASSES=10)",
         ]
     )
+
+
+def test_an_index_past_the_end_is_named_at_any_depth() -> None:
+    base = {"M": {"L": [{"TOPK": [1]}], "S": "x"}}
+    with pytest.raises(ConfigError) as info:
+        config.apply_overrides(base, ["M.L.0.TOPK.4.X=1", "M.L.9=1", "M.S.0=1"])
+    assert issues(info) == [
+        "M.L.0.TOPK.4 (from --set M.L.0.TOPK.4.X=1): no list item 4 (the list has 1)",
+        "M.L.9 (from --set M.L.9=1): no list item 9 (the list has 1)",
+        "M.S (from --set M.S.0=1): cannot go into str 'x': it is not a mapping or list",
+    ]
+
+
+RUN = """\
+MODEL:
+  NAME: Classifier
+  BACKBONE: {NAME: MLP, IN_FEATURES: 64, HIDDEN: [32]}
+  HEAD: {NAME: ClassifierHead, DIM: 32, NUM_CLASSES: 10}
+  LOSS: {NAME: CrossEntropy}
+  METRICS: [{NAME: AccuracyMetric, TOPK: [1]}]
+TRAIN: {EPOCHS: 1}
+"""
+
+
+def test_errors_an_override_caused_name_it(tmp_path: Path) -> None:
+    run = write(tmp_path, "run.yaml", RUN.replace("EPOCHS: 1", "EPOCHS: 1, SEEED: 1"))
+    overrides = [
+        "MODEL.HEAD={NAME: ClassifierHead, DIM: 32}",  # the missing key lies under it
+        "MODEL.METRICS.-1.TOPK=[x]",  # counted from the end; errors count from the start
+        "MODEL.BACKBONE.HIDDEN=[32]",  # valid: blames nothing
+    ]
+    with pytest.raises(ConfigError) as info:
+        config.load_run_config(run, overrides)
+    assert str(info.value) == "\n".join(
+        [
+            f"3 errors in {run} and its --set overrides:",
+            "  MODEL.HEAD.NUM_CLASSES (from --set 'MODEL.HEAD={NAME: ClassifierHead, DIM: 32}'): "
+            "required key is missing: Number of classes (width of the logits)",
+            "  MODEL.METRICS[0].TOPK[0] (from --set 'MODEL.METRICS.-1.TOPK=[x]'): Input should be "
+            "a valid integer, unable to parse string as an integer, got 'x'",
+            "  TRAIN.SEEED: unknown key; did you mean SEED?",
+        ]
+    )
+
+
+def test_the_last_override_of_a_path_is_the_one_named() -> None:
+    data, written = config._files._apply(
+        {"A": [{"B": 1}]}, ["A.0.B=2", "A.0=3", "C.D=4"], None, config._files.limits()
+    )
+    assert data == {"A": [3], "C": {"D": 4}}
+    assert written.which("A[0].B.E") == "A.0=3"
+    assert written.which("A[0]") == "A.0=3"
+    assert written.which("A") is None
+    assert written.which("C.D") == "C.D=4"
+    assert written.which("C.DD") is None
 
 
 def test_load_applies_overrides_after_includes(tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if out is None:
         sys.stdout.write(text)
     else:
-        from vertebra.cli.schema import write_text
+        from vertebra.cli._output import write_text
 
         write_text(out, text)
     count = len(conversion.unmapped)

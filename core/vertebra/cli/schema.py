@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from vertebra.errors import UserError
+from vertebra.cli._output import write_text
 
 __all__ = ["add_parser", "run"]
 
@@ -50,27 +48,3 @@ def run(args: argparse.Namespace) -> int:
     write_text(Path(args.output), text)
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file, so a failed write loses nothing."""
-    if path.is_dir():
-        raise UserError(
-            f"{path} is a folder; give a file name, for example {path / 'vertebra.schema.json'}"
-        )
-    if not path.parent.is_dir():
-        raise UserError(f"cannot write {path}: folder {path.parent} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes it 0600: follow the umask as open() does
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -10,7 +10,8 @@ Importing this package is cheap: each name loads its module (and YAML or pydanti
 first use, so that command-line paths that need none of it do not pay for it.
 
 - `_files`: YAML and JSON files, `_BASE` includes, `--set` overrides, `dump`
-- `_schema`: `PartConfig`, `PartOf`, validation of config trees with every error at once
+- `_schema`: `PartConfig`, `PartOf`, `Settings` (numbers that refuse booleans), `Size`,
+  `Seed`, validation of config trees with every error at once
 - `_annotations`: what a field's type annotation holds (the one walker of annotations)
 - `_run`: the run config's sections, `validate_run_config`, `load_run_config`
 - `_json_schema`: one JSON Schema of a run config, from the installed parts
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
         validate_run_config,
     )
     from ._schema import (
+        MAX_SIZE,
         BackboneCfg,
         HeadCfg,
         LossCfg,
@@ -45,6 +47,9 @@ if TYPE_CHECKING:
         NeckCfg,
         PartConfig,
         PartOf,
+        Seed,
+        Settings,
+        Size,
         TokenizerCfg,
         describe_value,
         find_ineffective_keys,
@@ -74,6 +79,7 @@ _HOMES = {
         "validate_run_config",
     ],
     "_schema": [
+        "MAX_SIZE",
         "BackboneCfg",
         "HeadCfg",
         "LossCfg",
@@ -81,6 +87,9 @@ _HOMES = {
         "NeckCfg",
         "PartConfig",
         "PartOf",
+        "Seed",
+        "Settings",
+        "Size",
         "TokenizerCfg",
         "describe_value",
         "find_ineffective_keys",
@@ -98,6 +107,7 @@ _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names
 
 __all__ = [
     "DRAFT",
+    "MAX_SIZE",
     "PLACEHOLDER",
     "BackboneCfg",
     "DataConfig",
@@ -111,6 +121,9 @@ __all__ = [
     "RunConfig",
     "SchemaBuilder",
     "SchemaProblem",
+    "Seed",
+    "Settings",
+    "Size",
     "TokenizerCfg",
     "TrainConfig",
     "allows_none",

@@ -12,6 +12,11 @@ A config is a plain nested mapping until it is validated (`vertebra.config.valid
   numbers, `yes`/`no`/`on`/`off` are text, `017` is 17 and `1:30` is text. The dumper
   quotes any string that either reading would take for something else.
 - A key given twice in one mapping is an error, not a silent override.
+- What is read is bounded, so that no file can hang or exhaust the process (see `Limits`):
+  only regular files are read, up to a size; nesting depth is checked on the YAML event
+  stream before any tree is built, and the number of values after aliases are expanded
+  on the composed node graph before any Python object is made. `--set` values go through
+  the same checks. The C parser of libyaml is used where PyYAML was built with it.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ import copy
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+import stat
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +35,23 @@ import yaml
 
 from vertebra.errors import ConfigError, ConfigIssue
 
-__all__ = ["apply_overrides", "dump", "load", "loads", "merge", "parse_override"]
+try:  # libyaml's parser and composer, in C, where PyYAML was built with it
+    from yaml import CSafeLoader as _SafeLoader
+except ImportError:  # pragma: no cover - PyYAML without libyaml
+    from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
+
+__all__ = [
+    "Limits",
+    "Overrides",
+    "apply_overrides",
+    "dump",
+    "limits",
+    "load",
+    "load_with_overrides",
+    "loads",
+    "merge",
+    "parse_override",
+]
 
 BASE_KEYS = ("_BASE", "_base_")
 DELETE_KEY = "_DELETE"
@@ -70,8 +93,12 @@ def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
     return int(text, 10)
 
 
-class _Loader(yaml.SafeLoader):
-    """Safe loader that reads `5e-4` and `1e5` as floats and refuses duplicate keys."""
+class _Loader(_SafeLoader):
+    """Safe loader that reads `5e-4` and `1e5` as floats and refuses duplicate keys.
+
+    Resolvers and constructors are Python code that libyaml's parser calls, so the C and
+    the pure-Python loader read every scalar alike.
+    """
 
     yaml_implicit_resolvers = _RESOLVERS
 
@@ -117,24 +144,218 @@ def _repr_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
 _Dumper.add_representer(str, _repr_str)
 
 
-def loads(text: str, source: str = "<string>") -> dict[str, Any]:
-    """Parse YAML (or JSON, which is YAML) text into a mapping."""
+# -- limits ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what one config may be; no real config comes near them.
+
+    Each is overridden by its environment variable (`VARIABLES`); docs/config.md says why
+    each value was chosen.
+    """
+
+    #: Bytes of one file (or `--set` value), checked before it is read.
+    max_bytes: int = 8 * 1024 * 1024
+    #: Levels of nested mappings and lists, checked on the event stream before composing.
+    max_depth: int = 100
+    #: Values (keys, scalars, mappings and lists) once every alias is expanded.
+    max_nodes: int = 200_000
+
+    VARIABLES = {
+        "max_bytes": "VERTEBRA_CONFIG_MAX_BYTES",
+        "max_depth": "VERTEBRA_CONFIG_MAX_DEPTH",
+        "max_nodes": "VERTEBRA_CONFIG_MAX_NODES",
+    }
+
+
+def limits() -> Limits:
+    """The limits in force: the defaults, or the environment variables that override them."""
+    values: dict[str, int] = {}
+    for field, variable in Limits.VARIABLES.items():
+        text = os.environ.get(variable, "").strip()
+        if not text:
+            continue
+        try:
+            values[field] = int(text.replace("_", ""))
+        except ValueError:
+            values[field] = 0
+        if values[field] < 1:
+            raise ConfigError(
+                [ConfigIssue("", f"{variable}={text!r} must be a whole number of at least 1")]
+            )
+    return Limits(**values)
+
+
+class _Refused(Exception):
+    """Text that breaks one of the limits; the message names the limit and its variable."""
+
+
+def _too_big(lim: Limits) -> _Refused:
+    return _Refused(
+        f"larger than {lim.max_bytes} bytes, the most a config may hold "
+        f"(set {Limits.VARIABLES['max_bytes']} to raise the limit)"
+    )
+
+
+def _too_deep(lim: Limits) -> _Refused:
+    return _Refused(
+        f"nested deeper than {lim.max_depth} levels of mappings and lists, the most a config "
+        f"may nest (set {Limits.VARIABLES['max_depth']} to raise the limit)"
+    )
+
+
+def _too_many(lim: Limits) -> _Refused:
+    return _Refused(
+        f"more than {lim.max_nodes} values after aliases are expanded, the most a config "
+        f"may hold (set {Limits.VARIABLES['max_nodes']} to raise the limit)"
+    )
+
+
+_STARTS = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+_ENDS = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+
+
+def _check_events(text: str, lim: Limits) -> None:
+    """Refuse `text` when its nesting or its number of values (aliases counted once) is over
+    the limits, from the parser's events alone: before any tree exists, so that composing
+    (recursive, in C or Python) never meets a deep document."""
+    depth = nodes = 0
     try:
-        data: Any = yaml.load(text, Loader=_Loader)
+        for event in _events(text):
+            if isinstance(event, _STARTS):
+                depth += 1
+                if depth > lim.max_depth:
+                    raise _too_deep(lim)
+            elif isinstance(event, _ENDS):
+                depth -= 1
+                continue
+            elif not isinstance(event, yaml.ScalarEvent | yaml.AliasEvent):
+                continue
+            nodes += 1
+            if nodes > lim.max_nodes:
+                raise _too_many(lim)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        context = getattr(exc, "context", None)
-        context_mark = getattr(exc, "context_mark", None)
-        if (
-            context
-            and context_mark is not None
-            and mark is not None
-            and context_mark.line != mark.line
-        ):
-            problem += f" ({context} that starts on line {context_mark.line + 1})"
-        raise ConfigError([ConfigIssue(where, f"invalid YAML: {problem}")], source=source) from None
+        # libyaml refuses more than 1000 levels itself, as a scanner error.
+        if "maximum nesting depth" in str(getattr(exc, "problem", "")):
+            raise _too_deep(lim) from None
+        raise
+
+
+def _events(text: str) -> Iterator[Any]:
+    loader = _Loader(text)
+    try:
+        while loader.check_event():
+            yield loader.get_event()
+    finally:
+        loader.dispose()
+
+
+def _yaml_children(node: Any) -> Sequence[Any] | None:
+    if isinstance(node, yaml.SequenceNode):
+        return node.value  # type: ignore[no-any-return]
+    if isinstance(node, yaml.MappingNode):
+        return [item for pair in node.value for item in pair]
+    return None
+
+
+def _data_children(value: Any) -> Sequence[Any] | None:
+    if isinstance(value, dict):
+        return [*value, *value.values()]
+    if isinstance(value, list | tuple):
+        return value
+    return None
+
+
+def _check_tree(root: Any, children: Callable[[Any], Sequence[Any] | None], lim: Limits) -> None:
+    """Refuse a tree whose values, counted once per place an alias puts them, or whose depth
+    after that expansion, is over the limits.
+
+    Shared items (aliases) are measured once: a billion-laughs file is refused after a few
+    hundred steps, not after a billion. An item that holds itself nests without end.
+    Iterative, so that it is safe at any depth.
+    """
+    measured: dict[int, tuple[int, int]] = {}  # id -> (values, depth)
+    open_: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        item, done = stack.pop()
+        key = id(item)
+        kids = children(item)
+        if done:
+            count, depth = 1, 0
+            if kids is not None:
+                depth = 1
+                for kid in kids:
+                    kid_count, kid_depth = measured[id(kid)]
+                    count += kid_count
+                    depth = max(depth, kid_depth + 1)
+            if count > lim.max_nodes:
+                raise _too_many(lim)
+            if depth > lim.max_depth:
+                raise _too_deep(lim)
+            open_.discard(key)
+            measured[key] = (count, depth)
+        elif key not in measured:
+            if key in open_:
+                raise _too_deep(lim)  # an alias inside the value it names
+            if kids is not None and len(kids) >= lim.max_nodes:
+                raise _too_many(lim)  # before stacking a million items of a JSON list
+            open_.add(key)
+            stack.append((item, True))
+            stack.extend((kid, False) for kid in kids or ())
+
+
+def _parse(text: str, lim: Limits) -> Any:
+    """YAML text as Python values, within `lim`; raises `_Refused` or `yaml.YAMLError`."""
+    if len(text) > lim.max_bytes or len(text.encode("utf-8", "surrogatepass")) > lim.max_bytes:
+        raise _too_big(lim)
+    _check_events(text, lim)
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_tree(node, _yaml_children, lim)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> ConfigIssue:
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(exc, "problem", None) or str(exc)
+    found = _found_at(text, mark)
+    if found and problem == "found character that cannot start any token":
+        problem = f"found character {found} that cannot start any token"
+    elif found and problem.startswith("did not find expected "):
+        problem += f", but found {found}"  # libyaml's message; PyYAML's said what it found
+    context = getattr(exc, "context", None)
+    context_mark = getattr(exc, "context_mark", None)
+    if context and context_mark is not None and mark is not None and context_mark.line != mark.line:
+        problem += f" ({context} that starts on line {context_mark.line + 1})"
+    return ConfigIssue(where, f"invalid YAML: {problem}")
+
+
+def _found_at(text: str, mark: Any) -> str | None:
+    """The character at `mark` (line and column count characters), quoted; None past the end."""
+    if mark is None:
+        return None
+    lines = text.splitlines()
+    if mark.line >= len(lines) or mark.column >= len(lines[mark.line]):
+        return None
+    return repr(lines[mark.line][mark.column])
+
+
+def loads(text: str, source: str = "<string>") -> dict[str, Any]:
+    """Parse YAML (or JSON, which is YAML) text into a mapping, within `limits()`."""
+    try:
+        data = _parse(text, limits())
+    except _Refused as exc:
+        raise ConfigError([ConfigIssue("", str(exc))], source=source) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([_yaml_problem(exc, text)], source=source) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -146,57 +367,102 @@ def _not_a_mapping(data: Any) -> str:
     return f"the top level must be a mapping of keys, got {type(data).__name__}"
 
 
+# -- files and includes ------------------------------------------------------------------
+
+
 def load(path: str | Path, overrides: Iterable[str] = ()) -> dict[str, Any]:
     """Read a YAML or JSON config file, resolve its `_BASE` includes, apply overrides."""
-    data = _strip_delete(_load_file(Path(path), ()))
-    return apply_overrides(data, overrides, source=str(path))
+    return load_with_overrides(path, overrides)[0]
 
 
-def _read(path: Path, chain: tuple[Path, ...]) -> str:
-    """The text of `path`; `chain` holds the files that include it, outermost first."""
+def load_with_overrides(
+    path: str | Path, overrides: Iterable[str] = ()
+) -> tuple[dict[str, Any], Overrides]:
+    """Like `load`, and which paths each override wrote (to say where an error came from)."""
+    lim = limits()
+    data = _strip_delete(_load_file(Path(path), (), {}, lim))
+    out, written = _apply(data, overrides, str(path), lim)
     try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+        _check_tree(out, _data_children, lim)  # includes and overrides add up
+    except _Refused as exc:
+        message = f"{exc}, once its includes and --set overrides are applied"
+        raise ConfigError([ConfigIssue("", message)], source=str(path)) from None
+    return out, written
+
+
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _read(path: Path, chain: tuple[Path, ...], lim: Limits) -> str:
+    """The text of `path`; `chain` holds the files that include it, outermost first.
+
+    Only a regular file is read, and no more than `lim.max_bytes` of it: opening does not
+    block (a FIFO), and the kind and size are checked on the open file, before reading.
+    """
+
+    def refuse(message: str) -> ConfigError:
         if chain:
-            raise ConfigError(
-                [ConfigIssue("_BASE", f"included file not found: {path}")], source=str(chain[-1])
-            ) from None
-        raise ConfigError([ConfigIssue("", f"config file not found: {path}")]) from None
+            return ConfigError([ConfigIssue("_BASE", message)], source=str(chain[-1]))
+        return ConfigError([ConfigIssue("", message)])
+
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        what = "included file" if chain else "config file"
+        raise refuse(f"{what} not found: {path}") from None
     except IsADirectoryError:
-        raise ConfigError([ConfigIssue("", f"not a config file but a folder: {path}")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([ConfigIssue("", f"cannot read config file {path}: {exc}")]) from None
+        raise refuse(f"not a regular file but a folder: {path}") from None
+    except OSError as exc:
+        raise refuse(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        kind = next((name for test, name in _KINDS if test(info.st_mode)), "not a file")
+        raise refuse(f"not a regular file but {kind}: {path}")
+    size_error = ConfigError([ConfigIssue("", str(_too_big(lim)))], source=str(path))
+    if info.st_size > lim.max_bytes:
+        os.close(fd)
+        raise size_error
+    with os.fdopen(fd, "rb") as file:
+        try:
+            data = file.read(lim.max_bytes + 1)  # a file may grow, or report no size
+        except OSError as exc:
+            raise refuse(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    if len(data) > lim.max_bytes:
+        raise size_error
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise refuse(f"cannot read config file {path}: {exc}") from None
 
 
-def _load_file(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+def _load_file(
+    path: Path, chain: tuple[Path, ...], done: dict[Path, dict[str, Any]], lim: Limits
+) -> dict[str, Any]:
     """One file with its includes merged in; `chain` holds the files that include it.
 
     Paths are shown as the user wrote them (joined to the including file's folder, `..`
-    folded) and compared resolved.
+    folded) and compared resolved. `done` holds the files read so far: a file included
+    many times (bases that share a base, at any depth) is read once.
     """
     resolved = path.resolve()
     if resolved in (p.resolve() for p in chain):
         loop = " -> ".join(str(p) for p in (*chain, path))
         raise ConfigError([ConfigIssue("_BASE", f"include loop: {loop}")], source=str(chain[-1]))
-    text = _read(path, chain)
-    if path.suffix.lower() == ".json":
-        try:
-            parsed: Any = json.loads(text, object_pairs_hook=_json_object)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(
-                [ConfigIssue(f"line {exc.lineno}, column {exc.colno}", f"invalid JSON: {exc.msg}")],
-                source=str(path),
-            ) from None
-        except _DuplicateKey as exc:
-            raise ConfigError([ConfigIssue("", f"invalid JSON: {exc}")], source=str(path)) from None
-        if not isinstance(parsed, dict):
-            raise ConfigError([ConfigIssue("", _not_a_mapping(parsed))], source=str(path))
-        data: dict[str, Any] = parsed
-    else:
+    if resolved in done:
+        return done[resolved]
+    text = _read(path, chain, lim)
+    data = _parse_json(text, path, lim) if path.suffix.lower() == ".json" else None
+    if data is None:
         data = loads(text, source=str(path))
     bases = [data.pop(key) for key in BASE_KEYS if key in data]
-    if not bases:
-        return data
     merged: dict[str, Any] = {}
     for base in bases:
         for item in base if isinstance(base, list) else [base]:
@@ -206,8 +472,29 @@ def _load_file(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
                     source=str(path),
                 )
             included = Path(os.path.normpath(path.parent / item))
-            merged = merge(merged, _load_file(included, (*chain, path)))
-    return merge(merged, data)
+            merged = merge(merged, _load_file(included, (*chain, path), done, lim))
+    done[resolved] = merge(merged, data) if bases else data
+    return done[resolved]
+
+
+def _parse_json(text: str, path: Path, lim: Limits) -> dict[str, Any]:
+    try:
+        parsed: Any = json.loads(text, object_pairs_hook=_json_object)
+        _check_tree(parsed, _data_children, lim)
+    except RecursionError:  # json's decoder is recursive, and guarded
+        raise ConfigError([ConfigIssue("", str(_too_deep(lim)))], source=str(path)) from None
+    except _Refused as exc:
+        raise ConfigError([ConfigIssue("", str(exc))], source=str(path)) from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            [ConfigIssue(f"line {exc.lineno}, column {exc.colno}", f"invalid JSON: {exc.msg}")],
+            source=str(path),
+        ) from None
+    except _DuplicateKey as exc:
+        raise ConfigError([ConfigIssue("", f"invalid JSON: {exc}")], source=str(path)) from None
+    if not isinstance(parsed, dict):
+        raise ConfigError([ConfigIssue("", _not_a_mapping(parsed))], source=str(path))
+    return parsed
 
 
 class _DuplicateKey(ValueError):
@@ -248,67 +535,121 @@ def _strip_delete(value: Any) -> Any:
     return value
 
 
+# -- overrides ---------------------------------------------------------------------------
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """`MODEL.HEAD.NUM_CLASSES=10` -> (['MODEL', 'HEAD', 'NUM_CLASSES'], 10)."""
+    return _parse_override(text, limits())
+
+
+def _parse_override(text: str, lim: Limits) -> tuple[list[str], Any]:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key or any(not part.strip() for part in key.split(".")):
-        raise ConfigError(
-            [
-                ConfigIssue(
-                    "--set",
-                    "expected KEY.PATH=VALUE (for example MODEL.HEAD.NUM_CLASSES=10), "
-                    f"got {text!r}",
-                )
-            ]
-        )
+        message = "expected KEY.PATH=VALUE (for example MODEL.HEAD.NUM_CLASSES=10)"
+        raise ConfigError([ConfigIssue("", message, override=text)])
+    keys = [part.strip() for part in key.split(".")]
     try:
-        value = yaml.load(raw, Loader=_Loader) if raw.strip() else ""
+        if len(keys) > lim.max_depth:
+            raise _too_deep(lim)
+        value = _parse(raw, lim) if raw.strip() else ""
+    except _Refused as exc:
+        raise ConfigError([ConfigIssue(key, str(exc), override=text)]) from None
     except yaml.YAMLError:
         value = raw  # not YAML (`a: b: c`): the text itself
-    return [part.strip() for part in key.split(".")], value
+    return keys, value
+
+
+@dataclass
+class Overrides:
+    """The paths that `--set` overrides wrote, to tell which errors they caused."""
+
+    #: (path as its keys, list indices as digits; the override's `KEY=VALUE` text), in order.
+    written: list[tuple[tuple[str, ...], str]]
+
+    def which(self, path: str) -> str | None:
+        """The last override that wrote `path` (`MODEL.METRICS[0].TOPK`) or a path above it."""
+        parts = tuple(_PATH_PART.findall(path))
+        keys = tuple(index or key for index, key in parts)
+        for prefix, text in reversed(self.written):
+            if keys[: len(prefix)] == prefix:
+                return text
+        return None
+
+    def mark(self, error: ConfigError) -> ConfigError:
+        """`error` with each issue that an override caused marked with that override."""
+        if not self.written or not any(issue.path for issue in error.issues):
+            return error
+        issues = [
+            issue._replace(override=self.which(issue.path))
+            if issue.override is None and issue.path
+            else issue
+            for issue in error.issues
+        ]
+        return ConfigError(issues, source=error.source)
+
+
+#: One key of a dotted path: `[3]` (a list index) or a key.
+_PATH_PART = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
 
 
 def apply_overrides(
     data: dict[str, Any], overrides: Iterable[str], source: str | None = None
 ) -> dict[str, Any]:
     """Apply `KEY.PATH=VALUE` overrides to a copy of `data`; all bad ones are reported together."""
+    return _apply(data, overrides, source, limits())[0]
+
+
+def _apply(
+    data: dict[str, Any], overrides: Iterable[str], source: str | None, lim: Limits
+) -> tuple[dict[str, Any], Overrides]:
     out = copy.deepcopy(data)
+    written = Overrides([])
     issues: list[ConfigIssue] = []
     for text in overrides:
         try:
-            keys, value = parse_override(text)
+            keys, value = _parse_override(text, lim)
         except ConfigError as exc:
             issues.extend(exc.issues)
             continue
         node: Any = out
-        for depth, key in enumerate(keys[:-1]):
-            node = _step(node, key)
-            if node is None:
-                issues.append(
-                    ConfigIssue(
-                        ".".join(keys[: depth + 1]),
-                        f"--set {text!r}: cannot go into this value; it is not a mapping or list",
-                    )
-                )
+        path: list[str] = []
+        for key in keys[:-1]:
+            node, problem = _step(node, key)
+            if problem is not None:
+                issues.append(ConfigIssue(".".join([*path, key]), problem, override=text))
                 break
+            path.append(key)
         else:
             last = keys[-1]
             if isinstance(node, list):
                 index = _index(last, node)
                 if index is None:
-                    issues.append(
-                        ConfigIssue(
-                            ".".join(keys),
-                            f"--set {text!r}: no list item {last} (the list has {len(node)})",
-                        )
-                    )
+                    issues.append(ConfigIssue(".".join(keys), _no_item(last, node), override=text))
                     continue
                 node[index] = value
+                last = str(index % len(node))
             else:
                 node[last] = value
+            written.written.append(((*_resolved(out, keys[:-1]), last), text))
     if issues:
         raise ConfigError(issues, source=source)
+    return out, written
+
+
+def _resolved(data: Any, keys: list[str]) -> list[str]:
+    """`keys` with negative list indices counted from the start, as error paths show them."""
+    out: list[str] = []
+    node = data
+    for key in keys:
+        if isinstance(node, list):
+            index = int(key) % len(node)
+            out.append(str(index))
+            node = node[index]
+        else:
+            out.append(key)
+            node = node[key]
     return out
 
 
@@ -318,20 +659,31 @@ def _index(key: str, node: list[Any]) -> int | None:
     return None
 
 
-def _step(node: Any, key: str) -> Any:
-    """The child `key` of `node`, creating an empty mapping where a mapping lacks it."""
+def _no_item(key: str, node: list[Any]) -> str:
+    return f"no list item {key} (the list has {len(node)})"
+
+
+def _step(node: Any, key: str) -> tuple[Any, str | None]:
+    """The child `key` of `node`, creating an empty mapping where a mapping lacks it; or why
+    there is none."""
     if isinstance(node, dict):
-        if not isinstance(node.get(key), dict | list):
-            if node.get(key) is not None:
-                return None  # a scalar: going into it would lose it
-            node[key] = {}
-        return node[key]
-    if isinstance(node, list):
-        index = _index(key, node)
-        if index is None or not isinstance(node[index], dict | list):
-            return None
-        return node[index]
-    return None
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        elif not isinstance(child, dict | list):
+            return None, f"cannot go into {_describe(child)}: it is not a mapping or list"
+        return child, None
+    index = _index(key, node)  # `node` is a list: `_step` only goes into mappings and lists
+    if index is None:
+        return None, _no_item(key, node)
+    child = node[index]
+    if not isinstance(child, dict | list):
+        return None, f"cannot go into {_describe(child)}: it is not a mapping or list"
+    return child, None
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"[:60]
 
 
 def dump(config: Any) -> str:

@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validat
 
 from vertebra.errors import ConfigError, ConfigIssue, close_match
 
-from ._files import load
-from ._schema import PartConfig, PartOf, join, validate_into
+from ._files import Overrides, load_with_overrides
+from ._schema import PartConfig, PartOf, Seed, Settings, Size, join, validate_into
 
 __all__ = [
     "DataConfig",
@@ -47,9 +47,12 @@ Duration = Annotated[
 ]
 
 _STRICT = ConfigDict(extra="forbid", protected_namespaces=(), validate_default=True)
+#: The most threads or worker processes a run may ask for: 4x the cores of the largest
+#: machines (256 cores); a larger number is a typo that would stall the machine.
+_MAX_PROCESSES = 1024
 
 
-class LoaderConfig(BaseModel):
+class LoaderConfig(Settings):
     """One data loader: a dataset and how to batch it."""
 
     model_config = _STRICT
@@ -57,9 +60,12 @@ class LoaderConfig(BaseModel):
     DATASET: Annotated[PartConfig, PartOf("datasets")] = Field(
         description="The dataset (a DATASETS part) with its settings."
     )
-    BATCH_SIZE: int = Field(32, ge=1, description="Samples per batch on each process.")
+    BATCH_SIZE: Size = Field(32, description="Samples per batch on each process.")
     NUM_WORKERS: int = Field(
-        0, ge=0, description="DataLoader worker processes (0 loads in the training process)."
+        0,
+        ge=0,
+        le=_MAX_PROCESSES,
+        description="DataLoader worker processes (0 loads in the training process).",
     )
     SHUFFLE: bool | None = Field(
         None, description="Shuffle every epoch; default true for training, false for validation."
@@ -71,8 +77,8 @@ class LoaderConfig(BaseModel):
     PERSISTENT_WORKERS: bool = Field(
         False, description="Keep worker processes alive between epochs (needs NUM_WORKERS > 0)."
     )
-    PREFETCH_FACTOR: int | None = Field(
-        None, ge=1, description="Batches each worker loads ahead (needs NUM_WORKERS > 0)."
+    PREFETCH_FACTOR: Size | None = Field(
+        None, description="Batches each worker loads ahead (needs NUM_WORKERS > 0)."
     )
 
     @model_validator(mode="after")
@@ -82,7 +88,7 @@ class LoaderConfig(BaseModel):
         return self
 
 
-class DataConfig(BaseModel):
+class DataConfig(Settings):
     """The training data and, optionally, the validation data."""
 
     model_config = _STRICT
@@ -93,7 +99,7 @@ class DataConfig(BaseModel):
     )
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(Settings):
     """How long and where to train, and what to write."""
 
     model_config = _STRICT
@@ -113,8 +119,10 @@ class TrainConfig(BaseModel):
         "this long: seconds (5400) or HH:MM:SS (01:30:00). Checked at each log step; "
         "--resume continues with a fresh budget.",
     )
-    SEED: int = Field(
-        0, description="Seed of every random generator (Python, NumPy, torch, data order)."
+    SEED: Seed = Field(
+        0,
+        description="Seed of every random generator (Python, NumPy, torch, data order), "
+        "0 to 2**32 - 1.",
     )
     DEVICE: str = Field(
         "auto", description="'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'."
@@ -185,7 +193,10 @@ class TrainConfig(BaseModel):
         False, description="Use deterministic algorithms only (slower on CUDA)."
     )
     NUM_THREADS: int | None = Field(
-        None, ge=1, description="CPU threads torch uses; default torch's own choice."
+        None,
+        ge=1,
+        le=_MAX_PROCESSES,
+        description="CPU threads torch uses; default torch's own choice.",
     )
 
     @model_validator(mode="after")
@@ -195,7 +206,7 @@ class TrainConfig(BaseModel):
         return self
 
 
-class RunConfig(BaseModel):
+class RunConfig(Settings):
     """A run: the network, its data, optimizer, schedule and run settings."""
 
     model_config = _STRICT
@@ -280,16 +291,24 @@ def load_run_config(path: str | Path, overrides: Iterable[str] = ()) -> RunConfi
     (which may change the mapping), then schema validation, then every
     `vertebra_check_config` hook (whose messages are reported like schema errors).
     """
-    source = str(path)
-    return run_config_from(load(path, overrides), source)
+    raw, written = load_with_overrides(path, overrides)
+    return run_config_from(raw, str(path), written)
 
 
-def run_config_from(raw: dict[str, Any], source: str) -> RunConfig:
-    """`load_run_config` of a mapping already read (with its overrides applied) from `source`."""
+def run_config_from(
+    raw: dict[str, Any], source: str, written: Overrides | None = None
+) -> RunConfig:
+    """`load_run_config` of a mapping already read (with its overrides applied) from `source`;
+    `written` says which paths `--set` overrides wrote, to name them in errors."""
     from vertebra.plugins._hooks import call_each
 
     call_each("vertebra_prepare_config", config=raw, source=source)
-    cfg = validate_run_config(raw, source=source)
+    try:
+        cfg = validate_run_config(raw, source=source)
+    except ConfigError as exc:
+        if written is None:
+            raise
+        raise written.mark(exc) from None  # say which errors a --set override caused
     extra: list[ConfigIssue] = []
     for found in call_each("vertebra_check_config", config=cfg):
         if isinstance(found, str):

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from typing import Annotated, Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, ValidationError
-from pydantic_core import CoreSchema, core_schema
+from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
 from vertebra.errors import ConfigError, ConfigIssue, close_match
 
 from ._annotations import is_list, literal_choices, models_in, section_model
 
 __all__ = [
+    "MAX_SIZE",
     "BackboneCfg",
     "HeadCfg",
     "LossCfg",
@@ -32,6 +33,9 @@ __all__ = [
     "NeckCfg",
     "PartConfig",
     "PartOf",
+    "Seed",
+    "Settings",
+    "Size",
     "TokenizerCfg",
     "describe_value",
     "find_ineffective_keys",
@@ -47,7 +51,78 @@ __all__ = [
 S = TypeVar("S", bound=BaseModel)
 
 
-class PartConfig(BaseModel):
+#: The largest integer torch stores (int64); no integer setting may be larger.
+_INT64 = 2**63 - 1
+#: The largest size a `Size` setting takes: 2**24, the largest integer that float32 holds
+#: exactly. A width, a number of classes or a batch size beyond it is a typo: a [64, 2**24]
+#: float32 weight alone is 4 GiB, and real values stay far below it (ImageNet-21k has
+#: 21,841 classes; LLM vocabularies and MLP widths are below 2**18).
+MAX_SIZE = 2**24
+#: A size: a width, a number of classes or features, a batch size (1 to `MAX_SIZE`).
+Size = Annotated[int, Field(gt=0, le=MAX_SIZE)]
+#: A random seed: what both numpy (`SeedSequence`, legacy `RandomState`) and torch accept.
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+
+
+def _numbers_only(schema: Any) -> Any:
+    """A copy of a core schema whose int and float schemas refuse booleans, and whose int
+    schemas refuse values beyond int64."""
+    if isinstance(schema, list):
+        return [_numbers_only(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: _numbers_only(value) for key, value in schema.items()}
+    kind = out.get("type")
+    if kind == "int":
+        checked = core_schema.no_info_before_validator_function(_int_input, out)
+        return core_schema.no_info_after_validator_function(_fits_int64, checked)
+    if kind == "float":
+        return core_schema.no_info_before_validator_function(_not_a_bool, out)
+    return out
+
+
+def _not_a_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise PydanticCustomError("bool_not_number", "Input should be a number, not true or false")
+    return value
+
+
+def _int_input(value: Any) -> Any:
+    value = _not_a_bool(value)
+    if isinstance(value, float) and not -_INT64 - 1 <= value <= _INT64:
+        raise _too_large()  # `1e100`, `.inf`: pydantic would blame "an input string"
+    return value
+
+
+def _fits_int64(value: int) -> int:
+    if not -_INT64 - 1 <= value <= _INT64:
+        raise _too_large()
+    return value
+
+
+def _too_large() -> PydanticCustomError:
+    return PydanticCustomError(
+        "int_too_large", "Input should fit in a 64-bit integer (at most 2**63 - 1)"
+    )
+
+
+class Settings(BaseModel):
+    """A pydantic model of config settings, the base of part schemas and run-config sections.
+
+    Numbers are numbers: an integer or float field refuses `true` and `false` (which pydantic
+    would read as 1 and 0), and an integer must fit in 64 bits, the most torch stores. This
+    holds for every number field of a subclass, at any depth of its types (`list[int]`,
+    `int | None`), without a marker on each field.
+    """
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: type[BaseModel], handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return _numbers_only(handler(source))  # type: ignore[no-any-return]
+
+
+class PartConfig(Settings):
     """Settings of a part that takes none beyond its `NAME`; the base of every part schema.
 
     Code reads typed attributes (`cfg.DEPTH`). Parts ported from scepter also read

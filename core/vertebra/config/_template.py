@@ -10,6 +10,7 @@ the tests check that every registered part's template round-trips.
 from __future__ import annotations
 
 import copy
+import math
 import textwrap
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,8 @@ __all__ = ["PLACEHOLDER", "example_config", "placeholders", "render", "type_text
 #: The value of a key that has no default (OmegaConf and Hydra spell "missing" the same way).
 PLACEHOLDER = "???"
 _INDENT = "  "
+#: Stands for a space that wrapping must not break at.
+_NBSP = "\x00"
 
 
 def render(registry: Registry, name: str) -> str:
@@ -107,11 +110,12 @@ def _section(info: FieldInfo) -> type[BaseModel] | None:
 def _comment(pad: str, info: FieldInfo, kind: str) -> list[str]:
     text = (info.description or "").replace("\t", " ").strip()
     note = f"[{kind}{', required' if info.is_required() else ''}]"
-    body = f"{text} {note}" if text else note
+    # The note is wrapped as one word: `{MATCH: ..., ...}` reads badly across two lines.
+    body = f"{text} {note.replace(' ', _NBSP)}" if text else note.replace(" ", _NBSP)
     lines: list[str] = []
     for paragraph in body.splitlines():
         wrapped = textwrap.wrap(paragraph, width=max(40, 88 - len(pad)), break_on_hyphens=False)
-        lines.extend(f"{pad}# {line}" for line in wrapped or [""])
+        lines.extend(f"{pad}# {line.replace(_NBSP, ' ')}" for line in wrapped or [""])
     return [line.rstrip() for line in lines]
 
 
@@ -165,14 +169,15 @@ def type_text(owner: type[BaseModel], name: str, info: FieldInfo, builder: Schem
 
 
 def _describe(schema: Mapping[str, Any], definitions: Mapping[str, Any], depth: int = 0) -> str:
-    """A short phrase for a JSON Schema: `integer > 0`, `list of number`, `'fp32' or 'bf16'`."""
+    """A short phrase for a JSON Schema, written as the YAML a user writes: `integer > 0`,
+    `list of number`, `'fp32' or 'bf16'`, `list of {NAME: ..., ...}`."""
     if depth > 4:
         return "value"
     if "$ref" in schema:
-        target = definitions.get(str(schema["$ref"]).rsplit("/", 1)[-1], {})
+        target = _target(schema, definitions)
         if "enum" in target:
             return _describe(target, definitions, depth + 1)
-        return "mapping"
+        return _keys_text([target])
     if "allOf" in schema and len(schema["allOf"]) == 1:
         return _describe(schema["allOf"][0], definitions, depth + 1)
     if "const" in schema:
@@ -180,6 +185,12 @@ def _describe(schema: Mapping[str, Any], definitions: Mapping[str, Any], depth: 
     if "enum" in schema:
         return " or ".join(_literal(v) for v in schema["enum"])
     if "anyOf" in schema:
+        options = [s for s in schema["anyOf"] if s.get("type") != "null"]
+        null = " or null" if len(options) < len(schema["anyOf"]) else ""
+        targets = [_target(s, definitions) if "$ref" in s else s for s in options]
+        if targets and all(t.get("type") == "object" and t.get("properties") for t in targets):
+            # Mappings told apart by their keys (transforms by NAME): one shape for all.
+            return _keys_text(targets) + null
         return " or ".join(_describe(s, definitions, depth + 1) for s in schema["anyOf"])
     kind = schema.get("type")
     if kind == "array":
@@ -188,6 +199,9 @@ def _describe(schema: Mapping[str, Any], definitions: Mapping[str, Any], depth: 
         return f"list of {inner}"
     if kind == "object":
         return "mapping"
+    bounded = _range(schema) if kind == "integer" else None
+    if bounded is not None:
+        return f"integer from {bounded[0]} to {bounded[1]}"
     if kind in ("integer", "number"):
         bounds = [
             f"{op} {schema[word]}"
@@ -203,6 +217,37 @@ def _describe(schema: Mapping[str, Any], definitions: Mapping[str, Any], depth: 
     if isinstance(kind, str):
         return kind
     return "any value"
+
+
+def _range(schema: Mapping[str, Any]) -> tuple[int, int] | None:
+    """The least and greatest integer that an integer schema bounded on both sides takes."""
+    low = schema.get("minimum")
+    if "exclusiveMinimum" in schema:
+        low = math.floor(schema["exclusiveMinimum"]) + 1
+    high = schema.get("maximum")
+    if "exclusiveMaximum" in schema:
+        high = math.ceil(schema["exclusiveMaximum"]) - 1
+    if low is None or high is None:
+        return None
+    return math.ceil(low), math.floor(high)
+
+
+def _target(schema: Mapping[str, Any], definitions: Mapping[str, Any]) -> Mapping[str, Any]:
+    found = definitions.get(str(schema["$ref"]).rsplit("/", 1)[-1], {})
+    return found if isinstance(found, Mapping) else {}
+
+
+def _keys_text(objects: list[Mapping[str, Any]]) -> str:
+    """Mappings as a flow mapping of the keys that every one of them takes: the required
+    ones, else the first few; `...` stands for the values and for further keys."""
+    keys = [list(o.get("properties", {})) for o in objects]
+    common = [k for k in keys[0] if all(k in other for other in keys[1:])]
+    required = [k for k in common if all(k in o.get("required", ()) for o in objects)]
+    shown = required or common[:3]
+    if not shown:
+        return "mapping"
+    more = ", ..." if any(len(k) > len(shown) for k in keys) else ""
+    return "{" + ", ".join(f"{key}: ..." for key in shown) + more + "}"
 
 
 def _literal(value: Any) -> str:

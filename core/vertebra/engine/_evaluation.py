@@ -125,7 +125,7 @@ def evaluation_target(
     (the earlier form `vertebra eval CONFIG --checkpoint PATH`). `config` replaces the
     run's config; `overrides` (`--set`) apply to whichever config is used.
     """
-    from vertebra.config import load, load_run_config, loads
+    from vertebra.config import load_run_config, loads
     from vertebra.config._files import apply_overrides
     from vertebra.config._run import run_config_from
 
@@ -143,14 +143,14 @@ def evaluation_target(
     own = run_dir / "config.yaml" if run_dir is not None else None
     text = state.get("config")
     if target.is_dir() and own is not None and own == target / "config.yaml" and own.is_file():
-        return run_config_from(load(own, overrides), str(own)), found
+        return load_run_config(own, overrides), found
     if text:
         source = f"the config in {folder / STATE_FILE}"
         return run_config_from(
             apply_overrides(loads(text, source), overrides, source), source
         ), found
     if own is not None and own.is_file():
-        return run_config_from(load(own, overrides), str(own)), found
+        return load_run_config(own, overrides), found
     raise UserError(
         f"{folder} holds no run config, and no config.yaml is beside it: give one with "
         f"--config CONFIG"

@@ -9,18 +9,31 @@ from __future__ import annotations
 import fnmatch
 import logging
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from vertebra.config import Settings
 from vertebra.errors import ConfigError, ConfigIssue
 from vertebra.schema import PartConfig
 
 __all__ = ["SGD", "Adam", "AdamW", "ParamGroup", "RMSprop", "param_groups"]
 
 
-class ParamGroup(BaseModel):
+#: The largest learning rate a config may give: 1000, four orders of magnitude above the
+#: largest in use (SGD on some problems takes 10); a larger one is a typo (`1e38`) that turns
+#: the weights into inf or NaN on the first step.
+MAX_LR = 1e3
+#: A learning rate: positive, finite and at most `MAX_LR`.
+LearningRate = Annotated[float, Field(gt=0, le=MAX_LR, allow_inf_nan=False)]
+#: A finite number at least 0 (weight decay, momentum, dampening).
+Coefficient = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+#: A coefficient of a running average, in [0, 1) as torch requires.
+Beta = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
+
+
+class ParamGroup(Settings):
     """Parameters picked by name, with their own learning rate or weight decay."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -30,20 +43,24 @@ class ParamGroup(BaseModel):
         "gives them: `backbone.*`, `*.bias`."
     )
     LR: float | None = Field(
-        None, ge=0, description="Learning rate of these parameters (0 freezes them)."
+        None,
+        ge=0,
+        le=MAX_LR,
+        allow_inf_nan=False,
+        description="Learning rate of these parameters (0 freezes them).",
     )
-    WEIGHT_DECAY: float | None = Field(None, ge=0, description="Weight decay of these parameters.")
+    WEIGHT_DECAY: Coefficient | None = Field(None, description="Weight decay of these parameters.")
 
 
 class _OptimizerConfig(PartConfig):
     # A NaN or infinite rate, decay, beta or eps trains weights to NaN: a config error.
     model_config = ConfigDict(allow_inf_nan=False)
 
-    LR: float = Field(
-        1e-3, gt=0, description="Learning rate (peak value when a schedule warms up)."
+    LR: LearningRate = Field(
+        1e-3, description="Learning rate (peak value when a schedule warms up)."
     )
-    WEIGHT_DECAY: float = Field(
-        0.0, ge=0, description="Weight decay (L2 penalty; decoupled in AdamW)."
+    WEIGHT_DECAY: Coefficient = Field(
+        0.0, description="Weight decay (L2 penalty; decoupled in AdamW)."
     )
     EXCLUDE_1D_FROM_DECAY: bool = Field(
         False,
@@ -58,31 +75,37 @@ class _OptimizerConfig(PartConfig):
 
 
 class SGDConfig(_OptimizerConfig):
-    LR: float = Field(0.1, gt=0, description="Learning rate (peak value when a schedule warms up).")
-    MOMENTUM: float = Field(0.9, ge=0, description="Momentum factor.")
+    LR: LearningRate = Field(
+        0.1, description="Learning rate (peak value when a schedule warms up)."
+    )
+    MOMENTUM: Coefficient = Field(0.9, description="Momentum factor.")
     NESTEROV: bool = Field(False, description="Use Nesterov momentum (needs MOMENTUM > 0).")
-    DAMPENING: float = Field(0.0, ge=0, description="Dampening for momentum.")
+    DAMPENING: Coefficient = Field(0.0, description="Dampening for momentum.")
 
 
 class AdamConfig(_OptimizerConfig):
-    BETAS: tuple[float, float] = Field(
-        (0.9, 0.999), description="Coefficients of the running averages."
+    BETAS: tuple[Beta, Beta] = Field(
+        (0.9, 0.999), description="Coefficients of the running averages, each in [0, 1)."
     )
-    EPS: float = Field(1e-8, gt=0, description="Term added to the denominator for stability.")
+    EPS: float = Field(
+        1e-8, gt=0, allow_inf_nan=False, description="Term added to the denominator for stability."
+    )
     AMSGRAD: bool = Field(False, description="Use the AMSGrad variant.")
 
 
 class AdamWConfig(AdamConfig):
-    WEIGHT_DECAY: float = Field(0.01, ge=0, description="Decoupled weight decay.")
+    WEIGHT_DECAY: Coefficient = Field(0.01, description="Decoupled weight decay.")
 
 
 class RMSpropConfig(_OptimizerConfig):
-    LR: float = Field(
-        1e-2, gt=0, description="Learning rate (peak value when a schedule warms up)."
+    LR: LearningRate = Field(
+        1e-2, description="Learning rate (peak value when a schedule warms up)."
     )
     ALPHA: float = Field(0.99, gt=0, lt=1, description="Smoothing constant.")
-    EPS: float = Field(1e-8, gt=0, description="Term added to the denominator for stability.")
-    MOMENTUM: float = Field(0.0, ge=0, description="Momentum factor.")
+    EPS: float = Field(
+        1e-8, gt=0, allow_inf_nan=False, description="Term added to the denominator for stability."
+    )
+    MOMENTUM: Coefficient = Field(0.0, description="Momentum factor.")
     CENTERED: bool = Field(False, description="Normalize by an estimate of the gradient variance.")
 
 

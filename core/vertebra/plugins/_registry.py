@@ -27,6 +27,7 @@ from vertebra.errors import (
     RegistrationError,
     RegistrationWarning,
     UnknownPartError,
+    UserError,
     close_match,
 )
 from vertebra.plugins._loader import import_object, load, load_error
@@ -504,11 +505,18 @@ class Registry:
         else:
             validated = self.validate(cfg)
         target = self.get(validated.NAME)
-        if isinstance(target, type):
-            return target(validated, logger=logger, **kwargs)
-        from vertebra.config._derived import factory_call
+        try:
+            if isinstance(target, type):
+                return target(validated, logger=logger, **kwargs)
+            from vertebra.config._derived import factory_call
 
-        built = factory_call(target)(target, validated, logger, **kwargs)
+            built = factory_call(target)(target, validated, logger, **kwargs)
+        except MemoryError:
+            raise self._out_of_memory(validated, "Python ran out of memory") from None
+        except RuntimeError as exc:  # torch's allocators, CPU and CUDA
+            if not _is_out_of_memory(exc):
+                raise
+            raise self._out_of_memory(validated, str(exc).strip()) from None
         base = self.base
         if not isinstance(built, base):
             raise RegistrationError(
@@ -517,6 +525,31 @@ class Registry:
                 f"{base.__module__}.{base.__qualname__} (what {self.name} holds)"
             )
         return built
+
+    def _out_of_memory(self, cfg: PartConfig, detail: str) -> UserError:
+        """The error of a part too large to build: its integers (sizes) are the likely cause."""
+        numbers = {
+            key: value
+            for key, value in cfg.model_dump().items()
+            if _is_int(value)
+            or (isinstance(value, list | tuple) and value and all(map(_is_int, value)))
+        }
+        settings = ", ".join(f"{k}={v}" for k, v in numbers.items()) or "its settings"
+        first = detail.splitlines()[0] if detail else ""
+        return UserError(
+            f"{self.name} {cfg.NAME}: not enough memory to build it with {settings} "
+            f"({first}); make these values smaller"
+        )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_out_of_memory(error: RuntimeError) -> bool:
+    """Whether torch raised `error` for an allocation it could not make (CPU or CUDA)."""
+    text = str(error).lower()
+    return "can't allocate memory" in text or "out of memory" in text
 
 
 def _given(cfg: Mapping[str, Any] | PartConfig) -> dict[str, Any]:

@@ -6,9 +6,10 @@ import logging
 from typing import Literal
 
 import torch
-from pydantic import Field, PositiveInt
+from pydantic import Field
 from torch import nn
 
+from vertebra.config import Size
 from vertebra.model.base_model import BaseModel
 from vertebra.schema import PartConfig
 
@@ -23,10 +24,10 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
 
 
 class MLPConfig(PartConfig):
-    IN_FEATURES: int = Field(
-        gt=0, description="Number of input features; inputs are flattened after the batch axis."
+    IN_FEATURES: Size = Field(
+        description="Number of input features; inputs are flattened after the batch axis."
     )
-    HIDDEN: list[PositiveInt] = Field(
+    HIDDEN: list[Size] = Field(
         default=[256, 256],
         description="Width of each hidden layer, in order; the last one is the output width. "
         "An empty list passes the flattened input through.",

@@ -8,6 +8,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from vertebra.config import Size
 from vertebra.model.base_model import BaseModel
 from vertebra.schema import PartConfig
 
@@ -15,8 +16,8 @@ __all__ = ["ClassifierHead", "ClassifierHeadConfig"]
 
 
 class ClassifierHeadConfig(PartConfig):
-    DIM: int = Field(512, gt=0, description="Width of the input features.")
-    NUM_CLASSES: int = Field(gt=0, description="Number of classes (width of the logits).")
+    DIM: Size = Field(512, description="Width of the input features.")
+    NUM_CLASSES: Size = Field(description="Number of classes (width of the logits).")
     DROPOUT_RATE: float = Field(
         0.0, ge=0.0, lt=1.0, description="Dropout probability applied to the features."
     )

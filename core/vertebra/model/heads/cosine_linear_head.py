@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from vertebra.config import Size
 from vertebra.model.base_model import BaseModel
 from vertebra.model.heads.classifier_head import _check_width
 from vertebra.schema import PartConfig
@@ -18,8 +19,8 @@ __all__ = ["CosineLinearHead", "CosineLinearHeadConfig"]
 
 
 class CosineLinearHeadConfig(PartConfig):
-    DIM: int = Field(512, gt=0, description="Width of the input features.")
-    NUM_CLASSES: int = Field(gt=0, description="Number of classes (width of the logits).")
+    DIM: Size = Field(512, description="Width of the input features.")
+    NUM_CLASSES: Size = Field(description="Number of classes (width of the logits).")
     SCALE: float = Field(
         16.0, gt=0.0, description="Multiplier of the cosines; logits lie in [-SCALE, SCALE]."
     )

@@ -20,7 +20,6 @@ from typing import Annotated, Any, Literal
 import torch
 import torch.nn.functional as F
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     NonNegativeInt,
@@ -30,6 +29,7 @@ from pydantic import (
     WrapValidator,
 )
 from pydantic_core import PydanticCustomError
+from vertebra.config import Settings
 
 __all__ = [
     "Normalize",
@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 
-class _TransformConfig(BaseModel):
+class _TransformConfig(Settings):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 

@@ -7,6 +7,7 @@ import logging
 import torch
 from pydantic import Field, model_validator
 from torch import nn
+from vertebra.config import Size
 from vertebra.errors import UserError
 from vertebra.model.base_model import BaseModel
 from vertebra.schema import PartConfig
@@ -17,19 +18,17 @@ __all__ = ["TransformerEncoder", "TransformerEncoderConfig"]
 class TransformerEncoderConfig(PartConfig):
     """Settings of `TransformerEncoder`."""
 
-    VOCAB_SIZE: int | None = Field(
+    VOCAB_SIZE: Size | None = Field(
         None,
-        ge=1,
         description="Number of token ids to embed; unset inside a TextClassifier: the "
         "tokenizer's vocabulary size.",
     )
-    DIM: int = Field(256, ge=1, description="Width of the token features.")
-    DEPTH: int = Field(4, ge=1, description="Number of encoder layers.")
-    HEADS: int = Field(4, ge=1, description="Attention heads per layer; must divide DIM.")
+    DIM: Size = Field(256, description="Width of the token features.")
+    DEPTH: Size = Field(4, description="Number of encoder layers.")
+    HEADS: Size = Field(4, description="Attention heads per layer; must divide DIM.")
     MLP_RATIO: float = Field(4.0, gt=0, description="Feed-forward width as a multiple of DIM.")
-    MAX_LENGTH: int | None = Field(
+    MAX_LENGTH: Size | None = Field(
         None,
-        ge=1,
         description="Number of learned positions (longest input); unset inside a "
         "TextClassifier: the tokenizer's MAX_LENGTH.",
     )

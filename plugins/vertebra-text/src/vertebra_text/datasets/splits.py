@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import Field
+from vertebra.config import Seed
 from vertebra.schema import PartConfig
 
 __all__ = ["Split", "SplitConfig", "split_indices"]
@@ -23,7 +24,7 @@ class SplitConfig(PartConfig):
     VAL_FRACTION: float = Field(
         0.2, gt=0.0, lt=1.0, description="Share of each label's rows that goes to 'val'."
     )
-    SEED: int = Field(0, description="Seed of the shuffle that decides the split.")
+    SEED: Seed = Field(0, description="Seed of the shuffle that decides the split.")
 
 
 def split_indices(labels: Sequence[int], split: Split, val_fraction: float, seed: int) -> list[int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field
+from vertebra.config import Size
 from vertebra.errors import UserError
 from vertebra.schema import PartConfig
 
@@ -14,7 +15,7 @@ __all__ = ["EncodingConfig", "check_width"]
 class EncodingConfig(PartConfig):
     """How texts become fixed-shape tensors."""
 
-    MAX_LENGTH: int = Field(
+    MAX_LENGTH: Size = Field(
         128, ge=2, description="Longest sequence in tokens, special tokens included."
     )
     PADDING: Literal["max_length", "longest"] = Field(

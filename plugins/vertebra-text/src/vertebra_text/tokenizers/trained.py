@@ -30,6 +30,7 @@ from tokenizers import (
     processors,
     trainers,
 )
+from vertebra.config import Size
 from vertebra.errors import UserError
 from vertebra.model.tokenizers import BaseTokenizer
 
@@ -65,7 +66,7 @@ class TrainedTokenizerConfig(EncodingConfig):
         "wordpiece",
         description="'wordpiece' (BERT-style, '##' continuations) or 'bpe' (byte-level BPE).",
     )
-    VOCAB_SIZE: int = Field(
+    VOCAB_SIZE: Size = Field(
         8000,
         ge=len(SPECIAL_TOKENS) + 1,
         description="Largest vocabulary to learn, special tokens included.",

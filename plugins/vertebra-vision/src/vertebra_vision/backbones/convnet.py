@@ -6,8 +6,9 @@ import logging
 from typing import Literal
 
 import torch
-from pydantic import Field, PositiveInt
+from pydantic import Field
 from torch import nn
+from vertebra.config import Size
 from vertebra.model.base_model import BaseModel
 from vertebra.schema import PartConfig
 
@@ -17,10 +18,10 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "s
 
 
 class ConvNetConfig(PartConfig):
-    IN_CHANNELS: PositiveInt = Field(
+    IN_CHANNELS: Size = Field(
         1, description="Channels of the input images (1 for grayscale, 3 for RGB)."
     )
-    CHANNELS: list[PositiveInt] = Field(
+    CHANNELS: list[Size] = Field(
         default=[32, 64],
         min_length=1,
         description="Output channels of each stage; a stage is conv, norm, activation.",

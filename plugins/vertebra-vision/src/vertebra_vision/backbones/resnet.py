@@ -18,9 +18,10 @@ import logging
 from typing import Literal
 
 import torch
-from pydantic import Field, PositiveInt, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 from torch import nn
+from vertebra.config import Size
 from vertebra.model.base_model import BaseModel
 from vertebra.schema import PartConfig
 
@@ -100,10 +101,10 @@ class ResNetConfig(PartConfig):
     DEPTH: Literal[18, 34, 50, 101, 152] = Field(
         18, description="Number of layers: 18 and 34 use basic blocks, 50, 101 and 152 bottlenecks."
     )
-    IN_CHANNELS: PositiveInt = Field(
+    IN_CHANNELS: Size = Field(
         3, description="Channels of the input images (3 for RGB, 1 for grayscale)."
     )
-    BASE_CHANNELS: PositiveInt = Field(
+    BASE_CHANNELS: Size = Field(
         64, description="Width of the stem and the first stage; each later stage doubles it."
     )
     KERNEL_SIZE: Literal[1, 3, 5, 7] = Field(

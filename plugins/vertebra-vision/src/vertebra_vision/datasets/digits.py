@@ -13,6 +13,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from pydantic import Field
+from vertebra.config import Seed
 from vertebra.schema import PartConfig
 
 from vertebra_vision.datasets.tensor_images import TensorImages
@@ -32,7 +33,7 @@ class DigitsConfig(PartConfig):
     VAL_FRACTION: float = Field(
         0.2, gt=0.0, lt=1.0, description="Share of each class that goes to the val split."
     )
-    SEED: int = Field(
+    SEED: Seed = Field(
         0, description="Seed of the train/val split; one seed always gives one split."
     )
     NORMALIZE: bool = Field(

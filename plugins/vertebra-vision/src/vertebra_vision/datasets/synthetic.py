@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 
 import torch
-from pydantic import Field, NonNegativeFloat, PositiveInt
+from pydantic import Field, NonNegativeFloat
+from vertebra.config import Seed, Size
 from vertebra.schema import PartConfig
 
 from vertebra_vision.datasets.tensor_images import TensorImages
@@ -20,15 +21,15 @@ __all__ = ["SyntheticImages", "SyntheticImagesConfig"]
 
 
 class SyntheticImagesConfig(PartConfig):
-    NUM_SAMPLES: PositiveInt = Field(512, description="Number of images.")
-    CHANNELS: PositiveInt = Field(3, description="Channels of each image.")
-    SIZE: PositiveInt = Field(32, description="Height and width of each image.")
-    NUM_CLASSES: int = Field(10, ge=2, description="Number of classes; labels cycle through them.")
+    NUM_SAMPLES: Size = Field(512, description="Number of images.")
+    CHANNELS: Size = Field(3, description="Channels of each image.")
+    SIZE: Size = Field(32, description="Height and width of each image.")
+    NUM_CLASSES: Size = Field(10, ge=2, description="Number of classes; labels cycle through them.")
     NOISE: NonNegativeFloat = Field(
         1.0,
         description="Standard deviation of the noise added to the class prototypes (which have 1).",
     )
-    SEED: int = Field(0, description="Seed of the prototypes, noise and label order.")
+    SEED: Seed = Field(0, description="Seed of the prototypes, noise and label order.")
     TRANSFORMS: list[TransformCfg] = Field(
         default_factory=list,
         description="Transforms applied to each image in order (Normalize, RandomCrop, "

@@ -34,6 +34,14 @@ def tests(session: nox.Session) -> None:
         return
     for suite in SUITES:
         session.run("pytest", suite)
+    session.notify("newuser")
+
+
+@nox.session(reuse_venv=False)
+def newuser(session: nox.Session) -> None:
+    """A new user's first hour in a fresh environment: the README's main job as written,
+    its run folder, `vertebra eval RUN_DIR`, and a new plugin's README config training."""
+    session.run("python", "tests/newuser/run.py")
 
 
 @nox.session

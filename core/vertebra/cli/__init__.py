@@ -19,7 +19,17 @@ from vertebra.errors import UserError, VertebraError
 __all__ = ["main"]
 
 #: Subcommand modules, in the order `--help` lists them.
-COMMANDS = ("train", "eval", "validate", "plugins", "components", "schema", "template", "plugin")
+COMMANDS = (
+    "train",
+    "eval",
+    "validate",
+    "plugins",
+    "weights",
+    "components",
+    "schema",
+    "template",
+    "plugin",
+)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, example: str) -> None:

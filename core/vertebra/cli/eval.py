@@ -1,4 +1,5 @@
-"""`vertebra eval CONFIG --checkpoint PATH`: the validation metrics of a checkpoint."""
+"""`vertebra eval CONFIG [--checkpoint PATH]`: the validation metrics of a checkpoint, or of
+the weights the config names (`MODEL.WEIGHTS`)."""
 
 from __future__ import annotations
 
@@ -21,9 +22,9 @@ def add_parser(sub: Any) -> None:
     add_config_arguments(p, "DATA.VAL.BATCH_SIZE=512")
     p.add_argument(
         "--checkpoint",
-        required=True,
         metavar="PATH",
-        help="checkpoint folder (or its model.safetensors)",
+        help="checkpoint folder (or its model.safetensors); optional when the config names "
+        "MODEL.WEIGHTS",
     )
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.set_defaults(run=run)
@@ -32,8 +33,11 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from vertebra.config import load_run_config
     from vertebra.engine import evaluate_checkpoint
+    from vertebra.errors import UserError
 
     cfg = load_run_config(args.config, args.overrides)
+    if args.checkpoint is None and cfg.MODEL.WEIGHTS is None:
+        raise UserError("give --checkpoint PATH, or name the weights in the config (MODEL.WEIGHTS)")
     result = evaluate_checkpoint(cfg, args.checkpoint)
     if not result.is_main:  # under torchrun, rank 0 reports
         return 0
@@ -41,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
         print(
             json.dumps(
                 {
-                    "checkpoint": str(result.checkpoint),
+                    "checkpoint": str(result.checkpoint) if result.checkpoint else None,
+                    "weights": cfg.MODEL.WEIGHTS,
                     "step": result.step,
                     "samples": result.samples,
                     **result.metrics,
@@ -50,7 +55,10 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         shown = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
-        print(
-            f"{result.checkpoint} (step {result.step}): {shown} over {result.samples} validation samples"
+        where = (
+            f"{result.checkpoint} (step {result.step})"
+            if result.checkpoint
+            else f"weights {cfg.MODEL.WEIGHTS}"
         )
+        print(f"{where}: {shown} over {result.samples} validation samples")
     return 0

@@ -27,7 +27,8 @@ __all__ = ["Evaluation", "batch_size", "evaluate", "evaluate_checkpoint", "to_de
 class Evaluation:
     """What `vertebra eval` reports."""
 
-    checkpoint: Path
+    #: None when the weights came from the config (`MODEL.WEIGHTS`).
+    checkpoint: Path | None
     step: int
     samples: int
     metrics: dict[str, float]
@@ -81,8 +82,9 @@ def evaluate(
     return metrics, count
 
 
-def evaluate_checkpoint(cfg: RunConfig, checkpoint: str | Path) -> Evaluation:
-    """Metrics over `cfg.DATA.VAL` of the weights in `checkpoint`, each sample counted once."""
+def evaluate_checkpoint(cfg: RunConfig, checkpoint: str | Path | None) -> Evaluation:
+    """Metrics over `cfg.DATA.VAL` of the weights in `checkpoint` (None: those the config
+    names), each sample counted once."""
     world = distributed.from_env()
     try:
         built = build_evaluation(cfg, checkpoint, world, console_logger(world.is_main))

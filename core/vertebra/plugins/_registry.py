@@ -411,7 +411,12 @@ class Registry:
             validated = cfg
         else:
             validated = self.validate(cfg)
-        return self.get(validated.NAME)(validated, logger=logger, **kwargs)
+        part = self.get(validated.NAME)(validated, logger=logger, **kwargs)
+        if getattr(validated, "WEIGHTS", None) is not None:
+            from vertebra.weights._load import load_configured
+
+            load_configured(part, validated, self.name, self.singular)
+        return part
 
 
 _PART_CONFIG: list[type[PartConfig]] = []

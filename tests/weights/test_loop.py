@@ -90,51 +90,49 @@ def test_train_pack_install_eval_finetune_uninstall(tmp_path: Path) -> None:
     _run(python, "-m", "pip", "install", "--no-index", str(wheel), env=env)
     shown = _run(python, "-m", "pip", "show", "-f", "convnet-digits", env=env).stdout
     assert "Name: convnet-digits" in shown and "License: MIT" in shown
-    listed = json.loads(_run(python, "-m", "vertebra", "weights", "list", "--json", env=env).stdout)
-    assert [(w["name"], w["part"]) for w in listed] == [("convnet-digits", "Classifier")]
-    _run(python, "-m", "vertebra", "weights", "verify", "convnet-digits", env=env)
 
-    # The config names its weights: no --checkpoint, and exactly the best checkpoint's scores.
     named = _config(tmp_path, "named.yaml", {**CONVNET["MODEL"], "WEIGHTS": "convnet-digits"})
-    by_name = json.loads(
-        _run(python, "-m", "vertebra", "eval", str(named), "--json", env=env).stdout
-    )
-    by_checkpoint = json.loads(
-        _run(
-            python,
-            "-m",
-            "vertebra",
-            "eval",
-            str(config),
-            "--json",
-            "--checkpoint",
-            str(run / "checkpoints" / "best"),
-            env=env,
-        ).stdout
-    )
-    assert by_name["samples"] == by_checkpoint["samples"] > 0
-    for key in ("acc@1", "acc@3"):
-        assert by_name[key] == by_checkpoint[key]
-
-    # Fine-tune from the weights with the head ignored: the backbone starts from them.
     model = {**CONVNET["MODEL"], "WEIGHTS": "convnet-digits", "WEIGHTS_IGNORE": ["head.*"]}
     tune = _config(
         tmp_path, "tune.yaml", model, EPOCHS=None, MAX_STEPS=2, OUTPUT_DIR=str(tmp_path / "tuned")
     )
-    check = f"""
+    # One process for the commands that import torch: the machine's time goes to the loop.
+    script = f"""
+import contextlib, io, json, sys
 import torch
 from safetensors.torch import load_file
+from vertebra.cli import main
 from vertebra.config import load_run_config
 from vertebra.model.registry import MODELS
 from vertebra.weights import find
+
+def vertebra(*args):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = main(list(args))
+    assert status == 0, (args, status, out.getvalue())
+    return out.getvalue()
+
+listed = json.loads(vertebra("weights", "list", "--json"))
+assert [(w["name"], w["part"]) for w in listed] == [("convnet-digits", "Classifier")], listed
+vertebra("weights", "verify", "convnet-digits")
+# The config names its weights: no --checkpoint, and exactly the best checkpoint's scores.
+by_name = json.loads(vertebra("eval", {str(named)!r}, "--json"))
+by_checkpoint = json.loads(
+    vertebra("eval", {str(config)!r}, "--json", "--checkpoint", {str(run / "checkpoints" / "best")!r})
+)
+assert by_name["samples"] == by_checkpoint["samples"] > 0
+for key in ("acc@1", "acc@3"):
+    assert by_name[key] == by_checkpoint[key], (by_name, by_checkpoint)
+# Fine-tune from the weights with the head ignored: the backbone starts from them.
 packed = load_file(str(find("convnet-digits").manifest().file_paths()[0]))
-net = MODELS.build(load_run_config({str(tune)!r}).MODEL)
-own = net.state_dict()
+own = MODELS.build(load_run_config({str(tune)!r}).MODEL).state_dict()
 assert all(torch.equal(own[k], v) for k, v in packed.items() if not k.startswith("head."))
 assert not torch.equal(own["head.fc.weight"], packed["head.fc.weight"])
+vertebra("train", {str(tune)!r})
+print("loop ok")
 """
-    _run(python, "-c", check, env=env)
-    _run(python, "-m", "vertebra", "train", str(tune), env=env)
+    assert "loop ok" in _run(python, "-c", script, env=env).stdout
     assert (tmp_path / "tuned" / "checkpoints" / "last").exists()
 
     _run(python, "-m", "pip", "uninstall", "-y", "convnet-digits", env=env)

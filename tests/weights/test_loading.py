@@ -115,3 +115,19 @@ def test_the_weights_keys_are_dumped_only_where_set(weights: WeightsSandbox) -> 
     text = config_io.dump(named)
     assert "WEIGHTS: mlp-digits" in text and "WEIGHTS_IGNORE" in text
     assert "WEIGHTS_STRICT" not in text
+
+
+def test_the_json_schema_offers_installed_weights_for_the_part_they_fit(
+    weights: WeightsSandbox,
+) -> None:
+    from vertebra.config import run_config_schema
+
+    weights.add("mlp-digits")
+    found, _ = run_config_schema()
+    definitions = found.get("definitions") or found.get("$defs") or {}
+    mlp = next(
+        d for k, d in definitions.items() if k.startswith("BACKBONES.") and d.get("title") == "MLP"
+    )
+    assert mlp["properties"]["WEIGHTS"]["examples"] == ["mlp-digits"]
+    head = next(d for k, d in definitions.items() if k.startswith("HEADS."))
+    assert "examples" not in head["properties"]["WEIGHTS"]

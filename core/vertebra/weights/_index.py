@@ -22,6 +22,7 @@ __all__ = [
     "InstalledWeights",
     "UnknownWeightsError",
     "find",
+    "fitting",
     "installed",
     "is_local_path",
     "locate",
@@ -134,3 +135,24 @@ def find(name: str) -> InstalledWeights:
 
 def _raise(message: str) -> InstalledWeights:
     raise UnknownWeightsError(message)
+
+
+_FITTING: dict[int, dict[tuple[str, str], list[str]]] = {}
+
+
+def fitting(registry: str, part: str) -> list[str]:
+    """Names of the installed weights whose manifest says they fit `part` of `registry`
+    (manifests that cannot be read are left out)."""
+    index = current_index()
+    table = _FITTING.get(id(index))
+    if table is None:
+        table = {}
+        for w in installed():
+            try:
+                m = w.manifest()
+            except UserError:
+                continue
+            table.setdefault((m.registry.upper(), m.part), []).append(w.name)
+        _FITTING.clear()
+        _FITTING[id(index)] = table
+    return table.get((registry.upper(), part.rpartition(":")[2]), [])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,7 @@ def test_weights_of_another_shape_name_each_key_with_both_shapes(weights: Weight
     assert "(32, 64) in weights 'mlp-digits', (16, 64) in the model" in message
 
 
-def test_a_changed_file_fails_its_checksum_before_loading(weights: WeightsSandbox) -> None:
+def test_a_changed_file_fails_its_checksum_and_no_part_is_returned(weights: WeightsSandbox) -> None:
     file = weights.add("mlp-digits")
     data = bytearray(file.read_bytes())
     data[-1] ^= 0xFF
@@ -131,3 +132,23 @@ def test_the_json_schema_offers_installed_weights_for_the_part_they_fit(
     assert mlp["properties"]["WEIGHTS"]["examples"] == ["mlp-digits"]
     head = next(d for k, d in definitions.items() if k.startswith("HEADS."))
     assert "examples" not in head["properties"]["WEIGHTS"]
+
+
+def test_the_digest_is_remembered_by_the_environment_until_the_file_changes(
+    weights: WeightsSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    file = weights.add("mlp-digits")
+    calls: list[object] = []
+    original = _digest._digest
+    monkeypatch.setattr(_digest, "_digest", lambda handle: calls.append(1) or original(handle))
+    _build(WEIGHTS="mlp-digits")
+    _digest.clear_cache()  # a new process: only the cache file remembers
+    _build(WEIGHTS="mlp-digits")
+    assert len(calls) == 1
+    data = bytearray(file.read_bytes())
+    data[-1] ^= 0xFF
+    file.write_bytes(bytes(data))
+    os.utime(file, ns=(0, 10**9))  # another mtime, even on a coarse clock
+    with pytest.raises(UserError, match="fail their checksum"):
+        _build(WEIGHTS="mlp-digits")
+    assert len(calls) == 2

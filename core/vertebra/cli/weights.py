@@ -131,7 +131,7 @@ def _run_verify(args: argparse.Namespace) -> int:
     bad = 0
     for w in chosen:
         try:
-            problems = verify(w.manifest())
+            problems = verify(w.manifest(), fresh=True)
         except UserError as exc:
             problems = [str(exc)]
         for problem in problems:

@@ -588,7 +588,7 @@ def _weights_problems(e: EntryPointInfo) -> list[Problem]:
     from vertebra.weights._index import manifest_of
 
     try:
-        found = problems(manifest_of(e))
+        found = problems(manifest_of(e), fresh=True)
     except UserError as exc:
         return [
             _entry_problem(

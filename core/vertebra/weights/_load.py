@@ -8,12 +8,14 @@ before the first tensor is copied, so a part is never half-loaded.
 from __future__ import annotations
 
 import fnmatch
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from vertebra.errors import ConfigError, ConfigIssue, UserError
 from vertebra.state_dicts import mismatches
+from vertebra.weights._digest import is_verified
 from vertebra.weights._digest import problems as digest_problems
 from vertebra.weights._index import find, is_local_path
 from vertebra.weights._manifest import Manifest
@@ -33,10 +35,11 @@ class WeightsError(UserError):
 
 
 def resolve_files(
-    value: str, registry: str | None = None, part: str | None = None
+    value: str, registry: str | None = None, part: str | None = None, *, verify: bool = True
 ) -> tuple[list[Path], Manifest | None]:
-    """The files a `WEIGHTS` value names, checked against their manifest's sha256 and, when
-    given, against the `registry` and bare `part` name of the block that names them."""
+    """The files a `WEIGHTS` value names, checked against their manifest's sha256 (sizes
+    alone with `verify=False`) and, when given, against the `registry` and bare `part` name
+    of the block that names them."""
     if is_local_path(value):
         path = Path(value).expanduser()
         if not path.is_file():
@@ -52,10 +55,45 @@ def resolve_files(
         wrong.append(f"part {manifest.part}, not {part}")
     if wrong:
         raise WeightsError(f"weights '{value}' are for another part: {', '.join(wrong)}")
-    changed = digest_problems(manifest)
+    changed = digest_problems(manifest, sizes_only=not verify)
     if changed:
-        raise WeightsError(f"weights '{value}' fail their checksum: " + "; ".join(changed))
+        raise WeightsError(_checksum_message(value, changed))
     return manifest.file_paths(), manifest
+
+
+def _checksum_message(value: str, changed: list[str]) -> str:
+    return f"weights '{value}' fail their checksum: " + "; ".join(changed)
+
+
+class _Verification:
+    """The sha256 of a manifest's files, computed in a thread while the tensors load.
+
+    hashlib releases the GIL while it hashes, so the checksum costs little beyond the
+    load itself.
+    """
+
+    def __init__(self, value: str, manifest: Manifest | None) -> None:
+        self.value = value
+        self.manifest = manifest
+        self.changed: list[str] = []
+        self.thread: threading.Thread | None = None
+        if manifest is not None and not all(is_verified(p) for p in manifest.file_paths()):
+            self.thread = threading.Thread(target=self._run, name="vertebra-sha256", daemon=True)
+            self.thread.start()
+
+    def _run(self) -> None:
+        assert self.manifest is not None
+        self.changed = digest_problems(self.manifest)
+
+    def check(self) -> None:
+        """Wait for the checksum; `WeightsError` naming each changed file."""
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+        elif self.manifest is not None:
+            self.changed = digest_problems(self.manifest)  # cached: no file read
+        if self.changed:
+            raise WeightsError(_checksum_message(self.value, self.changed))
 
 
 def check_name(value: str) -> None:
@@ -101,15 +139,45 @@ def load_into_part(
     """Load the weights `value` names into `module` (an `nn.Module`), every check first.
 
     Keys matching a glob of `ignore` are skipped on both sides; with `strict=False`, keys
-    of the module that the files lack keep their initial values.
+    of the module that the files lack keep their initial values. Names, shapes and file
+    sizes are checked before any tensor is copied; the sha256 is computed while the tensors
+    load, and a mismatch raises before this returns (the caller drops the module: a
+    `Registry.build` that raises returns no part).
     """
-    from safetensors import safe_open
     from safetensors.torch import load_file
     from torch import nn
 
     if not isinstance(module, nn.Module):
         raise WeightsError(f"{what} is not a torch module: WEIGHTS cannot be loaded into it")
-    files, _ = resolve_files(value, registry, part)
+    files, manifest = resolve_files(value, registry, part, verify=False)
+    verification = _Verification(value, manifest)
+    try:
+        wanted, where = _fitting_tensors(module, value, files, ignore, strict, part, what)
+    except WeightsError:
+        verification.check()  # a changed file explains a file that does not fit best
+        raise
+    loaded: dict[str, Any] = {}
+    for file in files:
+        keys = [k for k, f in where.items() if f == file and k in wanted]
+        if keys:
+            data = load_file(str(file))
+            loaded.update((k, data[k]) for k in keys)
+    module.load_state_dict(loaded, strict=False)
+    verification.check()
+
+
+def _fitting_tensors(
+    module: Any,
+    value: str,
+    files: list[Path],
+    ignore: Sequence[str],
+    strict: bool,
+    part: str | None,
+    what: str,
+) -> tuple[dict[str, tuple[int, ...]], dict[str, Path]]:
+    """The stored tensors to load (name -> shape) and their files; raises unless they fit."""
+    from safetensors import safe_open
+
     stored: dict[str, tuple[int, ...]] = {}
     where: dict[str, Path] = {}
     for file in files:
@@ -135,13 +203,7 @@ def load_into_part(
     if problems:
         named = f"{what} ({part})" if part else what
         raise WeightsError(f"{source} do not fit {named}: " + "; ".join(problems))
-    loaded: dict[str, Any] = {}
-    for file in files:
-        keys = [k for k, f in where.items() if f == file and k in wanted]
-        if keys:
-            data = load_file(str(file))
-            loaded.update((k, data[k]) for k in keys)
-    module.load_state_dict(loaded, strict=False)
+    return wanted, where
 
 
 def load_configured(part: Any, cfg: Any, registry: str, singular: str = "part") -> None:

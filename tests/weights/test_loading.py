@@ -152,3 +152,20 @@ def test_the_digest_is_remembered_by_the_environment_until_the_file_changes(
     with pytest.raises(UserError, match="fail their checksum"):
         _build(WEIGHTS="mlp-digits")
     assert len(calls) == 2
+
+
+def test_a_file_that_cannot_be_hashed_is_an_error_not_a_pass(
+    weights: WeightsSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vertebra.weights import _load
+
+    weights.add("mlp-digits")
+
+    def unreadable(manifest: object, **options: object) -> list[str]:
+        if options.get("sizes_only"):
+            return []
+        raise PermissionError("permission denied")
+
+    monkeypatch.setattr(_load, "digest_problems", unreadable)
+    with pytest.raises(UserError, match="cannot verify weights 'mlp-digits': permission denied"):
+        _build(WEIGHTS="mlp-digits")

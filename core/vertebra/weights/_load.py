@@ -76,6 +76,7 @@ class _Verification:
         self.value = value
         self.manifest = manifest
         self.changed: list[str] = []
+        self.error: BaseException | None = None
         self.thread: threading.Thread | None = None
         if manifest is not None and not all(is_verified(p) for p in manifest.file_paths()):
             self.thread = threading.Thread(target=self._run, name="vertebra-sha256", daemon=True)
@@ -83,13 +84,18 @@ class _Verification:
 
     def _run(self) -> None:
         assert self.manifest is not None
-        self.changed = digest_problems(self.manifest)
+        try:
+            self.changed = digest_problems(self.manifest)
+        except BaseException as exc:  # raised in the caller's thread by check()
+            self.error = exc
 
     def check(self) -> None:
         """Wait for the checksum; `WeightsError` naming each changed file."""
         if self.thread is not None:
             self.thread.join()
             self.thread = None
+            if self.error is not None:
+                raise WeightsError(f"cannot verify weights '{self.value}': {self.error}")
         elif self.manifest is not None:
             self.changed = digest_problems(self.manifest)  # cached: no file read
         if self.changed:

@@ -125,6 +125,8 @@ def _rows(schema: type[BaseModel], prefix: str) -> typing.Iterator[tuple[str, st
     for name, info in schema.model_fields.items():
         if name == "NAME" and not prefix:
             continue
+        if name in ("WEIGHTS", "WEIGHTS_IGNORE", "WEIGHTS_STRICT"):
+            continue  # keys of every part, documented once in weights.md
         key = f"{prefix}{info.alias if isinstance(info.alias, str) else name}"
         kind = type_text(schema, name, info, builder)
         model = None if name in parts else section_model(info.annotation)

@@ -24,6 +24,7 @@ COMMANDS = (
     "eval",
     "validate",
     "plugins",
+    "weights",
     "components",
     "schema",
     "template",

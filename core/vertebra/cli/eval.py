@@ -1,6 +1,7 @@
 """`vertebra eval RUN_DIR|CHECKPOINT [--config CONFIG] [--set KEY=VALUE ...] [--json]`: the
 validation metrics of a checkpoint, with the run's own config unless one is given. The
-earlier form `vertebra eval CONFIG --checkpoint PATH` works as before."""
+earlier form `vertebra eval CONFIG --checkpoint PATH` works as before, and a config whose
+MODEL names its WEIGHTS needs no checkpoint."""
 
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--checkpoint",
         metavar="PATH",
-        help="with PATH a config file: the checkpoint folder (or its model.safetensors)",
+        help="with PATH a config file: the checkpoint folder (or its model.safetensors); "
+        "optional when the config names MODEL.WEIGHTS",
     )
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.set_defaults(run=run)
@@ -57,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         print(
             json.dumps(
                 {
-                    "checkpoint": str(result.checkpoint),
+                    "checkpoint": str(result.checkpoint) if result.checkpoint else None,
+                    "weights": cfg.MODEL.WEIGHTS,
                     "step": result.step,
                     "samples": result.samples,
                     **result.metrics,
@@ -66,7 +69,10 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         shown = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
-        print(
-            f"{result.checkpoint} (step {result.step}): {shown} over {result.samples} validation samples"
+        where = (
+            f"{result.checkpoint} (step {result.step})"
+            if result.checkpoint
+            else f"weights {cfg.MODEL.WEIGHTS}"
         )
+        print(f"{where}: {shown} over {result.samples} validation samples")
     return 0

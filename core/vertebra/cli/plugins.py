@@ -156,7 +156,8 @@ def _render_doctor(report: Diagnosis, verbose: bool = False) -> str:
     """The report as text: one block per distribution, then a summary line."""
     lines = [
         f"checked {report.parts} part(s) and {report.hook_modules} hook module(s) "
-        f"from {len(report.distributions)} distribution(s)"
+        + (f"and verified {report.weights} weights package(s) " if report.weights else "")
+        + f"from {len(report.distributions)} distribution(s)"
     ]
     by_dist: dict[str, list[Problem]] = {}
     for problem in report.problems:

@@ -26,6 +26,8 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic.fields import FieldInfo
 from pydantic_core import to_jsonable_python
 
+from vertebra.weights._index import fitting
+
 from ._annotations import allows_none, models_in
 from ._schema import PartConfig, part_fields
 
@@ -253,6 +255,11 @@ class SchemaBuilder:
         name_schema = schema["properties"].get("NAME")
         if isinstance(name_schema, dict):
             schema["properties"]["NAME"] = {**name_schema, "enum": choice.names}
+        weights_schema = schema["properties"].get("WEIGHTS")
+        names = fitting(registry.name, choice.name)
+        if isinstance(weights_schema, dict) and names:
+            # Examples, not an enum: a local .safetensors path is valid too.
+            schema["properties"]["WEIGHTS"] = {**weights_schema, "examples": names}
         self.definitions[key] = schema
         return {"$ref": REF.format(model=key)}
 

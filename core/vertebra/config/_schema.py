@@ -17,7 +17,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, NamedTuple, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
 from vertebra.errors import ConfigError, ConfigIssue, close_match
@@ -26,6 +36,7 @@ from ._annotations import is_list, literal_choices, models_in, section_model
 
 __all__ = [
     "MAX_SIZE",
+    "WEIGHTS_KEYS",
     "BackboneCfg",
     "HeadCfg",
     "LossCfg",
@@ -49,6 +60,9 @@ __all__ = [
 ]
 
 S = TypeVar("S", bound=BaseModel)
+
+#: Keys of every part block that name pretrained weights (docs/weights.md).
+WEIGHTS_KEYS = ("WEIGHTS", "WEIGHTS_IGNORE", "WEIGHTS_STRICT")
 
 
 #: The largest integer torch stores (int64); no integer setting may be larger.
@@ -139,6 +153,50 @@ class PartConfig(Settings):
     )
 
     NAME: str = Field(description="Registered name of the part to build.")
+    WEIGHTS: str | None = Field(
+        default=None,
+        description="Weights loaded after the part is built: an installed weights name "
+        "(`vertebra weights list`), `DISTRIBUTION:name`, or a local .safetensors file.",
+    )
+    WEIGHTS_IGNORE: list[str] = Field(
+        default_factory=list,
+        description="Globs of tensor names not loaded from WEIGHTS (a head trained on "
+        "other classes: `head.*`).",
+    )
+    WEIGHTS_STRICT: bool = Field(
+        default=True,
+        description="Whether a tensor of the part that WEIGHTS lacks is an error.",
+    )
+
+    @field_validator("WEIGHTS")
+    @classmethod
+    def _weights_exist(cls, value: str | None) -> str | None:
+        if value is not None:
+            from vertebra.weights._load import check_name
+
+            check_name(value)  # raises ValueError with the message validation shows
+        return value
+
+    @model_validator(mode="after")
+    def _weights_fit(self) -> PartConfig:
+        if self.WEIGHTS is not None:
+            from vertebra.weights._load import check_part
+
+            check_part(self.WEIGHTS, self.NAME)
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_unset_weights(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Every part takes the WEIGHTS keys; a dumped config shows them where they are set.
+        data = handler(self)
+        if isinstance(data, dict):
+            if data.get("WEIGHTS") is None:
+                data.pop("WEIGHTS", None)
+            if not data.get("WEIGHTS_IGNORE"):
+                data.pop("WEIGHTS_IGNORE", None)
+            if data.get("WEIGHTS_STRICT") is True:
+                data.pop("WEIGHTS_STRICT", None)
+        return data
 
     def get(self, key: str, default: Any = None) -> Any:
         """The value of `key`; `default` when this config has no such key or it is null."""
@@ -445,7 +503,9 @@ def _issue_from_pydantic(
         if hint:
             message += f"; did you mean {hint}?"
         elif keys:
-            message += f"; valid keys: {', '.join(keys)}"
+            # The WEIGHTS keys every part takes are documented once (docs/weights.md).
+            shown = [k for k in keys if k not in WEIGHTS_KEYS]
+            message += f"; valid keys: {', '.join(shown)}"
         return ConfigIssue(where, message)
     if kind == "missing":
         owner = _model_at(schema, loc)

@@ -124,7 +124,7 @@ class EvaluationSetup:
     runtime: Runtime
     model: nn.Module
     val_loader: DataLoader[Any]
-    checkpoint: Path
+    checkpoint: Path | None
     step: int
     epoch: int
 
@@ -272,17 +272,19 @@ def make_loader(
 
 
 def build_evaluation(
-    cfg: RunConfig, checkpoint: str | Path, world: World, logger: logging.Logger
+    cfg: RunConfig, checkpoint: str | Path | None, world: World, logger: logging.Logger
 ) -> EvaluationSetup:
-    """The network with `checkpoint`'s weights, and the validation loader."""
+    """The network with `checkpoint`'s weights (None: the weights the config names), and
+    the validation loader."""
     runtime = start(cfg, world, logger, "evaluate")
     assert cfg.DATA is not None and cfg.DATA.VAL is not None  # start() checked
     val_cfg = cfg.DATA.VAL
-    folder, state = read_checkpoint(checkpoint)
+    folder, state = read_checkpoint(checkpoint) if checkpoint is not None else (None, {})
     distributed.setup(world, runtime.device)
     seed_everything(cfg.TRAIN.SEED)
     issues = _Issues()
-    model = issues.attempt(lambda: build_model(cfg, runtime, (folder, MODEL_FILE)), "MODEL")
+    weights = (folder, MODEL_FILE) if folder is not None else None
+    model = issues.attempt(lambda: build_model(cfg, runtime, weights), "MODEL")
     val_set = issues.attempt(lambda: build_dataset(val_cfg, "DATA.VAL.DATASET", logger))
     issues.raise_any()
     assert model is not None and val_set is not None

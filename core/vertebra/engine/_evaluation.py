@@ -42,7 +42,8 @@ __all__ = [
 class Evaluation:
     """What `vertebra eval` reports."""
 
-    checkpoint: Path
+    #: None when the weights came from the config (`MODEL.WEIGHTS`).
+    checkpoint: Path | None
     step: int
     samples: int
     metrics: dict[str, float]
@@ -96,8 +97,9 @@ def evaluate(
     return metrics, count
 
 
-def evaluate_checkpoint(cfg: RunConfig, checkpoint: str | Path) -> Evaluation:
-    """Metrics over `cfg.DATA.VAL` of the weights in `checkpoint`, each sample counted once."""
+def evaluate_checkpoint(cfg: RunConfig, checkpoint: str | Path | None) -> Evaluation:
+    """Metrics over `cfg.DATA.VAL` of the weights in `checkpoint` (None: those the config
+    names), each sample counted once."""
     world = distributed.from_env()
     try:
         built = build_evaluation(cfg, checkpoint, world, console_logger(world.is_main))
@@ -116,14 +118,16 @@ def evaluation_target(
     *,
     config: str | Path | None = None,
     checkpoint: str | Path | None = None,
-) -> tuple[RunConfig, Path]:
-    """The run config and the checkpoint that `vertebra eval PATH` names.
+) -> tuple[RunConfig, Path | None]:
+    """The run config and the checkpoint that `vertebra eval PATH` names (None: the weights
+    the config names in `MODEL.WEIGHTS`).
 
     PATH is a run folder (its `best` checkpoint, else its last, with the run's
     config.yaml), a checkpoint folder (or a file in it; with the config the checkpoint's
     state holds, else its run folder's config.yaml), or, with `checkpoint`, a config file
-    (the earlier form `vertebra eval CONFIG --checkpoint PATH`). `config` replaces the
-    run's config; `overrides` (`--set`) apply to whichever config is used.
+    (the earlier form `vertebra eval CONFIG --checkpoint PATH`), or a config file alone
+    whose MODEL names its `WEIGHTS`. `config` replaces the run's config; `overrides`
+    (`--set`) apply to whichever config is used.
     """
     from vertebra.config import load_run_config, loads
     from vertebra.config._files import apply_overrides
@@ -133,6 +137,14 @@ def evaluation_target(
         if config is not None:
             raise UserError("give the config once: as CONFIG with --checkpoint, or with --config")
         return load_run_config(path, overrides), Path(checkpoint)
+    if config is None and _is_config_file(Path(path)):
+        cfg = load_run_config(path, overrides)
+        if getattr(cfg.MODEL, "WEIGHTS", None) is None:
+            raise UserError(
+                f"{path} is a config: give its checkpoint (vertebra eval {path} --checkpoint "
+                "PATH), or name the weights in the config (MODEL.WEIGHTS)"
+            )
+        return cfg, None
     target = Path(path)
     found, run_dir = _locate(target)
     if config is not None:
@@ -155,6 +167,10 @@ def evaluation_target(
         f"{folder} holds no run config, and no config.yaml is beside it: give one with "
         f"--config CONFIG"
     )
+
+
+def _is_config_file(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in (".yaml", ".yml", ".json")
 
 
 def _locate(target: Path) -> tuple[Path, Path | None]:

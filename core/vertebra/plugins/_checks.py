@@ -33,7 +33,7 @@ from vertebra.errors import (
     UserError,
     close_match,
 )
-from vertebra.plugins._discovery import HOOK_GROUP, EntryPointInfo, PluginIndex
+from vertebra.plugins._discovery import HOOK_GROUP, WEIGHTS_GROUP, EntryPointInfo, PluginIndex
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -161,7 +161,7 @@ def _duplicates(entries: list[EntryPointInfo]) -> list[Problem]:
 def _known_groups() -> list[str]:
     from vertebra.plugins._registries import all_registries
 
-    return [*(reg.group for reg in all_registries().values()), HOOK_GROUP]
+    return [*(reg.group for reg in all_registries().values()), HOOK_GROUP, WEIGHTS_GROUP]
 
 
 def _unknown_group(e: EntryPointInfo, known: list[str]) -> Problem:
@@ -528,6 +528,8 @@ class Diagnosis:
         self.distributions: dict[str, str] = {}
         self.parts = 0
         self.hook_modules = 0
+        #: Weights packages whose manifests and files were verified.
+        self.weights = 0
         #: `REGISTRY DIST:Name` of the parts built from their defaults, and of those not
         #: built, with why.
         self.built: list[str] = []
@@ -545,6 +547,7 @@ class Diagnosis:
             "distributions": self.distributions,
             "parts": self.parts,
             "hook_modules": self.hook_modules,
+            "weights": self.weights,
             "built": self.built,
             "skipped": self.skipped,
             "not_loaded": self.not_loaded,
@@ -572,6 +575,10 @@ def diagnose(distributions: Iterable[str] = ()) -> Diagnosis:
         if e.group == HOOK_GROUP:
             report.hook_modules += 1
             continue
+        if e.group == WEIGHTS_GROUP:
+            report.weights += 1
+            report.problems.extend(_weights_problems(e))
+            continue
         registry = registries.get(e.group)
         if registry is None:
             continue
@@ -587,6 +594,34 @@ def diagnose(distributions: Iterable[str] = ()) -> Diagnosis:
             report.skipped.append(f"{label} ({checked.skipped})")
     report.problems.extend(p for p in _hook_problems() if _concerns(p, only))
     return report
+
+
+def _weights_problems(e: EntryPointInfo) -> list[Problem]:
+    """The manifest of weights entry `e` read, and its files' sizes and sha256 checked."""
+    from vertebra.weights._digest import problems
+    from vertebra.weights._index import manifest_of
+
+    try:
+        found = problems(manifest_of(e), fresh=True)
+    except UserError as exc:
+        return [
+            _entry_problem(
+                e,
+                "weights",
+                str(exc),
+                f"point the entry point at the package's manifest ('package:manifest.json') in "
+                f"{_section(e)}, {_REINSTALL}",
+            )
+        ]
+    return [
+        _entry_problem(
+            e,
+            "weights",
+            f"weights '{e.name}': {problem}",
+            f"reinstall {e.distribution} (`pip install --force-reinstall {e.distribution}`)",
+        )
+        for problem in found
+    ]
 
 
 def _concerns_dist(distribution: str, only: set[str] | None) -> bool:

@@ -31,6 +31,7 @@ __all__ = [
     "ENV_PLUGINS",
     "GROUP_PREFIX",
     "HOOK_GROUP",
+    "WEIGHTS_GROUP",
     "EntryPointInfo",
     "PluginIndex",
     "allowlist_from_env",
@@ -49,6 +50,8 @@ __all__ = [
 GROUP_PREFIX = "vertebra."
 #: The group of hook modules (every other `vertebra.*` group is a registry's).
 HOOK_GROUP = "vertebra.plugins"
+#: The group of pretrained weights (entry name = weights name, value = its manifest).
+WEIGHTS_GROUP = "vertebra.weights"
 CORE_DISTRIBUTION = "vertebra"
 #: Comma-separated distribution names whose entry points load; empty loads none but the
 #: core's own. Unset loads everything installed.

@@ -507,10 +507,11 @@ class Registry:
         target = self.get(validated.NAME)
         try:
             if isinstance(target, type):
-                return target(validated, logger=logger, **kwargs)
-            from vertebra.config._derived import factory_call
+                built = target(validated, logger=logger, **kwargs)
+            else:
+                from vertebra.config._derived import factory_call
 
-            built = factory_call(target)(target, validated, logger, **kwargs)
+                built = factory_call(target)(target, validated, logger, **kwargs)
         except MemoryError:
             raise self._out_of_memory(validated, "Python ran out of memory") from None
         except RuntimeError as exc:  # torch's allocators, CPU and CUDA
@@ -524,6 +525,10 @@ class Registry:
                 f"{type(built).__module__}.{type(built).__qualname__}, not a "
                 f"{base.__module__}.{base.__qualname__} (what {self.name} holds)"
             )
+        if getattr(validated, "WEIGHTS", None) is not None:
+            from vertebra.weights._load import load_configured
+
+            load_configured(built, validated, self.name, self.singular)
         return built
 
     def _out_of_memory(self, cfg: PartConfig, detail: str) -> UserError:

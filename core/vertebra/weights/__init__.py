@@ -1,0 +1,37 @@
+"""Pretrained weights as pip packages: found through entry points, verified, loaded, packed.
+
+A weights package declares entry points in group `vertebra.weights`: entry name = weights
+name, value = `package:path/to/manifest.json`. Listing and checking names read metadata
+and manifests alone; importing this package imports no torch (loading and packing do,
+when called). docs/weights.md describes the manifest and the config keys.
+"""
+
+from __future__ import annotations
+
+from vertebra.weights._digest import clear_cache, file_sha256
+from vertebra.weights._digest import problems as verify
+from vertebra.weights._index import (
+    WEIGHTS_GROUP,
+    InstalledWeights,
+    UnknownWeightsError,
+    find,
+    installed,
+    is_local_path,
+)
+from vertebra.weights._manifest import Manifest, ManifestError, WeightsFile, read_manifest
+
+__all__ = [
+    "WEIGHTS_GROUP",
+    "InstalledWeights",
+    "Manifest",
+    "ManifestError",
+    "UnknownWeightsError",
+    "WeightsFile",
+    "clear_cache",
+    "file_sha256",
+    "find",
+    "installed",
+    "is_local_path",
+    "read_manifest",
+    "verify",
+]

@@ -1,0 +1,225 @@
+"""Loading named weights into a built part: checksum, names and shapes, then the tensors.
+
+`Registry.build` calls `load_into_part` after constructing a part whose config sets
+`WEIGHTS`. Files are safetensors only: loading never unpickles. Everything is checked
+before the first tensor is copied, so a part is never half-loaded.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from vertebra.errors import ConfigError, ConfigIssue, UserError
+from vertebra.state_dicts import mismatches
+from vertebra.weights._digest import is_verified
+from vertebra.weights._digest import problems as digest_problems
+from vertebra.weights._index import find, is_local_path
+from vertebra.weights._manifest import Manifest
+
+__all__ = [
+    "WeightsError",
+    "check_name",
+    "check_part",
+    "load_configured",
+    "load_into_part",
+    "resolve_files",
+]
+
+
+class WeightsError(UserError):
+    """Weights that cannot be used for a part: not installed, changed, or not fitting."""
+
+
+def resolve_files(
+    value: str, registry: str | None = None, part: str | None = None, *, verify: bool = True
+) -> tuple[list[Path], Manifest | None]:
+    """The files a `WEIGHTS` value names, checked against their manifest's sha256 (sizes
+    alone with `verify=False`) and, when given, against the `registry` and bare `part` name
+    of the block that names them."""
+    if is_local_path(value):
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise WeightsError(f"weights file {path} does not exist")
+        if path.suffix != ".safetensors":
+            raise WeightsError(f"weights file {path}: only .safetensors files are loaded")
+        return [path], None
+    manifest = find(value).manifest()
+    wrong = []
+    if registry is not None and manifest.registry.upper() != registry.upper():
+        wrong.append(f"registry {manifest.registry}, not {registry}")
+    if part is not None and manifest.part.rpartition(":")[2] != part.rpartition(":")[2]:
+        wrong.append(f"part {manifest.part}, not {part}")
+    if wrong:
+        raise WeightsError(f"weights '{value}' are for another part: {', '.join(wrong)}")
+    changed = digest_problems(manifest, sizes_only=not verify)
+    if changed:
+        raise WeightsError(_checksum_message(value, changed))
+    return manifest.file_paths(), manifest
+
+
+def _checksum_message(value: str, changed: list[str]) -> str:
+    return f"weights '{value}' fail their checksum: " + "; ".join(changed)
+
+
+class _Verification:
+    """The sha256 of a manifest's files, computed in a thread while the tensors load.
+
+    hashlib releases the GIL while it hashes, so the checksum costs little beyond the
+    load itself.
+    """
+
+    def __init__(self, value: str, manifest: Manifest | None) -> None:
+        self.value = value
+        self.manifest = manifest
+        self.changed: list[str] = []
+        self.error: BaseException | None = None
+        self.thread: threading.Thread | None = None
+        if manifest is not None and not all(is_verified(p) for p in manifest.file_paths()):
+            self.thread = threading.Thread(target=self._run, name="vertebra-sha256", daemon=True)
+            self.thread.start()
+
+    def _run(self) -> None:
+        assert self.manifest is not None
+        try:
+            self.changed = digest_problems(self.manifest)
+        except BaseException as exc:  # raised in the caller's thread by check()
+            self.error = exc
+
+    def check(self) -> None:
+        """Wait for the checksum; `WeightsError` naming each changed file."""
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+            if self.error is not None:
+                raise WeightsError(f"cannot verify weights '{self.value}': {self.error}")
+        elif self.manifest is not None:
+            self.changed = digest_problems(self.manifest)  # cached: no file read
+        if self.changed:
+            raise WeightsError(_checksum_message(self.value, self.changed))
+
+
+def check_name(value: str) -> None:
+    """For validation: `ValueError` when `value` names no installed weights or local file."""
+    try:
+        if is_local_path(value):
+            resolve_files(value)
+        else:
+            find(value).manifest()
+    except UserError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def check_part(value: str, part: str) -> None:
+    """For validation: `ValueError` when installed weights `value` are for another part."""
+    if is_local_path(value):
+        return
+    try:
+        manifest = find(value).manifest()
+    except UserError:
+        return  # reported at WEIGHTS already
+    if manifest.part.rpartition(":")[2] != part.rpartition(":")[2]:
+        message = (
+            f"weights '{value}' are for {manifest.registry} part '{manifest.part}', not '{part}'"
+        )
+        raise ConfigError([ConfigIssue("WEIGHTS", message)])
+
+
+def _ignored(key: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(key, p) for p in patterns)
+
+
+def load_into_part(
+    module: Any,
+    value: str,
+    *,
+    ignore: Sequence[str] = (),
+    strict: bool = True,
+    registry: str | None = None,
+    part: str | None = None,
+    what: str = "the part",
+) -> None:
+    """Load the weights `value` names into `module` (an `nn.Module`), every check first.
+
+    Keys matching a glob of `ignore` are skipped on both sides; with `strict=False`, keys
+    of the module that the files lack keep their initial values. Names, shapes and file
+    sizes are checked before any tensor is copied; the sha256 is computed while the tensors
+    load, and a mismatch raises before this returns (the caller drops the module: a
+    `Registry.build` that raises returns no part).
+    """
+    from safetensors.torch import load_file
+    from torch import nn
+
+    if not isinstance(module, nn.Module):
+        raise WeightsError(f"{what} is not a torch module: WEIGHTS cannot be loaded into it")
+    files, manifest = resolve_files(value, registry, part, verify=False)
+    verification = _Verification(value, manifest)
+    try:
+        wanted, where = _fitting_tensors(module, value, files, ignore, strict, part, what)
+    except WeightsError:
+        verification.check()  # a changed file explains a file that does not fit best
+        raise
+    loaded: dict[str, Any] = {}
+    for file in files:
+        keys = [k for k, f in where.items() if f == file and k in wanted]
+        if keys:
+            data = load_file(str(file))
+            loaded.update((k, data[k]) for k in keys)
+    module.load_state_dict(loaded, strict=False)
+    verification.check()
+
+
+def _fitting_tensors(
+    module: Any,
+    value: str,
+    files: list[Path],
+    ignore: Sequence[str],
+    strict: bool,
+    part: str | None,
+    what: str,
+) -> tuple[dict[str, tuple[int, ...]], dict[str, Path]]:
+    """The stored tensors to load (name -> shape) and their files; raises unless they fit."""
+    from safetensors import safe_open
+
+    stored: dict[str, tuple[int, ...]] = {}
+    where: dict[str, Path] = {}
+    for file in files:
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                for key in handle.keys():  # noqa: SIM118
+                    stored[key] = tuple(handle.get_slice(key).get_shape())
+                    where[key] = file
+        except Exception as exc:  # safetensors raises its own types for a bad file
+            raise WeightsError(f"cannot read weights file {file}: {exc}") from None
+    tensors = module.state_dict()
+    by_storage: dict[int, list[str]] = {}
+    for key, tensor in tensors.items():
+        by_storage.setdefault(tensor.data_ptr(), []).append(key)
+    own = {k: tuple(v.shape) for k, v in tensors.items() if not _ignored(k, ignore)}
+    wanted = {k: s for k, s in stored.items() if not _ignored(k, ignore)}
+    # safetensors stores tied weights once: a key whose storage partner is stored is there.
+    optional = {k for k in own if any(o in wanted for o in by_storage[tensors[k].data_ptr()])}
+    if not strict:
+        optional |= set(own)
+    source = f"weights '{value}'"
+    problems = mismatches(own, wanted, source, optional=optional)
+    if problems:
+        named = f"{what} ({part})" if part else what
+        raise WeightsError(f"{source} do not fit {named}: " + "; ".join(problems))
+    return wanted, where
+
+
+def load_configured(part: Any, cfg: Any, registry: str, singular: str = "part") -> None:
+    """Load the weights that `cfg` (a validated part config) names into `part`, built from it."""
+    load_into_part(
+        part,
+        cfg.WEIGHTS,
+        ignore=cfg.WEIGHTS_IGNORE,
+        strict=cfg.WEIGHTS_STRICT,
+        registry=registry,
+        part=cfg.NAME,
+        what=f"{singular} '{cfg.NAME}'",
+    )

@@ -1,0 +1,235 @@
+"""`vertebra weights pack`: a run's best checkpoint (or one part of it) as a wheel.
+
+The wheel is written by hand, per the binary distribution format: the package module
+holds the safetensors file and the manifest, the `.dist-info` folder holds `METADATA`,
+`WHEEL`, `entry_points.txt` (group `vertebra.weights`) and `RECORD` with every file's
+sha256. It is written to a temporary file and renamed into place: a failure leaves
+nothing behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from vertebra import __version__
+from vertebra.errors import UserError
+from vertebra.weights._index import WEIGHTS_GROUP
+from vertebra.weights._manifest import Manifest, WeightsFile
+
+__all__ = ["PackError", "find_checkpoint", "pack", "wheel_name"]
+
+#: A distribution name pip accepts that is also, with `_` for `-` and `.`, a package name.
+_NAME = re.compile(r"^[A-Za-z]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
+#: A public version in PEP 440's normal form.
+_VERSION = re.compile(r"^[0-9]+(\.[0-9]+)*((a|b|rc)[0-9]+)?(\.post[0-9]+)?(\.dev[0-9]+)?$")
+_WEIGHTS_FILE = "weights.safetensors"
+_MANIFEST_FILE = "manifest.json"
+_WEIGHTS_KEYS = ("WEIGHTS", "WEIGHTS_IGNORE", "WEIGHTS_STRICT")
+#: Zip entries get a fixed time: the same checkpoint packs to the same bytes.
+_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+class PackError(UserError):
+    """A pack request that cannot be met: a bad name or version, no checkpoint, no part."""
+
+
+def wheel_name(name: str, version: str) -> str:
+    """`NAME-V-py3-none-any.whl`, NAME escaped as the wheel format says (`-` -> `_`)."""
+    return f"{_escape(name)}-{version}-py3-none-any.whl"
+
+
+def _escape(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def _check_name(name: str, version: str) -> None:
+    problems = []
+    if not _NAME.match(name):
+        problems.append(
+            f"'{name}' is not a distribution name pip accepts: letters, digits, '-', '_' and "
+            "'.', starting with a letter and ending with a letter or digit (e.g. convnet-digits)"
+        )
+    if not _VERSION.match(version):
+        problems.append(
+            f"'{version}' is not a version pip accepts in normal form (e.g. 1.0, 0.2.1, 1.0rc1)"
+        )
+    if problems:
+        raise PackError("; ".join(problems))
+
+
+def find_checkpoint(source: Path) -> Path:
+    """The checkpoint folder `source` names: a run folder's `best`, or a checkpoint folder."""
+    from vertebra.engine.checkpoints import MODEL_FILE, STATE_FILE
+
+    if (source / MODEL_FILE).is_file() and (source / STATE_FILE).is_file():
+        return source
+    best = source / "checkpoints" / "best"
+    if best.is_dir() and (best / MODEL_FILE).is_file():
+        return best.resolve()
+    if not source.exists():
+        raise PackError(f"{source} does not exist: expected a run folder or a checkpoint folder")
+    raise PackError(
+        f"{source} holds no checkpoint: expected a run folder with checkpoints/best (a run "
+        f"that evaluated at least once) or a checkpoint folder with {MODEL_FILE} and {STATE_FILE}"
+    )
+
+
+def _part_block(config: dict[str, Any], part: str) -> tuple[str, dict[str, Any], str]:
+    """(registry name, the part's config block, tensor-name prefix) of `MODEL.BACKBONE`."""
+    from vertebra.config._schema import part_fields
+    from vertebra.plugins._registries import registry_for
+
+    keys = part.split(".")
+    if keys[0] != "MODEL" or not all(keys):
+        raise PackError(f"--part {part}: expected MODEL or a part block inside it (MODEL.BACKBONE)")
+    block = config.get("MODEL")
+    registry = "MODELS"
+    for depth, key in enumerate(keys[1:], start=1):
+        if not isinstance(block, dict) or not isinstance(block.get("NAME"), str):
+            break
+        fields = part_fields(registry_for(registry).schema(block["NAME"]))
+        marker = fields.get(key)
+        if marker is None or marker[1]:
+            offered = ", ".join(".".join([*keys[:depth], k]) for k, m in fields.items() if not m[1])
+            raise PackError(
+                f"--part {part}: {key} is not a part of {'.'.join(keys[:depth])}"
+                f" ({block['NAME']}); parts: {offered or 'none'}"
+            )
+        registry = registry_for(marker[0].registry).name
+        block = block.get(key)
+    if not isinstance(block, dict) or not isinstance(block.get("NAME"), str):
+        raise PackError(f"--part {part}: the checkpoint's run config has no such part block")
+    prefix = "".join(f"{k.lower()}." for k in keys[1:])
+    return registry, _without_weights(block), prefix
+
+
+def _without_weights(block: Any) -> Any:
+    # The packed config is the part as trained; where its own weights came from is not part of it.
+    if isinstance(block, dict):
+        return {k: _without_weights(v) for k, v in block.items() if k not in _WEIGHTS_KEYS}
+    if isinstance(block, list):
+        return [_without_weights(v) for v in block]
+    return block
+
+
+def pack(
+    source: str | Path,
+    name: str,
+    *,
+    part: str = "MODEL",
+    version: str = "0.1.0",
+    license: str = "",
+    description: str = "",
+    output: str | Path = ".",
+) -> tuple[Path, Manifest]:
+    """Write the wheel of weights `name` from `source`; its path and manifest."""
+    import yaml
+    from safetensors.torch import load_file, save
+
+    from vertebra.engine.checkpoints import MODEL_FILE, read_state
+
+    _check_name(name, version)
+    folder = find_checkpoint(Path(source))
+    state = read_state(folder)
+    config = yaml.safe_load(state.get("config") or "") or {}
+    if not isinstance(config, dict):
+        raise PackError(f"checkpoint {folder} holds no run config")
+    registry, block, prefix = _part_block(config, part)
+    tensors = {
+        k[len(prefix) :]: v.contiguous()
+        for k, v in load_file(str(folder / MODEL_FILE)).items()
+        if k.startswith(prefix)
+    }
+    if not tensors:
+        raise PackError(f"checkpoint {folder} holds no tensors of {part} (prefix '{prefix}')")
+    data = save(tensors, metadata={"format": "pt"})
+    best = state.get("best") or {}
+    metrics = best.get("metrics", {}) if best.get("step") == state.get("step") else {}
+    dataset = ((config.get("DATA") or {}).get("VAL") or {}).get("DATASET")
+    manifest = Manifest(
+        name=name,
+        registry=registry,
+        part=block["NAME"],
+        config=block,
+        files=(WeightsFile(_WEIGHTS_FILE, len(data), hashlib.sha256(data).hexdigest()),),
+        license=license,
+        description=description,
+        metrics={str(k): float(v) for k, v in metrics.items()},
+        data=json.dumps(dataset, sort_keys=True) if metrics and dataset else "",
+        vertebra_version=__version__,
+    )
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / wheel_name(name, version)
+    _write_wheel(target, name, version, manifest, data)
+    return target, manifest
+
+
+def _record_hash(data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+    return f"sha256={digest.decode('ascii')}"
+
+
+def _write_wheel(target: Path, name: str, version: str, manifest: Manifest, data: bytes) -> None:
+    package = _escape(name)
+    info = f"{package}-{version}.dist-info"
+    summary = (manifest.description or f"vertebra weights {name} for {manifest.part}").splitlines()[
+        0
+    ]
+    metadata = [
+        "Metadata-Version: 2.1",
+        f"Name: {name}",
+        f"Version: {version}",
+        f"Summary: {summary}",
+    ]
+    if manifest.license:
+        metadata.append(f"License: {manifest.license}")
+    metadata.append("Keywords: vertebra,weights")
+    files: list[tuple[str, bytes]] = [
+        (
+            f"{package}/__init__.py",
+            f'"""vertebra weights {name}: see {_MANIFEST_FILE}."""\n'.encode(),
+        ),
+        (f"{package}/{_WEIGHTS_FILE}", data),
+        (
+            f"{package}/{_MANIFEST_FILE}",
+            (json.dumps(manifest.as_json(), indent=2, sort_keys=False) + "\n").encode(),
+        ),
+        (f"{info}/METADATA", ("\n".join(metadata) + "\n").encode()),
+        (
+            f"{info}/WHEEL",
+            (
+                "Wheel-Version: 1.0\n"
+                f"Generator: vertebra {__version__}\n"
+                "Root-Is-Purelib: true\n"
+                "Tag: py3-none-any\n"
+            ).encode(),
+        ),
+        (
+            f"{info}/entry_points.txt",
+            f"[{WEIGHTS_GROUP}]\n{name} = {package}:{_MANIFEST_FILE}\n".encode(),
+        ),
+    ]
+    record = "".join(f"{path},{_record_hash(body)},{len(body)}\n" for path, body in files)
+    files.append((f"{info}/RECORD", (record + f"{info}/RECORD,,\n").encode()))
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".whl")
+    try:
+        with os.fdopen(fd, "wb") as handle, zipfile.ZipFile(handle, "w") as wheel:
+            for path, body in files:
+                entry = zipfile.ZipInfo(path, _EPOCH)
+                entry.external_attr = 0o644 << 16
+                # Weights barely compress; storing them keeps packing as fast as a copy.
+                kind = zipfile.ZIP_STORED if path.endswith(".safetensors") else zipfile.ZIP_DEFLATED
+                wheel.writestr(entry, body, compress_type=kind)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

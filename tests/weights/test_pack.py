@@ -1,0 +1,158 @@
+"""`vertebra weights pack`: a run's best checkpoint as a standard wheel, written atomically."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load, load_file
+from vertebra.cli import main
+
+from tests.engine.conftest import cli, write_config
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 3-step run of the digits MLP; its folder holds checkpoints/best."""
+    folder = tmp_path_factory.mktemp("trained")
+    config = write_config(folder, {"TRAIN": {"EPOCHS": None, "MAX_STEPS": 3}})
+    assert main(["train", str(config)]) == 0
+    return folder / "run"
+
+
+def _members(wheel: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(wheel) as z:
+        return {n: z.read(n) for n in z.namelist()}
+
+
+def test_pack_writes_a_wheel_with_record_manifest_and_entry_point(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, err = cli(
+        capsys,
+        "weights",
+        "pack",
+        str(run),
+        "--name",
+        "mlp-digits",
+        "--version",
+        "1.2",
+        "--license",
+        "MIT",
+        "--description",
+        "digits MLP",
+        "--output",
+        str(tmp_path),
+    )
+    assert status == 0, err
+    wheel = tmp_path / "mlp_digits-1.2-py3-none-any.whl"
+    assert str(wheel) in out
+    files = _members(wheel)
+    info = "mlp_digits-1.2.dist-info"
+    assert set(files) == {
+        "mlp_digits/__init__.py",
+        "mlp_digits/weights.safetensors",
+        "mlp_digits/manifest.json",
+        f"{info}/METADATA",
+        f"{info}/WHEEL",
+        f"{info}/entry_points.txt",
+        f"{info}/RECORD",
+    }
+    record = files[f"{info}/RECORD"].decode().splitlines()
+    for line in record:
+        path, digest, size = line.rsplit(",", 2)
+        if path == f"{info}/RECORD":
+            assert (digest, size) == ("", "")
+            continue
+        body = files[path]
+        expected = base64.urlsafe_b64encode(hashlib.sha256(body).digest()).rstrip(b"=").decode()
+        assert (digest, int(size)) == (f"sha256={expected}", len(body))
+    assert (
+        "[vertebra.weights]\nmlp-digits = mlp_digits:manifest.json"
+        in files[f"{info}/entry_points.txt"].decode()
+    )
+    metadata = files[f"{info}/METADATA"].decode()
+    assert "Name: mlp-digits\nVersion: 1.2\n" in metadata and "License: MIT" in metadata
+    manifest = json.loads(files["mlp_digits/manifest.json"])
+    weights = files["mlp_digits/weights.safetensors"]
+    assert manifest["files"] == [
+        {
+            "path": "weights.safetensors",
+            "size": len(weights),
+            "sha256": hashlib.sha256(weights).hexdigest(),
+        }
+    ]
+    assert (manifest["registry"], manifest["part"], manifest["license"]) == (
+        "MODELS",
+        "Classifier",
+        "MIT",
+    )
+    assert manifest["config"]["BACKBONE"]["NAME"] == "MLP"
+    assert "acc@1" in manifest["metrics"] and "Digits" in manifest["data"]
+    best = load_file(str(run / "checkpoints" / "best" / "model.safetensors"))
+    packed = load(weights)
+    assert packed.keys() == best.keys() and all(packed[k].equal(best[k]) for k in best)
+
+
+def test_pack_of_a_part_strips_its_prefix(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, _, err = cli(
+        capsys,
+        "weights",
+        "pack",
+        str(run / "checkpoints" / "best"),
+        "--name",
+        "mlp-backbone",
+        "--part",
+        "MODEL.BACKBONE",
+        "--output",
+        str(tmp_path),
+    )
+    assert status == 0, err
+    files = _members(tmp_path / "mlp_backbone-0.1.0-py3-none-any.whl")
+    manifest = json.loads(files["mlp_backbone/manifest.json"])
+    assert (manifest["registry"], manifest["part"]) == ("BACKBONES", "MLP")
+    best = load_file(str(run / "checkpoints" / "best" / "model.safetensors"))
+    packed = load(files["mlp_backbone/weights.safetensors"])
+    assert packed.keys() == {k.removeprefix("backbone.") for k in best if k.startswith("backbone.")}
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--name", "bad name!"], "not a distribution name pip accepts"),
+        (["--name", "ok", "--version", "one"], "not a version pip accepts"),
+        (["--name", "ok", "--part", "MODEL.BACKBON"], "BACKBON is not a part of MODEL"),
+        (["--name", "ok", "--part", "DATA"], "expected MODEL or a part block"),
+    ],
+)
+def test_bad_requests_exit_2_and_write_nothing(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], expected: str
+) -> None:
+    out_dir = tmp_path / "out"
+    status, _, err = cli(capsys, "weights", "pack", str(run), *args, "--output", str(out_dir))
+    assert status == 2 and expected in err
+    assert not out_dir.exists() or list(out_dir.iterdir()) == []
+
+
+def test_a_source_without_a_checkpoint_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "empty-run").mkdir()
+    status, _, err = cli(
+        capsys,
+        "weights",
+        "pack",
+        str(tmp_path / "empty-run"),
+        "--name",
+        "x",
+        "--output",
+        str(tmp_path / "o"),
+    )
+    assert status == 2 and "holds no checkpoint" in err
+    assert not (tmp_path / "o").exists()

@@ -48,8 +48,11 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vertebra.plugins._probe import screening
+
     registries, pattern = _select(args.registry, args.pattern)
-    rows = [row for reg in registries for row in rows_of(reg, pattern)]
+    with screening():  # a module whose source does not tell is tried in a child first
+        rows = [row for reg in registries for row in rows_of(reg, pattern)]
     if pattern and not rows:
         raise UnknownPartError(_no_match(registries, pattern))
     if args.json:

@@ -102,7 +102,13 @@ def _run_list(args: argparse.Namespace) -> int:
     index = plugins.current_index()
     problems = plugins.metadata_problems(index)
     # Exit status 1 says that an entry point does not load, nothing less.
-    broken = plugins.load_problems() if args.check else []
+    broken: list[Problem] = []
+    if args.check:
+        from vertebra.plugins._probe import screen, screening
+
+        with screening():
+            screen(index)
+            broken = plugins.load_problems()
     data = {
         "distributions": plugins.distribution_table(index),
         "problems": [p.as_json() for p in [*problems, *broken]],
@@ -143,8 +149,11 @@ def _render_list(data: dict[str, Any], problems: list[Problem], checked: bool) -
 
 def _run_doctor(args: argparse.Namespace) -> int:
     from vertebra.plugins import diagnose  # imports and builds plugins: only when asked
+    from vertebra.plugins._probe import screen, screening
 
-    report = diagnose(args.distributions)
+    with screening():
+        screen()
+        report = diagnose(args.distributions)
     if args.json:
         print(json.dumps(report.as_json(), indent=2))
     else:

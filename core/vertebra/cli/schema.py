@@ -37,8 +37,11 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vertebra.config._json_schema import run_config_schema
+    from vertebra.plugins._probe import screen, screening
 
-    schema, problems = run_config_schema(partial=args.partial)
+    with screening():
+        screen()
+        schema, problems = run_config_schema(partial=args.partial)
     for problem in problems:
         print(f"vertebra schema: warning: {problem}", file=sys.stderr)
     text = json.dumps(schema, indent=2, ensure_ascii=False) + "\n"

@@ -29,10 +29,13 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vertebra.config._template import render
+    from vertebra.plugins._probe import screening
     from vertebra.plugins._registries import registry_for
 
     registry = registry_for(args.registry)
-    sys.stdout.write(render(registry, resolve_name(registry, args.name)))
+    with screening():
+        text = render(registry, resolve_name(registry, args.name))
+    sys.stdout.write(text)
     return 0
 
 

@@ -35,9 +35,9 @@ def summary(value: str) -> str:
     found = _from_source(module, attr, depth=0)
     if found is not None:
         return found
-    obj: object = importlib.import_module(module)
-    for part in attr.split(".") if attr else []:
-        obj = getattr(obj, part)
+    from vertebra.plugins._loader import import_object
+
+    obj: object = import_object(value)  # the one importer: refusals and output hold here
     doc = obj.__dict__.get("__doc__") if isinstance(obj, type) else getattr(obj, "__doc__", None)
     return first_line(doc if isinstance(doc, str) else None)
 

@@ -13,7 +13,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from vertebra.errors import ConfigError, ConfigIssue, close_match
 
@@ -184,8 +191,27 @@ class TrainConfig(Settings):
     COMPILE: bool = Field(False, description="Run the network through torch.compile.")
     COMPILE_BACKEND: str = Field(
         "inductor",
-        description="torch.compile backend ('inductor'; 'aot_eager' or 'eager' to debug).",
+        description="torch.compile backend ('inductor'; 'aot_eager' or 'eager' to debug); one "
+        "of those torch._dynamo.list_backends() finds installed.",
     )
+
+    @field_validator("COMPILE_BACKEND")
+    @classmethod
+    def _installed_backend(cls, value: str) -> str:
+        if value == "inductor":
+            return value  # the default, always installed: no need to import torch._dynamo
+        from torch._dynamo import list_backends  # slow to import: only for another backend
+
+        known = sorted(list_backends(exclude_tags=()))
+        if value not in known:
+            hint = close_match(value, known)
+            suggestion = f"did you mean '{hint}'? " if hint else ""
+            raise ValueError(
+                f"'{value}' is not a torch.compile backend installed here; {suggestion}"
+                f"installed: {', '.join(known)}"
+            )
+        return value
+
     CHANNELS_LAST: bool = Field(
         False, description="Use the channels-last memory format for 4-D weights and inputs."
     )

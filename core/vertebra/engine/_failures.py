@@ -21,7 +21,10 @@ evaluation's one batch) ends, the error is reported by this rule:
    that cannot be collated), a ValueError, TypeError, KeyError, IndexError or
    RuntimeError is the data's: a `UserError`. Anything else passes unchanged.
 
-Failures after the first step always pass unchanged (the caller checks that).
+Failures after the first step pass unchanged (the caller checks that), but for one that
+is the data's at any batch: a label outside `0..NUM_CLASSES-1` (torch's `Target 10 is out
+of bounds`), which `label_error` turns into a `UserError` naming the dataset, the label
+and `NUM_CLASSES` (exit status 2).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import re
 import sys
 import traceback
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
@@ -40,7 +43,12 @@ from vertebra.errors import PluginError, UserError, VertebraError
 from vertebra.plugins._registries import all_registries
 from vertebra.plugins._registry import PartOrigin
 
-__all__ = ["first_batch_error"]
+__all__ = ["first_batch_error", "label_error", "worker_error"]
+
+_WORKER = re.compile(r"^Caught (\w+) in (DataLoader worker process \d+)\.\nOriginal Traceback")
+_LAST_LINE = re.compile(r"^[\w.]+: (?P<message>.*)$", re.DOTALL)
+
+_OUT_OF_BOUNDS = re.compile(r"Target (-?\d+) is out of bounds")
 
 #: What rule 5 takes for data that does not fit the network.
 _DATA_ERRORS = (ValueError, TypeError, RuntimeError, IndexError, KeyError)
@@ -114,6 +122,59 @@ def first_batch_error(exc: Exception, what: str) -> VertebraError | None:
         part=f"{part.origin.registry}:{part.origin.name}",
         distribution=part.origin.distribution,
     )
+
+
+def worker_error(exc: Exception) -> VertebraError | None:
+    """A vertebra error raised in a DataLoader worker, without the worker's traceback text
+    that the loader puts in its message (the error is the data's, in its own words)."""
+    if not isinstance(exc, VertebraError):
+        return None
+    match = _WORKER.match(str(exc))
+    if match is None:
+        return None
+    last = [line for line in str(exc).splitlines() if line.strip()][-1].strip()
+    found = _LAST_LINE.match(last)
+    text = found["message"] if found else last
+    try:
+        return type(exc)(f"{text} (in {match[2]})")
+    except Exception:  # an error type that is not made from a message alone
+        return None
+
+
+def label_error(exc: Exception, config: Any, what: str) -> UserError | None:
+    """A `UserError` for a label out of range in a `what` ("training", "validation") batch
+    of `config` (a RunConfig), or None when `exc` is something else."""
+    if not isinstance(exc, IndexError | RuntimeError):
+        return None
+    match = _OUT_OF_BOUNDS.search(str(exc))
+    if match is None:
+        return None
+    loader = "VAL" if what == "validation" else "TRAIN"
+    block = getattr(getattr(config, "DATA", None), loader, None)
+    name = getattr(getattr(block, "DATASET", None), "NAME", "?")
+    found = _num_classes(getattr(config, "MODEL", None), "MODEL")
+    classes = f" ({found[0]} = {found[1]})" if found else ""
+    bound = f"0..{found[1] - 1}" if found else "0..NUM_CLASSES-1"
+    return UserError(
+        f"a {what} batch of DATA.{loader}.DATASET ({name}) holds label {match[1]}, out of "
+        f"range for the network's NUM_CLASSES{classes}: labels must lie in {bound}. Set "
+        "NUM_CLASSES to the dataset's number of classes, or correct the labels"
+    )
+
+
+def _num_classes(block: Any, path: str, depth: int = 0) -> tuple[str, int] | None:
+    """(dotted key, value) of the first NUM_CLASSES in a part config block, depth first."""
+    fields = getattr(type(block), "model_fields", None)
+    if fields is None or depth > 4:
+        return None
+    value = getattr(block, "NUM_CLASSES", None)
+    if isinstance(value, int):
+        return f"{path}.NUM_CLASSES", value
+    for key in fields:
+        found = _num_classes(getattr(block, key, None), f"{path}.{key}", depth + 1)
+        if found is not None:
+            return found
+    return None
 
 
 def _frames(exc: BaseException) -> list[_Frame]:

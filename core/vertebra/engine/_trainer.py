@@ -14,11 +14,14 @@ import contextlib
 import gc
 import inspect
 import math
+import multiprocessing
+import os
 import signal
+import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,13 +33,13 @@ from vertebra.config import RunConfig
 from vertebra.engine import distributed
 from vertebra.engine._build import GlobalFlags, Resume, TrainingSetup, build_training
 from vertebra.engine._evaluation import evaluate, to_device
-from vertebra.engine._failures import first_batch_error
+from vertebra.engine._failures import first_batch_error, label_error, worker_error
 from vertebra.engine.logs import MetricsLog, console_logger, read_records
 from vertebra.engine.progress import ProgressBar
 from vertebra.engine.seeding import get_rng_state, set_rng_state
 from vertebra.errors import ConfigError, ConfigIssue, NonFiniteLossError
 from vertebra.plugins import hookspecs
-from vertebra.plugins._hooks import get_plugin_manager
+from vertebra.plugins._hooks import HookRelay, get_plugin_manager
 
 if TYPE_CHECKING:
     import logging
@@ -54,6 +57,20 @@ TRAINING_HOOKS = tuple(
     for name, spec in vars(hookspecs).items()
     if name.startswith("vertebra_") and "run" in inspect.signature(spec).parameters
 )
+
+
+#: Seconds a run may take, after a stop signal, to end a step before it is ended at once.
+ENV_STOP_GRACE = "VERTEBRA_STOP_GRACE"
+_DEFAULT_STOP_GRACE = 30.0
+
+
+def stop_grace_s() -> float:
+    """`VERTEBRA_STOP_GRACE` seconds (30 when unset or not a positive number)."""
+    try:
+        value = float(os.environ.get(ENV_STOP_GRACE, "") or _DEFAULT_STOP_GRACE)
+    except ValueError:
+        return _DEFAULT_STOP_GRACE
+    return value if value > 0 else _DEFAULT_STOP_GRACE
 
 
 @dataclass
@@ -122,8 +139,10 @@ class Trainer:
         self._resumed_from: Path | None = None
         #: Batches of the current epoch already trained on (where a resumed run goes on).
         self._start_batch = 0
-        #: The stop signal this process received (SIGINT or SIGTERM), not yet acted on.
+        #: The stop signal this process received (SIGINT or SIGTERM), not yet acted on, and
+        #: what ends the run if no step ends in its grace period (`_watch_stop`).
         self._signal: int | None = None
+        self._stop_timer: threading.Timer | None = None
         # The loop's own state: the loss summed on the device since the last log record,
         # over how many steps, and since when; the last step's gradient norm before
         # clipping (TRAIN.GRAD_CLIP_NORM); when this launch's TRAIN.MAX_TIME runs out.
@@ -202,9 +221,10 @@ class Trainer:
         try:
             if not self._prepared:
                 self.prepare()
-            manager.hook.vertebra_run_start(run=self.view)
+            hooks = HookRelay()  # a hook that raises is a PluginHookError naming its plugin
+            hooks.vertebra_run_start(run=self.view)
             # Plugins may register per-run objects in run_start; ask once which hooks exist.
-            self.hook = manager.hook
+            self.hook = hooks
             self.active_hooks = {
                 name for name in TRAINING_HOOKS if getattr(manager.hook, name).get_hookimpls()
             }
@@ -222,7 +242,7 @@ class Trainer:
             try:
                 if self._prepared:
                     self._finish(status)
-                    manager.hook.vertebra_run_end(run=self.view, status=status)
+                    HookRelay().vertebra_run_end(run=self.view, status=status)
             finally:
                 for plugin in manager.get_plugins():
                     if plugin not in before:
@@ -268,6 +288,7 @@ class Trainer:
                 f"{signal.Signals(signum).name} received: the run stops {when} and saves a "
                 f"checkpoint ({again} stops it at once)"
             )
+            self._watch_stop(signum)
 
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, take)
@@ -275,6 +296,41 @@ class Trainer:
             yield
         finally:
             restore()
+            if self._stop_timer is not None:
+                self._stop_timer.cancel()
+
+    def _watch_stop(self, signum: int) -> None:
+        """End the process when no step ends within `stop_grace_s()` of a stop signal.
+
+        A run stuck outside a step (a data loader that waits forever, a loop) never reaches
+        the point where it acts on the signal; a preempted job must still leave. Then the
+        run ends without a checkpoint (the last one saved is intact), with the signal's exit
+        status, as a second signal would end it.
+        """
+        step, grace = self.step, stop_grace_s()
+
+        def check() -> None:
+            if self.step != step or self.interrupted_by or self._signal is None:
+                return  # a step ended, or the run acted on the signal (or has ended)
+            name = signal.Signals(signum).name
+            last = self._built.store.root / "last" if self._built is not None else None
+            saved = (
+                f"the last checkpoint, {last.resolve()}, is intact: continue with --resume"
+                if last is not None and last.exists()
+                else "there is no checkpoint to resume from"
+            )
+            sys.stderr.write(
+                f"\nvertebra train: {name} stopped the run at step {self.step} without saving a "
+                f"checkpoint: no step ended within {grace:g} s of it ({ENV_STOP_GRACE}), so the "
+                f"run was stuck outside a step (loading data, or a loop); {saved}\n"
+            )
+            sys.stderr.flush()
+            end_loader_workers()
+            os._exit(128 + signum)
+
+        timer = self._stop_timer = threading.Timer(grace, check)
+        timer.daemon = True
+        timer.start()
 
     @contextlib.contextmanager
     def _first_batch_errors(self, what: str) -> Iterator[None]:
@@ -285,7 +341,11 @@ class Trainer:
         try:
             yield
         except Exception as exc:
-            error = first_batch_error(exc, what) if self.step == step else None
+            error = (
+                label_error(exc, self.config, what)
+                or worker_error(exc)
+                or (first_batch_error(exc, what) if self.step == step else None)
+            )
             if error is None:
                 raise
             raise error from exc
@@ -740,6 +800,22 @@ class RunView:
         return get_plugin_manager()
 
 
+def end_loader_workers(keep: Iterable[Any] = ()) -> None:
+    """Kill the daemon processes this process started (DataLoader workers), but `keep`,
+    when a run ends on an error or is stuck.
+
+    A failed run may leave its loader's iterator alive (in a reference cycle of the
+    exception), and at exit `multiprocessing` sends each worker one SIGTERM, which workers
+    ignore (`seeding.seed_worker`), then waits for them: forever. Workers hold nothing
+    that needs a clean end.
+    """
+    kept = set(keep)
+    for child in multiprocessing.active_children():
+        if child.daemon and child not in kept:
+            child.kill()
+            child.join(timeout=10)
+
+
 def load_and_train(
     config_path: str,
     overrides: list[str] | None = None,
@@ -752,9 +828,11 @@ def load_and_train(
 
     cfg = load_run_config(config_path, overrides or [])
     trainer = Trainer(cfg, output_dir=output_dir, resume=resume)
+    before = multiprocessing.active_children()
     try:
         summary = trainer.fit()
     except BaseException:
+        end_loader_workers(keep=before)
         trainer.close(synchronize=False)
         raise
     trainer.close()

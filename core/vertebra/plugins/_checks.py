@@ -34,6 +34,7 @@ from vertebra.errors import (
     close_match,
 )
 from vertebra.plugins._discovery import HOOK_GROUP, WEIGHTS_GROUP, EntryPointInfo, PluginIndex
+from vertebra.plugins._loader import ImportRefused
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -269,6 +270,12 @@ def _config_class_problem(e: EntryPointInfo, cls: type, exc: PluginLoadError) ->
 
 
 def _import_fix(e: EntryPointInfo, cause: BaseException | None) -> str:
+    if isinstance(cause, ImportRefused | TimeoutError):
+        return (
+            f"make importing '{e.module}' quick and leave the process alone: move work such as "
+            "downloads, loops or servers from module level into the part's __init__ or a "
+            f"function (until then, {discovery.ENV_PLUGINS} can leave {e.distribution} out)"
+        )
     if isinstance(cause, ModuleNotFoundError):
         missing = cause.name or ""
         if missing and (e.module == missing or e.module.startswith(f"{missing}.")):
@@ -303,7 +310,7 @@ def _hook_problems() -> list[Problem]:
         name, _, value = (error.entry_point or "").partition(" = ")
         e = EntryPointInfo(HOOK_GROUP, name, value, dist, "")
         cause = error.__cause__
-        if isinstance(cause, ModuleNotFoundError | AttributeError) or (
+        if isinstance(cause, ModuleNotFoundError | AttributeError | ImportRefused) or (
             cause is not None and isinstance(cause.__cause__, SystemExit)
         ):
             fix = _import_fix(e, cause)

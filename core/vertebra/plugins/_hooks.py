@@ -1,9 +1,12 @@
 """The plugin manager: loads hook modules named in the `vertebra.plugins` entry-point group.
 
 Loading honours `VERTEBRA_PLUGINS` like the part registries do. A hook module that fails
-to import, implements a hook that does not exist, or defines a hook function without
-`@vertebra.hookimpl` is reported (a warning, and `broken_plugins()`) and skipped; the
-others load.
+to import (an exception, or `sys.exit()`), implements a hook that does not exist, or
+defines a hook function without `@vertebra.hookimpl` is reported (a warning, and
+`broken_plugins()`) and skipped; the others load. A hook module still importing after
+`VERTEBRA_IMPORT_TIMEOUT` seconds (60) ends the command with a `PluginLoadError`: its
+thread cannot be stopped and would slow everything after it. Every message names the
+plugin, its distribution, and `VERTEBRA_PLUGINS` as the way to leave it out.
 """
 
 from __future__ import annotations
@@ -21,12 +24,15 @@ from vertebra.plugins._loader import load, load_error
 
 __all__ = [
     "HOOK_GROUP",
+    "HookRelay",
     "broken_plugins",
     "call_each",
     "get_plugin_manager",
+    "hook_error",
     "hook_names",
     "hookimpl",
     "reset",
+    "way_out",
 ]
 
 hookimpl = pluggy.HookimplMarker("vertebra")
@@ -48,8 +54,14 @@ def get_plugin_manager() -> pluggy.PluginManager:
     _broken.clear()
     for entry in discovery.current_index().group(HOOK_GROUP):
         try:
-            _register(manager, load(entry, _WHAT), f"{entry.distribution}:{entry.name}")
+            _register(manager, load(entry, _WHAT, timed=True), f"{entry.distribution}:{entry.name}")
         except PluginLoadError as error:  # a broken plugin is isolated, not fatal
+            if isinstance(error.__cause__, TimeoutError):
+                raise PluginLoadError(
+                    f"{error}; {way_out(entry.distribution)}",
+                    distribution=error.distribution,
+                    entry_point=error.entry_point,
+                ) from error.__cause__
             _skip(error)
         except Exception as exc:  # pluggy or our checks reject what it defines
             rejected = load_error(entry, _WHAT, exc)
@@ -74,7 +86,28 @@ def _register(manager: pluggy.PluginManager, plugin: Any, name: str) -> None:
 
 def _skip(error: PluginLoadError) -> None:
     _broken.append(error)
-    _log.warning("vertebra: %s (skipped)", error)
+    _log.warning("vertebra: %s (skipped; %s)", error, way_out(error.distribution or ""))
+
+
+def way_out(distribution: str) -> str:
+    """`leave it out with VERTEBRA_PLUGINS=...`: the enabled distributions but `distribution`."""
+    others = sorted(
+        {
+            e.distribution
+            for e in discovery.current_index().entries
+            if e.enabled
+            and discovery.normalize(e.distribution) != discovery.normalize(distribution)
+            and e.distribution != discovery.CORE_DISTRIBUTION
+        },
+        key=str.lower,
+    )
+    value = ",".join(others)
+    return (
+        f"to run without it, leave {distribution or 'it'} out with "
+        f"{discovery.ENV_PLUGINS}={value!r} (the distributions to load)"
+        if others
+        else f"to run without it, set {discovery.ENV_PLUGINS}='' (no plugin distribution loads)"
+    )
 
 
 def hook_names() -> list[str]:
@@ -128,12 +161,34 @@ def call_each(hook: str, **kwargs: Any) -> list[Any]:
         except UserError:
             raise
         except Exception as exc:
-            raise PluginHookError(
-                f"hook {hook} of plugin '{impl.plugin_name}' failed: {type(exc).__name__}: {exc}"
-            ) from exc
+            raise hook_error(hook, impl.plugin_name, exc) from exc
         if result is not None:
             results.append(result)
     return results
+
+
+def hook_error(hook: str, plugin: str, exc: BaseException) -> PluginHookError:
+    """`hook H of plugin 'DIST:name' (distribution 'DIST') failed: Type: cause; way out`."""
+    distribution = plugin.partition(":")[0] if ":" in plugin else ""
+    where = f" (distribution '{distribution}')" if distribution else ""
+    fix = f"; {way_out(distribution)}" if distribution else ""
+    return PluginHookError(
+        f"hook {hook} of plugin '{plugin}'{where} failed: {type(exc).__name__}: {exc}{fix}"
+    )
+
+
+class HookRelay:
+    """`relay.vertebra_step_end(run=..., ...)` calls that hook as `call_each` does: an
+    implementation that raises is a `PluginHookError` naming it."""
+
+    def __getattr__(self, hook: str) -> Any:
+        if not hook.startswith("vertebra_"):
+            raise AttributeError(hook)
+
+        def call(**kwargs: Any) -> list[Any]:
+            return call_each(hook, **kwargs)
+
+        return call
 
 
 def reset() -> None:

@@ -93,6 +93,8 @@ class ImageFolder(BaseDataset):
             try:
                 with Image.open(path) as image:
                     size = image.size
+            except Image.DecompressionBombError as exc:
+                raise ImageFolderError(_bomb_message(path, exc)) from None
             except OSError as exc:
                 raise ImageFolderError(f"cannot read image {path}: {exc}") from exc
             if first is None:
@@ -109,6 +111,8 @@ class ImageFolder(BaseDataset):
             if self.size is not None:
                 image = image.resize((self.size[1], self.size[0]), Image.Resampling.BILINEAR)
             array = np.asarray(image, dtype=np.uint8)
+        except Image.DecompressionBombError as exc:
+            raise ImageFolderError(_bomb_message(path, exc)) from None
         except OSError as exc:
             raise ImageFolderError(f"cannot read image {path}: {exc}") from exc
         tensor = torch.from_numpy(array.copy())
@@ -169,4 +173,16 @@ def _size_message(a: Path, a_size: tuple[int, int], b: Path, b_size: tuple[int, 
     return (
         f"images differ in size ({a} is {a_size[0]}x{a_size[1]}, {b} is {b_size[0]}x{b_size[1]} "
         "pixels, width x height); set RESIZE to give them one size"
+    )
+
+
+def _bomb_message(path: Path, exc: Exception) -> str:
+    """An image too large to decode safely (Pillow's decompression-bomb limit)."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    bound = f" (Pillow refuses more than {2 * limit:,} pixels)" if limit else ""
+    return (
+        f"image {path} is refused: it claims more pixels than can be decoded safely{bound}, "
+        f"as a decompression bomb would: {exc}. Remove or shrink it"
     )

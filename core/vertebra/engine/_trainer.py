@@ -810,10 +810,20 @@ def end_loader_workers(keep: Iterable[Any] = ()) -> None:
     that needs a clean end.
     """
     kept = set(keep)
-    for child in multiprocessing.active_children():
-        if child.daemon and child not in kept:
+    doomed = [c for c in multiprocessing.active_children() if c.daemon and c not in kept]
+    if not doomed:
+        return
+    # torch's SIGCHLD handler would report each killed worker as a new failure.
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_DFL) if main else None
+    try:
+        for child in doomed:
             child.kill()
+        for child in doomed:
             child.join(timeout=10)
+    finally:
+        if main and previous is not None:
+            signal.signal(signal.SIGCHLD, previous)
 
 
 def load_and_train(

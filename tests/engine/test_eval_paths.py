@@ -84,4 +84,5 @@ def test_what_eval_cannot_use_is_named(
     assert "is neither a checkpoint folder" in fails(empty)
     config = write_config(tmp_path)
     err = fails(config)
-    assert "is a file, not a run folder or a checkpoint" in err and "--checkpoint" in err
+    # A config alone: its checkpoint, or the weights it names, is what eval needs.
+    assert "is a config: give its checkpoint" in err and "--checkpoint" in err

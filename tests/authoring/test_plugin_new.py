@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import site
 import subprocess
-import venv
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,8 @@ import tomllib
 import torch
 from vertebra.cli import main
 from vertebra.testing import PluginSandbox, check_part
+
+from tests.venvs import layered_venv
 
 EXPECTED = [
     ".gitignore",
@@ -174,27 +174,10 @@ def test_invalid_names_exit_2(
     assert not (tmp_path / "out").exists()
 
 
-def _layered_venv(path: Path) -> Path:
-    """A virtual environment on top of this one: this one's packages stay importable."""
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(path)
-    python = path / "bin" / "python"
-    purelib = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    # A .pth line that starts with `import` runs: this environment's site-packages (with
-    # its own .pth files: editable installs) come after the new environment's.
-    lines = [f"import site; site.addsitedir({p!r})" for p in site.getsitepackages()]
-    (Path(purelib) / "_outer_environment.pth").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return python
-
-
 @pytest.mark.slow
 def test_installs_into_a_fresh_environment_and_its_tests_pass(tmp_path: Path) -> None:
     target = _new(tmp_path)
-    python = _layered_venv(tmp_path / "venv")
+    python = layered_venv(tmp_path / "venv")
     env = {k: v for k, v in os.environ.items() if k != "VERTEBRA_PLUGINS"}
     install = [str(python), "-m", "pip", "install", "--no-deps", "-e", str(target)]
     if _importable("setuptools"):

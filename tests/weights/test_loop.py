@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import site
 import subprocess
-import venv
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ import yaml
 from vertebra.cli import main
 
 from tests.engine.conftest import write_config
+from tests.venvs import layered_venv
 
 CONVNET = {
     "MODEL": {
@@ -28,21 +27,6 @@ CONVNET = {
         "METRICS": [{"NAME": "AccuracyMetric", "TOPK": [1, 3]}],
     },
 }
-
-
-def _layered_venv(path: Path) -> Path:
-    """A virtual environment on top of this one: this one's packages stay importable."""
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(path)
-    python = path / "bin" / "python"
-    purelib = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    lines = [f"import site; site.addsitedir({p!r})" for p in site.getsitepackages()]
-    (Path(purelib) / "_outer_environment.pth").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return python
 
 
 def _run(python: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -84,7 +68,7 @@ def test_train_pack_install_eval_finetune_uninstall(tmp_path: Path) -> None:
     )
     wheel = tmp_path / "dist" / "convnet_digits-0.1.0-py3-none-any.whl"
 
-    python = _layered_venv(tmp_path / "venv")
+    python = layered_venv(tmp_path / "venv")
     env = {k: v for k, v in os.environ.items() if k != "VERTEBRA_PLUGINS"}
     env["VERTEBRA_CACHE_DIR"] = str(tmp_path / "cache")
     _run(python, "-m", "pip", "install", "--no-index", str(wheel), env=env)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ._json_schema import DRAFT, SchemaBuilder, SchemaProblem, part_schema, run_config_schema
     from ._run import (
         DataConfig,
+        FsdpConfig,
         LoaderConfig,
         RunConfig,
         TrainConfig,
@@ -71,6 +72,7 @@ _HOMES = {
     "_json_schema": ["DRAFT", "SchemaBuilder", "SchemaProblem", "part_schema", "run_config_schema"],
     "_run": [
         "DataConfig",
+        "FsdpConfig",
         "LoaderConfig",
         "RunConfig",
         "TrainConfig",
@@ -111,6 +113,7 @@ __all__ = [
     "PLACEHOLDER",
     "BackboneCfg",
     "DataConfig",
+    "FsdpConfig",
     "HeadCfg",
     "LoaderConfig",
     "LossCfg",

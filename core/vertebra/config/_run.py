@@ -29,6 +29,7 @@ from ._schema import PartConfig, PartOf, Seed, Settings, Size, join, validate_in
 
 __all__ = [
     "DataConfig",
+    "FsdpConfig",
     "LoaderConfig",
     "RunConfig",
     "TrainConfig",
@@ -103,6 +104,34 @@ class DataConfig(Settings):
     TRAIN: LoaderConfig = Field(description="Loader of the training data.")
     VAL: LoaderConfig | None = Field(
         None, description="Loader of the validation data; without it the run never evaluates."
+    )
+
+
+#: A module class name or a glob of them (`TransformerBlock`, `*Block`, `Bottleneck`).
+ClassGlob = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class FsdpConfig(Settings):
+    """How `TRAIN.STRATEGY: fsdp` shards the network (FSDP2, `fully_shard`)."""
+
+    model_config = _STRICT
+
+    SHARD_MODULES: list[ClassGlob] = Field(
+        default_factory=list,
+        description="Class-name globs of the modules that become shard units (each gathers its "
+        "parameters for its own forward and backward); default the top-level blocks of each "
+        "part of the network.",
+    )
+    RESHARD_AFTER_FORWARD: bool = Field(
+        True,
+        description="Free each unit's gathered parameters after its forward and gather them "
+        "again in backward: less memory, one more all-gather per unit and step.",
+    )
+    CPU_OFFLOAD: bool = Field(
+        False,
+        description="Keep the sharded parameters, gradients and optimizer state in CPU memory, "
+        "copied to the GPU for each unit's compute (CUDA only: slower, for networks that do "
+        "not fit otherwise).",
     )
 
 
@@ -212,6 +241,18 @@ class TrainConfig(Settings):
             )
         return value
 
+    STRATEGY: Literal["auto", "ddp", "fsdp"] = Field(
+        "auto",
+        description="How processes share the work: 'ddp' (each holds the whole network), "
+        "'fsdp' (parameters, gradients and optimizer state sharded across processes, FSDP2); "
+        "'auto' is ddp under torchrun or srun and nothing in one process.",
+    )
+    FSDP: FsdpConfig = Field(default_factory=FsdpConfig, description="Settings of STRATEGY fsdp.")
+    ACTIVATION_CHECKPOINTING: list[ClassGlob] = Field(
+        default_factory=list,
+        description="Class-name globs of modules whose activations are recomputed in backward "
+        "instead of kept (less memory, about one more forward); any STRATEGY.",
+    )
     CHANNELS_LAST: bool = Field(
         False, description="Use the channels-last memory format for 4-D weights and inputs."
     )
@@ -229,6 +270,22 @@ class TrainConfig(Settings):
     def _length(self) -> TrainConfig:
         if self.EPOCHS is None and self.MAX_STEPS is None:
             raise ValueError("give EPOCHS or MAX_STEPS (how long to train)")
+        return self
+
+    @model_validator(mode="after")
+    def _sharding(self) -> TrainConfig:
+        if self.STRATEGY != "fsdp":
+            return self  # FSDP settings stay, unused: one config serves every strategy
+        if self.EMA_DECAY is not None:
+            raise ValueError(
+                "EMA_DECAY cannot be kept with STRATEGY fsdp: the average would be a whole "
+                "copy of the weights on every process; use STRATEGY ddp, or leave EMA_DECAY out"
+            )
+        if self.PRECISION == "fp16":
+            raise ValueError(
+                "PRECISION fp16 needs a gradient scaler that STRATEGY fsdp does not keep; use "
+                "bf16 (or fp32)"
+            )
         return self
 
 

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 
 from vertebra.config import DataConfig, LoaderConfig, RunConfig, TrainConfig
 from vertebra.data import BaseDataset
-from vertebra.engine import distributed
+from vertebra.engine import _parallel, _sharded, distributed
 from vertebra.engine._run_folder import RunLock, check_own, check_writable, is_free, mark
 from vertebra.engine.checkpoints import (
     MODEL_FILE,
@@ -81,6 +81,11 @@ class Resume:
     #: Whether the samples per step differ from the checkpoint's (BATCH_SIZE, processes).
     rebatched: bool = False
 
+    @property
+    def sharded(self) -> bool:
+        """Whether weights and optimizer state are in DCP shards (a run under fsdp)."""
+        return _sharded.is_sharded(self.folder)
+
 
 @dataclass(frozen=True)
 class TrainingData:
@@ -97,6 +102,10 @@ class TrainingData:
 class TrainingSetup:
     """A training run, built: what the loop reads."""
 
+    #: The run config as this launch trains it: the file's, with the batch adapted when a
+    #: run resumes on another number of processes (`keep_global_batch`).
+    config: RunConfig
+    strategy: _parallel.Strategy
     runtime: Runtime
     #: The run folder (a fresh sibling of TRAIN.OUTPUT_DIR when that holds an earlier run).
     output_dir: Path
@@ -197,6 +206,10 @@ def start(
     if needs == "evaluate" and (cfg.DATA is None or cfg.DATA.VAL is None):
         issues.add("DATA.VAL", "required to evaluate: the validation data")
     device = issues.attempt(lambda: pick_device(cfg.TRAIN.DEVICE, world))
+    if needs == "train":
+        strategy = _parallel.strategy_issue(cfg.TRAIN, world)
+        if strategy is not None:
+            issues.found.append(strategy)
     issues.raise_any()
     assert device is not None  # raise_any said why otherwise
     precision = pick_precision(cfg.TRAIN.PRECISION, device)
@@ -335,25 +348,32 @@ def _build_training(
     flags: GlobalFlags,
 ) -> TrainingSetup:
     assert cfg.DATA is not None
-    tc, world, logger = cfg.TRAIN, runtime.world, runtime.logger
+    world, logger = runtime.world, runtime.logger
     found = find_resume(resume, store)
     distributed.setup(world, runtime.device)
+    if found is not None:
+        cfg = keep_global_batch(cfg, found, world, logger)
+    assert cfg.DATA is not None
+    tc = cfg.TRAIN
     flags.apply(tc)
     seed_everything(tc.SEED)
+    strategy = _parallel.resolve_strategy(tc, world)
     issues = _Issues()
-    model = issues.attempt(
-        lambda: build_model(cfg, runtime, _weights(found), tc.CHANNELS_LAST), "MODEL"
-    )
+    # A sharded checkpoint's weights are read with the optimizer's, once both are built.
+    weights = None if found is not None and found.sharded else _weights(found)
+    model = issues.attempt(lambda: build_model(cfg, runtime, weights, tc.CHANNELS_LAST), "MODEL")
     ema = optimizer = None
-    if model is not None:
-        ema = build_ema(model, tc.EMA_DECAY, found, runtime)
-        optimizer = issues.attempt(lambda: build_optimizer(cfg, model, logger))
+    restored = False
+    if model is not None and issues.attempt(lambda: _check_globs(model, tc)) is not None:
+        optimizer, restored = _parallel_optimizer(cfg, model, runtime, strategy, found, issues)
+        if optimizer is not None:
+            ema = build_ema(model, tc.EMA_DECAY, found, runtime)
     data = _training_data(cfg.DATA, runtime, tc.SEED, issues)
     issues.raise_any()
     assert model is not None and optimizer is not None and data is not None
     batches = data.sampler.batches_per_epoch()
     if found is not None:
-        found = resume_position(found, data.sampler, logger)
+        found = resume_position(found, data.sampler, logger, tc.GRAD_ACCUM_STEPS)
     steps_per_epoch, total_steps = _length(tc, batches)
     if found is not None and found.rebatched and tc.EPOCHS:
         # Steps so far were counted in the old size: the rest of the run is counted anew.
@@ -365,13 +385,15 @@ def _build_training(
     scheduler = _scheduler(cfg, optimizer, total_steps, logger)
     scaler = runtime.precision.scaler(runtime.device)
     if found is not None:
-        _restore_optimizer(found, optimizer, scheduler, scaler)
+        _restore_optimizer(found, None if restored else optimizer, scheduler, scaler)
     return TrainingSetup(
+        config=cfg,
+        strategy=strategy,
         runtime=runtime,
         output_dir=store.root.parent,
         store=store,
         model=model,
-        train_model=_wrap(model, runtime, tc),
+        train_model=_wrap(model, runtime, tc, strategy),
         ema=ema,
         optimizer=optimizer,
         scheduler=scheduler,
@@ -382,6 +404,80 @@ def _build_training(
         total_steps=total_steps,
         resume=found,
         lock=lock,
+    )
+
+
+def _check_globs(model: nn.Module, tc: TrainConfig) -> bool:
+    """TRAIN.FSDP.SHARD_MODULES and ACTIVATION_CHECKPOINTING name module classes of the
+    network; then the modules named recompute their activations. True, or a ConfigError."""
+    found = [
+        _parallel.class_glob_issue(
+            model, tc.ACTIVATION_CHECKPOINTING, "TRAIN.ACTIVATION_CHECKPOINTING"
+        ),
+        _parallel.class_glob_issue(model, tc.FSDP.SHARD_MODULES, "TRAIN.FSDP.SHARD_MODULES")
+        if tc.STRATEGY == "fsdp"
+        else None,
+    ]
+    issues = [issue for issue in found if issue is not None]
+    if issues:
+        raise ConfigError(issues)
+    _parallel.checkpoint_activations(model, tc.ACTIVATION_CHECKPOINTING)
+    return True
+
+
+def _parallel_optimizer(
+    cfg: RunConfig,
+    model: nn.Module,
+    runtime: Runtime,
+    strategy: _parallel.Strategy,
+    found: Resume | None,
+    issues: _Issues,
+) -> tuple[Any, bool]:
+    """The optimizer over the network's parameters, sharded first under fsdp, with the
+    checkpoint's optimizer state when it is in shards or must be resharded; and whether
+    that state is loaded (else `_restore_optimizer` loads it from `state.pt`)."""
+    logger = runtime.logger
+    full_state = None
+    if strategy == "fsdp" and found is not None and not found.sharded:
+        # A checkpoint of one process (or DDP): its optimizer state, keyed by parameter
+        # name, is spread over the shards once the network is sharded.
+        full_state = issues.attempt(lambda: _named_optimizer_state(cfg, model, found))
+        if full_state is None:
+            return None, False
+    if strategy == "fsdp":
+        tc = cfg.TRAIN
+        precision = runtime.precision
+        if precision.scaled:  # PRECISION auto on a GPU without bf16
+            logger.info("note: STRATEGY fsdp trains in fp32 here: this GPU has no bf16")
+        _parallel.shard(model, tc, runtime.device, precision, logger)
+    optimizer = issues.attempt(lambda: build_optimizer(cfg, model, logger))
+    if optimizer is None or found is None:
+        return optimizer, False
+    if found.sharded:
+        _sharded.load_training(found.folder, model, optimizer)
+        return optimizer, True
+    if full_state is not None:
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_optimizer_state_dict,
+        )
+
+        set_optimizer_state_dict(
+            model, optimizer, full_state, options=StateDictOptions(full_state_dict=True)
+        )
+        return optimizer, True
+    return optimizer, False
+
+
+def _named_optimizer_state(cfg: RunConfig, model: nn.Module, resume: Resume) -> Any:
+    """`state.pt`'s optimizer state (keyed by parameter index) keyed by parameter name,
+    through an optimizer of the same groups over the whole network."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    optimizer = build_optimizer(cfg, model, logging.getLogger(__name__))
+    _restore_optimizer(resume, optimizer, None, None)
+    return get_optimizer_state_dict(
+        model, optimizer, options=StateDictOptions(full_state_dict=True)
     )
 
 
@@ -445,7 +541,48 @@ def find_resume(resume: str | Path | bool | None, store: CheckpointStore) -> Res
     return Resume(folder, state, int(state["epoch"]), int(state["batch_in_epoch"]))
 
 
-def resume_position(resume: Resume, sampler: TrainSampler, logger: logging.Logger) -> Resume:
+def keep_global_batch(
+    cfg: RunConfig, resume: Resume, world: World, logger: logging.Logger
+) -> RunConfig:
+    """`cfg` with BATCH_SIZE or GRAD_ACCUM_STEPS adapted so that a run resumed on another
+    number of processes trains on the same samples per optimizer step as the checkpoint's
+    run: fewer processes accumulate more batches (memory per process stays), more
+    processes accumulate fewer or take smaller batches. Unchanged when the config changed
+    the batch itself (then the new size is the user's choice) or when no whole split exists."""
+    state = resume.state
+    old_world = int(state.get("world_size") or 1)
+    if cfg.DATA is None or old_world == world.size or state.get("batch_size") is None:
+        return cfg
+    tc, loader = cfg.TRAIN, cfg.DATA.TRAIN
+    old_batch = int(state["batch_size"])
+    old_accum = int(state.get("grad_accum") or tc.GRAD_ACCUM_STEPS)
+    if old_batch != loader.BATCH_SIZE or old_accum != tc.GRAD_ACCUM_STEPS:
+        return cfg
+    per_step = old_world * old_accum  # batches of old_batch in one optimizer step
+    if per_step % world.size == 0:
+        batch, accum = old_batch, per_step // world.size
+    elif old_batch * per_step % world.size == 0:
+        batch, accum = old_batch * per_step // world.size, 1
+    else:
+        logger.info(
+            f"note: {resume.folder} was written by {old_world} process(es) with batches of "
+            f"{old_batch}; {world.size} processes cannot split its {old_batch * per_step} "
+            "samples per step evenly, so the samples per step change"
+        )
+        return cfg
+    logger.info(
+        f"resuming on {world.size} process(es) a run written by {old_world}: "
+        f"{accum} batch(es) of {batch} per process and step (DATA.TRAIN.BATCH_SIZE {batch}, "
+        f"TRAIN.GRAD_ACCUM_STEPS {accum}) keep its {old_batch * per_step} samples per step"
+    )
+    data = cfg.DATA.model_copy(update={"TRAIN": loader.model_copy(update={"BATCH_SIZE": batch})})
+    train = tc.model_copy(update={"GRAD_ACCUM_STEPS": accum})
+    return cfg.model_copy(update={"DATA": data, "TRAIN": train})
+
+
+def resume_position(
+    resume: Resume, sampler: TrainSampler, logger: logging.Logger, accum: int = 1
+) -> Resume:
     """Where in its epoch a resumed run goes on, when the samples per step changed (another
     BATCH_SIZE or number of processes): at the same sample when a step of the new size
     starts there, else at the next epoch; a position beyond the epoch is refused."""
@@ -453,8 +590,9 @@ def resume_position(resume: Resume, sampler: TrainSampler, logger: logging.Logge
     file = resume.folder / STATE_FILE
     old = int(state.get("batch_size") or sampler.batch_size) * int(state.get("world_size") or 1)
     new = sampler.global_batch
+    old_step = old * int(state.get("grad_accum") or accum)
     if batch == 0:
-        return replace(resume, rebatched=old != new)
+        return replace(resume, rebatched=old_step != new * accum)
     sample = batch * old
     if sample >= sampler.size or (old == new and batch >= sampler.batches_per_epoch()):
         raise CheckpointError(
@@ -465,13 +603,16 @@ def resume_position(resume: Resume, sampler: TrainSampler, logger: logging.Logge
         )
     if old == new:
         return resume
-    changed = f"{old} samples per step when saved, {new} now (BATCH_SIZE x processes)"
     if sample % new == 0 and sample // new < sampler.batches_per_epoch():
+        if old_step == new * accum:  # the same steps, in other batches (keep_global_batch)
+            return replace(resume, start_batch=sample // new)
+        changed = f"{old} samples per step when saved, {new} now (BATCH_SIZE x processes)"
         logger.info(
             f"resuming with {changed}: epoch {resume.epoch} goes on from the same sample "
             f"({sample}), batch {sample // new}"
         )
         return replace(resume, start_batch=sample // new, rebatched=True)
+    changed = f"{old} samples per step when saved, {new} now (BATCH_SIZE x processes)"
     logger.info(
         f"resuming with {changed}: sample {sample} of epoch {resume.epoch} starts no step of "
         f"{new}, so the rest of epoch {resume.epoch} is skipped and the run goes on from the "
@@ -581,10 +722,12 @@ def _scheduler(cfg: RunConfig, optimizer: Any, total_steps: int, logger: logging
 
 
 def _restore_optimizer(resume: Resume, optimizer: Any, scheduler: Any, scaler: Any) -> None:
-    """The optimizer's, schedule's and gradient scaler's state from the checkpoint."""
+    """The optimizer's (unless None: loaded from shards), schedule's and gradient scaler's
+    state from the checkpoint."""
     state = resume.state
     try:
-        optimizer.load_state_dict(state["optimizer"])
+        if optimizer is not None:
+            optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state.get("scheduler") is not None:
             scheduler.load_state_dict(state["scheduler"])
         if scaler is not None and state.get("scaler") is not None:
@@ -595,10 +738,13 @@ def _restore_optimizer(resume: Resume, optimizer: Any, scheduler: Any, scaler: A
         ) from None
 
 
-def _wrap(model: nn.Module, runtime: Runtime, tc: TrainConfig) -> nn.Module:
-    """What the loop calls: DistributedDataParallel under torchrun, compiled with COMPILE."""
+def _wrap(
+    model: nn.Module, runtime: Runtime, tc: TrainConfig, strategy: _parallel.Strategy
+) -> nn.Module:
+    """What the loop calls: DistributedDataParallel under ddp (a network sharded under fsdp
+    is called as it is), compiled with COMPILE."""
     wrapped = model
-    if runtime.world.distributed:
+    if strategy == "ddp":
         from torch.nn.parallel import DistributedDataParallel
 
         device = runtime.device

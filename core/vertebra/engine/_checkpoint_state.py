@@ -80,12 +80,15 @@ class CheckpointState(_Strict):
     epoch: NonNegative
     batch_in_epoch: NonNegative
     total_steps: NonNegative | None = None
-    optimizer: dict[str, Any]
+    #: The optimizer's state; None in a sharded checkpoint, whose shards hold it.
+    optimizer: dict[str, Any] | None = None
+    sharded: bool = False
     scheduler: dict[str, Any] | None = None
     scaler: dict[str, Any] | None = None
     rng: list[RngState] = []
     world_size: Annotated[int, Field(ge=1)] = 1
     batch_size: Annotated[int, Field(ge=1)] | None = None
+    grad_accum: Annotated[int, Field(ge=1)] | None = None
     best: Best | None = None
     model: str | None = None
     config: str | None = None
@@ -94,11 +97,13 @@ class CheckpointState(_Strict):
 def check_state(state: dict[str, Any]) -> list[str]:
     """What is wrong with `state`, one line per field (`rng.0.torch: ...`); empty when fine."""
     try:
-        CheckpointState.model_validate(state)
+        checked = CheckpointState.model_validate(state)
     except ValidationError as exc:
         found = []
         for error in exc.errors():
             where = ".".join(str(part) for part in error["loc"]) or "(top level)"
             found.append(f"{where}: {error['msg']}")
         return found
+    if checked.optimizer is None and not checked.sharded:
+        return ["optimizer: required (the state of a checkpoint that is not sharded)"]
     return []

@@ -68,20 +68,36 @@ def batch_size(batch: dict[str, Any]) -> int:
     return 0
 
 
+def _empty(batch: dict[str, Any]) -> dict[str, Any]:
+    """`batch` cut to no sample: tensors and lists with a batch axis, sliced to length 0."""
+    return {
+        k: v[:0] if (isinstance(v, torch.Tensor) and v.dim() > 0) or isinstance(v, list) else v
+        for k, v in batch.items()
+    }
+
+
 def evaluate(
     model: nn.Module,
     loader: Iterable[dict[str, Any]],
     device: torch.device,
     autocast: Callable[[], Any],
     max_batches: int | None = None,
+    *,
+    lockstep: bool = False,
 ) -> tuple[dict[str, float], int]:
     """Metrics of `model` (a `TrainModule`) over `loader` (its first `max_batches` batches
-    on each process) and the number of samples, both over every process."""
+    on each process) and the number of samples, both over every process.
+
+    With `lockstep` (a network sharded under fsdp, whose forward gathers parameters from
+    every process), each process calls the network as often as the one with the most
+    batches: one with fewer calls it on an empty slice of its last batch (no sample, so
+    no metric changes)."""
     was_training = model.training
     model.eval()
     model.reset_metrics()  # type: ignore[operator]
     seen = torch.zeros((), dtype=torch.float64, device=device)
     move = device.type != "cpu"
+    calls, last = 0, None
     with torch.no_grad():
         for index, batch in enumerate(loader):
             if max_batches is not None and index >= max_batches:
@@ -91,6 +107,14 @@ def evaluate(
             with autocast():
                 model(**batch)
             seen += batch_size(batch)
+            calls, last = calls + 1, batch
+        if lockstep:
+            wanted = distributed.all_reduce_max(calls)
+            if calls < wanted and last is None:
+                raise RuntimeError("a process has no validation batch to evaluate in lockstep")
+            for _ in range(wanted - calls):
+                with autocast():
+                    model(**_empty(last or {}))
     metrics: dict[str, float] = model.compute_metrics(sync=True)  # type: ignore[operator]
     count = int(distributed.all_reduce_sum(seen).item())
     model.train(was_training)

@@ -34,6 +34,7 @@ from vertebra.engine import distributed
 from vertebra.engine._build import GlobalFlags, Resume, TrainingSetup, build_training
 from vertebra.engine._evaluation import evaluate, to_device
 from vertebra.engine._failures import first_batch_error, label_error, worker_error
+from vertebra.engine._sharded import save_training
 from vertebra.engine.logs import MetricsLog, console_logger, read_records
 from vertebra.engine.progress import ProgressBar
 from vertebra.engine.seeding import get_rng_state, set_rng_state
@@ -180,6 +181,7 @@ class Trainer:
             flags=self._flags,
         )
         self._built = built
+        self.config, self.train_cfg = built.config, built.config.TRAIN
         self.output_dir = built.output_dir
         if built.resume is not None:
             self._continue_from(built.resume)
@@ -205,7 +207,7 @@ class Trainer:
         rng = state.get("rng") or []
         if len(rng) == self.world.size:
             set_rng_state(rng[self.world.rank])
-        elif rng:
+        elif rng and self.is_main:
             self.logger.warning(
                 f"note: {folder} was written by {len(rng)} process(es), this run has {self.world.size}: "
                 "random states start afresh"
@@ -362,7 +364,9 @@ class Trainer:
             if self._resumed_from
             else ""
         )
-        processes = f", {self.world.size} processes" if self.world.distributed else ""
+        processes = (
+            f", {self.world.size} processes, {built.strategy}" if self.world.distributed else ""
+        )
         self.logger.info(
             f"training {self.config.MODEL.NAME}: {where}{built.total_steps} steps "
             f"({built.steps_per_epoch} per epoch) on {runtime.device} ({runtime.precision.name}"
@@ -422,6 +426,8 @@ class Trainer:
         accum, n_batches = self.train_cfg.GRAD_ACCUM_STEPS, built.batches_per_epoch
         model, autocast, scaler = built.train_model, built.runtime.autocast, built.scaler
         no_sync = getattr(model, "no_sync", None)
+        # FSDP2 says per backward whether to reduce-scatter the gradients.
+        set_sync = getattr(model, "set_requires_gradient_sync", None) if accum > 1 else None
         index = group_start = self._start_batch
         for batch in self._batches(built):
             group_size = min(accum, n_batches - group_start)
@@ -429,6 +435,8 @@ class Trainer:
             boundary = index - group_start == group_size
             # Gradients are averaged over processes once per optimizer step, not per batch.
             sync = contextlib.nullcontext() if boundary or no_sync is None else no_sync()
+            if set_sync is not None:
+                set_sync(boundary)
             with sync:
                 with autocast():
                     outputs = model(**batch)
@@ -448,17 +456,23 @@ class Trainer:
             if self.step >= built.total_steps or self.stop_reason:
                 return
 
+    def _clip(self, clip: float) -> None:
+        """Clip the gradients' global norm (over every shard under fsdp) to `clip`."""
+        norm = torch.nn.utils.clip_grad_norm_(self._clip_params, clip)
+        # Under fsdp the norm is a replicated DTensor: every process holds the global value.
+        self._grad_norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+
     def _optimizer_step(self, built: TrainingSetup) -> None:
         optimizer, scaler, clip = built.optimizer, built.scaler, self.train_cfg.GRAD_CLIP_NORM
         if scaler is not None:
             if clip:
                 scaler.unscale_(optimizer)
-                self._grad_norm = torch.nn.utils.clip_grad_norm_(self._clip_params, clip)
+                self._clip(clip)
             scaler.step(optimizer)
             scaler.update()
         else:
             if clip:
-                self._grad_norm = torch.nn.utils.clip_grad_norm_(self._clip_params, clip)
+                self._clip(clip)
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if built.scheduler is not None:
@@ -588,7 +602,14 @@ class Trainer:
             raise ConfigError([ConfigIssue("DATA.VAL", "required to evaluate")])
         model = built.ema.module if built.ema is not None else built.model
         runtime = built.runtime
-        return evaluate(model, built.data.val_loader, runtime.device, runtime.autocast, max_batches)
+        return evaluate(
+            model,
+            built.data.val_loader,
+            runtime.device,
+            runtime.autocast,
+            max_batches,
+            lockstep=built.strategy == "fsdp",
+        )
 
     def _sanity_eval(self) -> None:
         """Evaluate one validation batch before training (TRAIN.SANITY_EVAL).
@@ -669,16 +690,19 @@ class Trainer:
     def _save(self, is_best: bool) -> None:
         self._check_finite()
         rng = distributed.gather_objects(get_rng_state())
-        if not self.is_main:
-            return
         built = self.built
+        sharded = built.strategy == "fsdp"
+        if not (self.is_main or sharded):
+            return
         state = {
             "step": self.step,
             "epoch": self.epoch,
             "batch_in_epoch": self._start_batch,
             "batch_size": built.data.sampler.batch_size,
+            "grad_accum": self.train_cfg.GRAD_ACCUM_STEPS,
             "total_steps": built.total_steps,
-            "optimizer": built.optimizer.state_dict(),
+            "optimizer": None if sharded else built.optimizer.state_dict(),
+            "sharded": sharded,
             "scheduler": built.scheduler.state_dict() if built.scheduler is not None else None,
             "scaler": built.scaler.state_dict() if built.scaler is not None else None,
             "rng": rng,
@@ -687,7 +711,15 @@ class Trainer:
             "model": self.config.MODEL.NAME,
             "config": config_io.dump(self.config),
         }
-        if built.ema is not None:  # the average is evaluated and kept; the weights go beside it
+        if sharded:  # every process writes its shards; rank 0 the state and the rename
+            write = save_training(built.model, built.optimizer)
+            main_state = state if self.is_main else None
+            path = built.store.save_sharded(
+                self.step, built.model, write, main_state, is_best=is_best
+            )
+            if not self.is_main:
+                return
+        elif built.ema is not None:  # the average is evaluated and kept; the weights beside it
             path = built.store.save(
                 self.step, built.ema.module, state, is_best=is_best, trained=built.model
             )

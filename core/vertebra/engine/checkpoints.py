@@ -7,9 +7,16 @@ schedule, gradient scaler, step, position in the epoch, every rank's random stat
 metric so far, and the run config as YAML text). `state.pt` holds only tensors and plain Python data, and is read with
 `torch.load(weights_only=True)`: loading a checkpoint never unpickles arbitrary objects.
 
+Under `TRAIN.STRATEGY: fsdp` a checkpoint is sharded: `model.safetensors` and the
+optimizer in `state.pt` give way to `shards/`, where every process writes its part of the
+weights and the optimizer state with `torch.distributed.checkpoint` (see `_sharded`).
+Such a checkpoint resumes on any number of processes; `vertebra checkpoint consolidate`
+turns it into one `model.safetensors`.
+
 Writing is atomic: the files go into a temporary folder, are flushed to disk (`fsync`),
-and the folder is renamed into place; `last` and `best` are symbolic links replaced
-with a rename. A crash at any moment leaves the previous checkpoints whole.
+and the folder is renamed into place (for a sharded checkpoint by rank 0, once every
+process wrote its shard); `last` and `best` are symbolic links replaced with a rename. A
+crash at any moment leaves the previous checkpoints whole.
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from vertebra.engine import distributed
 from vertebra.engine._checkpoint_state import check_state
+from vertebra.engine._sharded import SHARDS_DIR, is_sharded, load_model, model_shapes
 from vertebra.errors import NonFiniteLossError, UserError
 from vertebra.state_dicts import mismatches
 
@@ -40,6 +49,7 @@ __all__ = [
     "CheckpointWriteError",
     "check_fits",
     "file_mode",
+    "is_sharded",
     "load_into",
     "nonfinite",
     "read_checkpoint",
@@ -130,8 +140,13 @@ def _weights_writer(model: nn.Module) -> Callable[[Path], None]:
 
 
 def nonfinite(model: nn.Module) -> list[str]:
-    """Names of the floating-point tensors of `model`'s state that hold NaN or infinity."""
-    tensors = [(k, v) for k, v in model.state_dict().items() if v.is_floating_point()]
+    """Names of the floating-point tensors of `model`'s state that hold NaN or infinity (of
+    this process's shards, for a sharded network)."""
+    tensors = []
+    for key, value in model.state_dict().items():
+        local = value.to_local() if hasattr(value, "to_local") else value  # a DTensor's shard
+        if local.is_floating_point():
+            tensors.append((key, local))
     if not tensors:
         return []
     finite = torch.stack([torch.isfinite(v).all() for _, v in tensors]).tolist()
@@ -251,6 +266,72 @@ class CheckpointStore:
                 f"{_why_not_written(exc, self.root)}. Nothing was lost: {self.last_good()}, "
                 "whole; make room and continue with --resume"
             ) from None
+        return self._publish(name, tmp, is_best)
+
+    def save_sharded(
+        self,
+        step: int,
+        model: nn.Module,
+        write_shards: Callable[[Path], None],
+        state: dict[str, Any] | None,
+        *,
+        is_best: bool,
+    ) -> Path:
+        """Write sharded checkpoint `step`, on every process together: rank 0 makes the
+        temporary folder, each process writes its shards into it (`write_shards`), rank 0
+        adds `state` (given on rank 0 only), flushes and renames the folder into place.
+        Until then no checkpoint of this step is visible; a failure on any process leaves
+        every earlier checkpoint as it was, on every process."""
+        bad = [name for names in distributed.gather_objects(nonfinite(model)) for name in names]
+        if bad:
+            shown = ", ".join(sorted(set(bad))[:3]) + (", ..." if len(set(bad)) > 3 else "")
+            raise NonFiniteLossError(
+                f"the weights became NaN or infinite by step {step} ({shown}); no checkpoint "
+                f"of them is written, and {self.last_good()} (untouched). Lower OPTIMIZER.LR, "
+                "set TRAIN.GRAD_CLIP_NORM, or check the data"
+            )
+        name = f"step-{step:08d}"
+        tmp = self.root / f".tmp-{name}-sharded"  # one name that every process knows
+
+        def fail(exc: BaseException) -> CheckpointWriteError:
+            if distributed.rank() == 0:
+                shutil.rmtree(tmp, ignore_errors=True)
+            return CheckpointWriteError(
+                f"could not write checkpoint {name} in {self.root}: "
+                f"{_why_not_written(exc, self.root)}. Nothing was lost: {self.last_good()}, "
+                "whole; make room and continue with --resume"
+            )
+
+        def begin() -> None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir()
+
+        def finish() -> Path:
+            assert state is not None, "rank 0 gives the state"
+            _write_synced(tmp / STATE_FILE, lambda p: torch.save({"format": FORMAT, **state}, p))
+            for shard in (tmp / SHARDS_DIR).iterdir():
+                os.chmod(shard, file_mode())
+            _fsync_dir(tmp / SHARDS_DIR)
+            _fsync_dir(tmp)
+            return self._publish(name, tmp, is_best)
+
+        try:
+            distributed.on_main(begin)
+            write_shards(tmp)
+        except Exception as exc:  # DCP and the file system raise their own types
+            raise fail(exc) from None
+        try:
+            path = distributed.on_main(finish)
+        except CheckpointWriteError:
+            raise
+        except Exception as exc:
+            raise fail(exc) from None
+        return path if path is not None else self.root / name
+
+    def _publish(self, name: str, tmp: Path, is_best: bool) -> Path:
+        """Rename the written folder `tmp` into place as `name`; point `last` (and `best`)."""
         final = self.root / name
         if final.exists():  # a resumed run writes this step again: set the old one aside
             old = _set_aside(final)
@@ -292,7 +373,8 @@ def resolve(path: str | Path) -> Path:
         raise CheckpointError(
             f"{path} is not a checkpoint: expected a folder holding {MODEL_FILE} and {STATE_FILE}"
         )
-    missing = [f for f in (MODEL_FILE, STATE_FILE) if not (path / f).is_file()]
+    weights = SHARDS_DIR if is_sharded(path) else MODEL_FILE
+    missing = [f for f in (weights, STATE_FILE) if not (path / f).exists()]
     if missing:
         raise CheckpointError(f"{path} is not a checkpoint: {', '.join(missing)} missing")
     return path
@@ -338,7 +420,7 @@ def check_fits(
     folder: Path, model: nn.Module, what: str = "the network", file: str = MODEL_FILE
 ) -> None:
     """Raise `CheckpointError` naming every key that is missing, unexpected or mis-shaped."""
-    stored = _header(folder / file)
+    stored = model_shapes(folder) if is_sharded(folder) else _header(folder / file)
     tensors = model.state_dict()
     by_storage: dict[int, list[str]] = {}
     for key, value in tensors.items():
@@ -361,11 +443,14 @@ def load_into(
 ) -> None:
     """Load the weights of checkpoint `folder` (its `file`) into `model`, after `check_fits`
     (whose message names the model as `what`)."""
-    from safetensors.torch import load_model
+    from safetensors.torch import load_model as load_safetensors
 
+    if is_sharded(folder) and file == MODEL_FILE:
+        load_model(folder, model, what)
+        return
     check_fits(folder, model, what, file=file)
     try:
-        load_model(model, str(folder / file), strict=True, device=str(device))
+        load_safetensors(model, str(folder / file), strict=True, device=str(device))
     except Exception as exc:
         raise CheckpointError(f"cannot load {folder / file}: {exc}") from None
 

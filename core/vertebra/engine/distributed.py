@@ -8,15 +8,27 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-__all__ = ["EvalSampler", "TrainSampler", "World", "all_reduce_sum", "setup", "teardown"]
+__all__ = [
+    "EvalSampler",
+    "TrainSampler",
+    "World",
+    "all_reduce_max",
+    "all_reduce_sum",
+    "on_main",
+    "rank",
+    "setup",
+    "teardown",
+]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -74,12 +86,28 @@ def active() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+def rank() -> int:
+    """This process's rank in the process group (0 without one)."""
+    return dist.get_rank() if active() else 0
+
+
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     """The sum of `tensor` over every rank (itself when not distributed)."""
     if active():
         tensor = tensor.clone()
         dist.all_reduce(tensor)
     return tensor
+
+
+def all_reduce_max(value: int) -> int:
+    """The largest of `value` over every rank (itself when not distributed)."""
+    if not active():
+        return value
+    tensor = torch.tensor([value], dtype=torch.int64)
+    if dist.get_backend() == "nccl":
+        tensor = tensor.cuda()
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())
 
 
 def gather_objects(obj: Any) -> list[Any]:
@@ -94,6 +122,27 @@ def gather_objects(obj: Any) -> list[Any]:
 def barrier() -> None:
     if active():
         dist.barrier()
+
+
+def on_main(work: Callable[[], T]) -> T | None:
+    """Run `work` on rank 0 only, every rank waiting for it; rank 0 gets its result, the
+    others None. When it raises, every rank raises: rank 0 the exception itself, the
+    others a `RuntimeError` with its message, so that no rank waits for a peer that failed."""
+    result: T | None = None
+    failure: BaseException | None = None
+    if not active() or dist.get_rank() == 0:
+        try:
+            result = work()
+        except BaseException as exc:
+            failure = exc
+    if active():
+        box: list[Any] = [None if failure is None else f"{type(failure).__name__}: {failure}"]
+        dist.broadcast_object_list(box, src=0)
+        if box[0] is not None and failure is None:
+            raise RuntimeError(f"rank 0 failed: {box[0]}")
+    if failure is not None:
+        raise failure
+    return result
 
 
 class TrainSampler(Sampler[int]):

@@ -25,6 +25,7 @@ COMMANDS = (
     "validate",
     "plugins",
     "weights",
+    "checkpoint",
     "components",
     "schema",
     "template",

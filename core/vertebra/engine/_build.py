@@ -382,8 +382,14 @@ def _build_training(
         total_steps = int(found.state["step"]) + left
         if tc.MAX_STEPS:
             total_steps = min(total_steps, tc.MAX_STEPS)
+    # A schedule sets the learning rates when it is made: those of a restored optimizer
+    # are put back after it, as loading a state.pt's optimizer after it does.
+    settings = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
     scheduler = _scheduler(cfg, optimizer, total_steps, logger)
     scaler = runtime.precision.scaler(runtime.device)
+    if restored:
+        for group, saved in zip(optimizer.param_groups, settings, strict=True):
+            group.update(saved)
     if found is not None:
         _restore_optimizer(found, None if restored else optimizer, scheduler, scaler)
     return TrainingSetup(
@@ -475,10 +481,17 @@ def _named_optimizer_state(cfg: RunConfig, model: nn.Module, resume: Resume) -> 
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
     optimizer = build_optimizer(cfg, model, logging.getLogger(__name__))
+    own = {key for group in optimizer.param_groups for key in group}
     _restore_optimizer(resume, optimizer, None, None)
-    return get_optimizer_state_dict(
+    state = get_optimizer_state_dict(
         model, optimizer, options=StateDictOptions(full_state_dict=True)
     )
+    # Keys a schedule added (initial_lr) are its own to set: the fresh optimizer lacks them.
+    for group in state["param_groups"]:
+        assert isinstance(group, dict)
+        for key in set(group) - own:
+            del group[key]
+    return state
 
 
 def open_output(

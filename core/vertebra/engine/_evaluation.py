@@ -97,7 +97,10 @@ def evaluate(
     model.reset_metrics()  # type: ignore[operator]
     seen = torch.zeros((), dtype=torch.float64, device=device)
     move = device.type != "cpu"
-    calls, last = 0, None
+    calls, last, wanted = 0, None, 0
+    if lockstep:  # agreed before any forward: each forward is a collective under fsdp
+        mine = len(loader)  # type: ignore[arg-type]
+        wanted = distributed.all_reduce_max(mine if max_batches is None else min(mine, max_batches))
     with torch.no_grad():
         for index, batch in enumerate(loader):
             if max_batches is not None and index >= max_batches:
@@ -108,13 +111,11 @@ def evaluate(
                 model(**batch)
             seen += batch_size(batch)
             calls, last = calls + 1, batch
-        if lockstep:
-            wanted = distributed.all_reduce_max(calls)
-            if calls < wanted and last is None:
-                raise RuntimeError("a process has no validation batch to evaluate in lockstep")
-            for _ in range(wanted - calls):
-                with autocast():
-                    model(**_empty(last or {}))
+        if calls < wanted and last is None:
+            raise RuntimeError("a process has no validation batch to evaluate in lockstep")
+        for _ in range(wanted - calls):
+            with autocast():
+                model(**_empty(last or {}))
     metrics: dict[str, float] = model.compute_metrics(sync=True)  # type: ignore[operator]
     count = int(distributed.all_reduce_sum(seen).item())
     model.train(was_training)

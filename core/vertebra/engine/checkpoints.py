@@ -48,6 +48,7 @@ __all__ = [
     "CheckpointStore",
     "CheckpointWriteError",
     "check_fits",
+    "consolidate",
     "file_mode",
     "is_sharded",
     "load_into",
@@ -459,3 +460,38 @@ def read_checkpoint(path: str | Path) -> tuple[Path, dict[str, Any]]:
     """The resolved folder and its state (weights are loaded by `load_into`)."""
     folder = resolve(path)
     return folder, read_state(folder)
+
+
+def consolidate(folder: Path, out: Path, *, force: bool = False) -> tuple[int, int]:
+    """Write the network's weights of checkpoint `folder` (sharded or not) to the one
+    safetensors file `out`, in this process; the number of tensors and of bytes. `out` is
+    written whole or not at all, and an existing file is kept unless `force`."""
+    from safetensors.torch import load_file, save_file
+
+    from vertebra.engine._sharded import full_model_state
+
+    if out.is_dir():
+        raise CheckpointError(f"{out} is a folder; give a file name such as {out / MODEL_FILE}")
+    if out.exists() and not force:
+        raise CheckpointError(f"{out} exists; give another -o, or --force to overwrite it")
+    if not out.parent.is_dir():
+        raise CheckpointError(f"cannot write {out}: folder {out.parent} does not exist")
+    state = read_state(folder)
+    if is_sharded(folder):
+        tensors = full_model_state(folder)
+    else:
+        tensors = load_file(str(folder / MODEL_FILE))
+    metadata = {"format": "pt", "step": str(state["step"])}
+    if state.get("model"):
+        metadata["model"] = str(state["model"])
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        _write_synced(tmp, lambda p: save_file(tensors, str(p), metadata=metadata))
+        os.replace(tmp, out)
+    except Exception as exc:  # safetensors and the file system raise their own types
+        tmp.unlink(missing_ok=True)
+        raise CheckpointWriteError(
+            f"could not write {out}: {_why_not_written(exc, out.parent)}"
+        ) from None
+    _fsync_dir(out.parent)
+    return len(tensors), sum(t.numel() * t.element_size() for t in tensors.values())

@@ -196,17 +196,23 @@ def test_sigusr1_checkpoints_every_rank_and_resume_auto_continues(
 ) -> None:
     reference = one_process_run(tmp_path, capsys)
     config = write_config(tmp_path / "srun", RUN)
-    command = ("train", str(config), "--set", "DATA.TRAIN.BATCH_SIZE=32", "--resume", "auto")
+    loader = ("--set", "DATA.TRAIN.BATCH_SIZE=32", "--set", "DATA.TRAIN.NUM_WORKERS=1")
+    command = ("train", str(config), *loader, "--resume", "auto")
     run = tmp_path / "srun" / "run"
     # The first start: nothing to resume, a fresh run. SIGUSR1 reaches both ranks at step 3
-    # (what `--signal=USR1@90` does); they agree at the next log step, 4, and save it.
-    first = srun(*command, sandbox=fixture_plugins, KILL_AT_STEP="3", KILL_SIGNAL="SIGUSR1")
+    # (what `--signal=USR1@90` does), with their loader workers (each rank's process group);
+    # they agree at the next log step, 4, and save it.
+    kill = {"KILL_AT_STEP": "3", "KILL_SIGNAL": "SIGUSR1", "KILL_GROUP": "1"}
+    first = srun(*command, sandbox=fixture_plugins, **kill)
     for status, _, err in first:
         assert status == 128 + signal.SIGUSR1, err[-3000:]
     err0 = first[0][2]
     assert "holds no checkpoint yet; the run starts afresh" in err0
     assert "SIGUSR1 stopped the run at step 4" in err0
     assert "SIGUSR1 stopped the run" not in first[1][2]  # rank 0 alone says it
+    assert "DataLoader worker" not in err0 + first[1][2]
+    # Said once: the workers leave the signal to their rank (they would inherit its handler).
+    assert err0.count("SIGUSR1 received") == 1, err0
     assert read_state(run / "checkpoints" / "last")["step"] == 4
     # The requeued job runs the same command: it resumes and ends the run.
     second = srun(*command, sandbox=fixture_plugins)

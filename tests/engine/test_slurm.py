@@ -275,3 +275,21 @@ def test_peers_that_never_come_end_the_wait_with_exit_2(
     assert f"rank {rank} of 2 (srun) waited 2 s at localhost:" in err
     assert "VERTEBRA_RENDEZVOUS_TIMEOUT" in err and "Traceback" not in err
     assert not (tmp_path / "run" / "checkpoints" / "last").exists()
+
+
+def test_sigusr1_stops_one_process_after_the_step(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    fixture_plugins: PluginSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    before = signal.getsignal(signal.SIGUSR1)
+    monkeypatch.setenv("KILL_AT_STEP", "3")
+    monkeypatch.setenv("KILL_SIGNAL", "SIGUSR1")
+    config = write_config(tmp_path, RUN)
+    status, out, err = cli(capsys, "train", config, "--resume", "auto")
+    assert status == 128 + signal.SIGUSR1 == 138, err
+    assert "SIGUSR1 received: the run stops after this step" in err
+    assert "SIGUSR1 stopped the run at step 3" in err and out == ""
+    assert read_state(tmp_path / "run" / "checkpoints" / "last")["step"] == 3
+    assert signal.getsignal(signal.SIGUSR1) == before

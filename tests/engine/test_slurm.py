@@ -8,6 +8,7 @@ Two local processes stand for two srun tasks: each gets the variables srun would
 from __future__ import annotations
 
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -19,7 +20,7 @@ from safetensors.torch import load_file
 from vertebra.engine import slurm
 from vertebra.engine._run_folder import LOCK_FILE
 from vertebra.engine.checkpoints import read_state
-from vertebra.engine.distributed import World, from_env
+from vertebra.engine.distributed import World, from_env, rendezvous_timeout_s
 from vertebra.engine.logs import read_records
 from vertebra.errors import UserError
 from vertebra.testing import PluginSandbox
@@ -114,6 +115,31 @@ def test_a_process_outside_a_job_step_is_one_process(step: str | None) -> None:
     note = slurm.unused_tasks_note(env)
     assert note is not None and "srun did not start this process" in note
     assert slurm.unused_tasks_note(task(0)) is None
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (task(2), "SLURM_PROCID=2 does not fit SLURM_STEP_NUM_TASKS=2"),
+        (task(0, SLURM_LOCALID="x"), "SLURM_LOCALID='x' is not a number"),
+        (task(0, SLURM_JOB_ID="abc"), "SLURM_JOB_ID='abc' is not a job number"),
+        ({**task(0), "SLURM_NODELIST": "node[1-"}, "SLURM_NODELIST='node[1-' is not a Slurm"),
+    ],
+)
+def test_broken_srun_variables_are_a_user_error(env: dict[str, str], message: str) -> None:
+    with pytest.raises(UserError, match=re.escape(message)):
+        from_env(env)
+
+
+def test_the_rendezvous_time_limit_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VERTEBRA_RENDEZVOUS_TIMEOUT", raising=False)
+    assert rendezvous_timeout_s() == 300
+    monkeypatch.setenv("VERTEBRA_RENDEZVOUS_TIMEOUT", "7.5")
+    assert rendezvous_timeout_s() == 7.5
+    for bad in ("0", "-3", "soon", "nan"):
+        monkeypatch.setenv("VERTEBRA_RENDEZVOUS_TIMEOUT", bad)
+        with pytest.raises(UserError, match="VERTEBRA_RENDEZVOUS_TIMEOUT"):
+            rendezvous_timeout_s()
 
 
 def test_conflicting_rank_variables_are_a_user_error() -> None:

@@ -238,7 +238,7 @@ def test_sigusr1_checkpoints_every_rank_and_resume_auto_continues(
     assert "SIGUSR1 stopped the run" not in first[1][2]  # rank 0 alone says it
     assert "DataLoader worker" not in err0 + first[1][2]
     # Said once: the workers leave the signal to their rank (they would inherit its handler).
-    assert err0.count("SIGUSR1 received") == 1, err0
+    assert err0.count("SIGUSR1 received: the run stops") == 1, err0
     assert read_state(run / "checkpoints" / "last")["step"] == 4
     # The requeued job runs the same command: it resumes and ends the run.
     second = srun(*command, sandbox=fixture_plugins)

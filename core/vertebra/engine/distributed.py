@@ -89,6 +89,7 @@ def from_env(env: Mapping[str, str] | None = None) -> World:
         )
     if task.size == 1:
         return World(0, task.local_rank, 1)
+    rendezvous_timeout_s()  # a bad value is refused now, before anything is written
     return World(task.rank, task.local_rank, task.size, (task.master_addr, task.master_port))
 
 

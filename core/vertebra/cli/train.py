@@ -1,9 +1,9 @@
-"""`vertebra train CONFIG [--set KEY=VALUE ...] [--output DIR] [--resume [PATH]]`.
+"""`vertebra train CONFIG [--set KEY=VALUE ...] [--output DIR] [--resume [PATH|auto]]`.
 
 Exit status: 0 when the run ends (or a plugin stops it), 2 for bad input (config, data
-files, output folder, checkpoint), 3 when the training loss becomes NaN or infinite,
-130 or 143 when SIGINT or SIGTERM stopped it (with a checkpoint to resume from),
-1 for other failures.
+files, output folder, checkpoint, launch variables), 3 when the training loss becomes NaN
+or infinite, 130, 143 or 138 when SIGINT, SIGTERM or SIGUSR1 stopped it (with a checkpoint
+to resume from), 1 for other failures.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ def add_parser(sub: Any) -> None:
         help="train the network a run config describes",
         description="Validate the config, then train. The run folder gets config.yaml, metrics.jsonl, "
         "checkpoints/ (last, best) and curves.png; the last line printed states the best validation "
-        "metrics and where they are. Launch on several processes with torchrun.",
+        "metrics and where they are. Launch on several processes with torchrun, or with srun "
+        "under Slurm.",
     )
     add_config_arguments(p, "TRAIN.EPOCHS=5")
     p.add_argument("--output", metavar="DIR", help="run folder (overrides TRAIN.OUTPUT_DIR)")
@@ -35,8 +36,10 @@ def add_parser(sub: Any) -> None:
         nargs="?",
         const=True,
         default=None,
-        metavar="PATH",
-        help="continue from a checkpoint folder; without PATH, from the run folder's checkpoints/last",
+        metavar="PATH|auto",
+        help="continue from a checkpoint folder; without PATH, from the run folder's "
+        "checkpoints/last; 'auto': from checkpoints/last when the run folder has one, else "
+        "start afresh in it (one command for a Slurm job and its requeued restarts)",
     )
     p.set_defaults(run=run)
 

@@ -44,6 +44,7 @@ from vertebra.engine.seeding import SeededItems, SeededKeys, seed_everything, se
 from vertebra.errors import ConfigError, ConfigIssue, UserError, VertebraError
 
 __all__ = [
+    "RESUME_AUTO",
     "EvaluationSetup",
     "GlobalFlags",
     "Resume",
@@ -55,6 +56,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+#: `--resume auto`: continue the run folder's last checkpoint if there is one, else start.
+RESUME_AUTO = "auto"
 
 
 @dataclass(frozen=True)
@@ -323,6 +327,8 @@ def build_training(
     runtime = start(cfg, world, logger, "train")
     assert cfg.DATA is not None  # start() checked
     tc = cfg.TRAIN
+    if resume == RESUME_AUTO:
+        resume = resume_auto(output_dir, logger)
     # Checked before anything is read or written: the folder, then the checkpoint.
     lock = None
     if world.is_main:
@@ -531,6 +537,15 @@ def open_output(
         lock.release()
         raise
     return store, lock
+
+
+def resume_auto(output_dir: Path, logger: logging.Logger) -> bool | None:
+    """`--resume auto`: resume the run folder's last checkpoint when it has one (True),
+    else start afresh in it (None); the same command serves a job's every (re)start."""
+    if CheckpointStore(output_dir / "checkpoints", 1).latest() is not None:
+        return True
+    logger.info(f"--resume auto: {output_dir} holds no checkpoint yet; the run starts afresh")
+    return None
 
 
 def _holds_run(folder: Path) -> bool:

@@ -30,7 +30,7 @@ import torch
 
 from vertebra import config as config_io
 from vertebra.config import RunConfig
-from vertebra.engine import distributed
+from vertebra.engine import distributed, slurm
 from vertebra.engine._build import GlobalFlags, Resume, TrainingSetup, build_training
 from vertebra.engine._evaluation import evaluate, to_device
 from vertebra.engine._failures import first_batch_error, label_error, worker_error
@@ -60,6 +60,12 @@ TRAINING_HOOKS = tuple(
 )
 
 
+#: The signals that stop a run with a checkpoint; when processes received different ones,
+#: the run is stopped by the first: a requeue request (SIGUSR1) names its exit status.
+STOP_SIGNALS: tuple[int, ...] = tuple(
+    s for s in (getattr(signal, "SIGUSR1", None), signal.SIGTERM, signal.SIGINT) if s is not None
+)
+
 #: Seconds a run may take, after a stop signal, to end a step before it is ended at once.
 ENV_STOP_GRACE = "VERTEBRA_STOP_GRACE"
 _DEFAULT_STOP_GRACE = 30.0
@@ -84,7 +90,7 @@ class RunSummary:
     best: dict[str, Any] | None
     last_checkpoint: Path | None
     final_metrics: dict[str, float] = field(default_factory=dict)
-    #: The signal that stopped an "interrupted" run ("SIGINT" or "SIGTERM").
+    #: The signal that stopped an "interrupted" run ("SIGINT", "SIGTERM" or "SIGUSR1").
     stop_signal: str | None = None
 
     def line(self) -> str:
@@ -140,7 +146,7 @@ class Trainer:
         self._resumed_from: Path | None = None
         #: Batches of the current epoch already trained on (where a resumed run goes on).
         self._start_batch = 0
-        #: The stop signal this process received (SIGINT or SIGTERM), not yet acted on, and
+        #: The stop signal this process received (one of STOP_SIGNALS), not yet acted on, and
         #: what ends the run if no step ends in its grace period (`_watch_stop`).
         self._signal: int | None = None
         self._stop_timer: threading.Timer | None = None
@@ -263,7 +269,8 @@ class Trainer:
 
     @contextlib.contextmanager
     def _stop_on_signals(self) -> Iterator[None]:
-        """SIGINT (Ctrl-C) and SIGTERM (a scheduler's preemption) end the run cleanly.
+        """SIGINT (Ctrl-C), SIGTERM (a scheduler's preemption) and SIGUSR1 (what Slurm's
+        `--signal=USR1@SECONDS` sends before the time limit) end the run cleanly.
 
         The first one asks the loop to stop at the end of the current step (the step every
         process agrees on, under torchrun) and to save a checkpoint that `--resume`
@@ -292,7 +299,7 @@ class Trainer:
             )
             self._watch_stop(signum)
 
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in STOP_SIGNALS:
             previous[signum] = signal.signal(signum, take)
         try:
             yield
@@ -374,6 +381,9 @@ class Trainer:
         )
         if tc.GRAD_ACCUM_STEPS > 1:
             self.logger.info(f"gradient accumulation: {tc.GRAD_ACCUM_STEPS} batches per step")
+        note = slurm.unused_tasks_note(os.environ)
+        if note is not None:
+            self.logger.info(note)
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -530,17 +540,21 @@ class Trainer:
         """Mean loss since the last log, over every process; raises when it is not finite.
 
         Under torchrun the same reduction carries each process's stop signal and whether
-        its time (TRAIN.MAX_TIME) ran out, so that all of them stop at the same step.
+        its time (TRAIN.MAX_TIME) ran out, so that all of them stop at the same step (named
+        after the first of STOP_SIGNALS that some process received).
         """
         late = self._deadline is not None and time.monotonic() > self._deadline
         if self.world.distributed:
-            votes = torch.zeros(4, dtype=torch.float64, device=self.built.runtime.device)
+            votes = torch.zeros(
+                2 + len(STOP_SIGNALS), dtype=torch.float64, device=self.built.runtime.device
+            )
             if self._signal is not None:
-                votes[1 if self._signal == signal.SIGTERM else 2] = 1
-            votes[0], votes[3] = self._running, float(late)
-            total, term, interrupt, anyone_late = distributed.all_reduce_sum(votes).tolist()
-            if (term or interrupt) and self.interrupted_by is None:
-                self._interrupt("SIGTERM" if term else "SIGINT")
+                votes[2 + STOP_SIGNALS.index(self._signal)] = 1
+            votes[0], votes[1] = self._running, float(late)
+            total, anyone_late, *signals = distributed.all_reduce_sum(votes).tolist()
+            received = [signum for signum, n in zip(STOP_SIGNALS, signals, strict=True) if n]
+            if received and self.interrupted_by is None:
+                self._interrupt(signal.Signals(received[0]).name)
             late = bool(anyone_late)
         else:
             total = self._running.item()

@@ -1,34 +1,49 @@
-"""Processes of a run: `torchrun` set-up, data sharding, and reductions across ranks.
+"""Processes of a run: `torchrun` or `srun` set-up, data sharding, and reductions across ranks.
 
 `torchrun` sets `RANK`, `LOCAL_RANK`, `WORLD_SIZE`, `MASTER_ADDR` and `MASTER_PORT`; the
-process group starts from them (`env://`), with nccl on CUDA and gloo on the CPU.
+process group starts from them (`env://`), with nccl on CUDA and gloo on the CPU. Tasks
+that Slurm's `srun` started without torchrun find their place in srun's variables
+(`vertebra.engine.slurm`) and meet at rank 0's host within `VERTEBRA_RENDEZVOUS_TIMEOUT`
+seconds. When torchrun started the process (`TORCHELASTIC_RUN_ID`; also `srun torchrun`,
+one agent per node), its variables alone count.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from vertebra.engine import slurm
+from vertebra.errors import UserError
+
 __all__ = [
+    "ENV_RENDEZVOUS_TIMEOUT",
     "EvalSampler",
     "TrainSampler",
     "World",
     "all_reduce_max",
     "all_reduce_sum",
+    "from_env",
     "on_main",
     "rank",
+    "rendezvous_timeout_s",
     "setup",
     "teardown",
 ]
 
 T = TypeVar("T")
+
+#: Seconds the processes srun started wait for each other before giving up.
+ENV_RENDEZVOUS_TIMEOUT = "VERTEBRA_RENDEZVOUS_TIMEOUT"
+_DEFAULT_RENDEZVOUS_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True)
@@ -38,6 +53,8 @@ class World:
     rank: int = 0
     local_rank: int = 0
     size: int = 1
+    #: Where rank 0 listens, for processes that srun started (torchrun's go by env://).
+    master: tuple[str, int] | None = None
 
     @property
     def is_main(self) -> bool:
@@ -48,24 +65,103 @@ class World:
         return self.size > 1
 
 
-def from_env() -> World:
-    """The world `torchrun` describes in the environment (one process without it)."""
-    size = int(os.environ.get("WORLD_SIZE", "1"))
-    if size <= 1:
-        return World()
-    return World(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), size)
+def from_env(env: Mapping[str, str] | None = None) -> World:
+    """The world `torchrun` or `srun` describes in the environment (one process without).
+
+    torchrun's variables win when torchrun started the process. Under srun without
+    torchrun, `RANK`, `WORLD_SIZE` or `LOCAL_RANK` set by hand must agree with srun's: a
+    batch script that exports `RANK=$SLURM_PROCID` gives every task the script's 0.
+    """
+    env = os.environ if env is None else env
+    task = None if "TORCHELASTIC_RUN_ID" in env else slurm.task_from_env(env)
+    if task is None:
+        size = int(env.get("WORLD_SIZE", "1"))
+        if size <= 1:
+            return World()
+        return World(int(env["RANK"]), int(env.get("LOCAL_RANK", "0")), size)
+    srun = {"RANK": task.rank, "WORLD_SIZE": task.size, "LOCAL_RANK": task.local_rank}
+    clashes = [
+        f"{name}={env[name]} (srun's {value})"
+        for name, value in srun.items()
+        if env.get(name) not in (None, "", str(value))
+    ]
+    if clashes:
+        raise UserError(
+            f"srun started this process as rank {task.rank} of {task.size} (SLURM_PROCID, "
+            f"SLURM_NTASKS), but the environment also says {', '.join(clashes)}, and torchrun "
+            "did not start it: unset those variables (srun's are read), or launch with "
+            "`srun torchrun ...` (one task per node)"
+        )
+    if task.size == 1:
+        return World(0, task.local_rank, 1)
+    rendezvous_timeout_s()  # a bad value is refused now, before anything is written
+    return World(task.rank, task.local_rank, task.size, (task.master_addr, task.master_port))
+
+
+def rendezvous_timeout_s() -> float:
+    """`VERTEBRA_RENDEZVOUS_TIMEOUT` seconds (300 when unset)."""
+    value = os.environ.get(ENV_RENDEZVOUS_TIMEOUT, "")
+    if not value:
+        return _DEFAULT_RENDEZVOUS_TIMEOUT
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise UserError(f"{ENV_RENDEZVOUS_TIMEOUT}={value!r} is not a number of seconds above 0")
+    return seconds
 
 
 def setup(world: World, device: torch.device) -> None:
-    """Join the process group (env://): nccl for CUDA devices, gloo for the CPU."""
+    """Join the process group: nccl for CUDA devices, gloo for the CPU.
+
+    torchrun's processes meet by env://. srun's meet at `world.master`, where rank 0 opens
+    the store; a rank whose peers do not all arrive within `rendezvous_timeout_s()` stops
+    with a `UserError` instead of waiting forever.
+    """
     if not world.distributed or dist.is_initialized():
         return
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group(
-        backend=backend, init_method="env://", rank=world.rank, world_size=world.size
-    )
+    if world.master is None:
+        dist.init_process_group(
+            backend=backend, init_method="env://", rank=world.rank, world_size=world.size
+        )
+        return
+    store = _meet(world)
+    dist.init_process_group(backend=backend, store=store, rank=world.rank, world_size=world.size)
+
+
+def _meet(world: World) -> Any:
+    """The store every rank srun started has joined (rank 0 serves it)."""
+    assert world.master is not None
+    host, port = world.master
+    limit = rendezvous_timeout_s()
+    try:
+        store = dist.TCPStore(  # type: ignore[attr-defined]  # exported when available
+            host,
+            port,
+            world.size,
+            is_master=world.is_main,
+            timeout=timedelta(seconds=limit),
+            wait_for_workers=True,
+        )
+    except (RuntimeError, OSError) as exc:
+        cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        waited = (
+            f"the other {world.size - 1} process(es) did not join it"
+            if world.is_main
+            else "could not reach rank 0 there"
+        )
+        raise UserError(
+            f"rank {world.rank} of {world.size} (srun) waited {limit:g} s at {host}:{port} "
+            f"and {waited} ({cause}). Check that srun starts {world.size} tasks (SLURM_NTASKS) "
+            f"and that {host} takes connections on port {port} (set MASTER_PORT for another), "
+            f"or wait longer with {ENV_RENDEZVOUS_TIMEOUT}"
+        ) from None
+    store.set_timeout(timedelta(minutes=30))  # the store's later waits: torch's default
+    return store
 
 
 def teardown(synchronize: bool = True) -> None:

@@ -48,9 +48,11 @@ def seed_worker(worker_id: int) -> None:
     its workers down itself: Ctrl-C reaches every process of the terminal, and torchrun and
     Slurm send SIGTERM to a whole process group, where a worker that died of it would fail
     the run before it could save a checkpoint. A worker ignores SIGINT and its first
-    SIGTERM; a second SIGTERM (the loader's own `terminate()`) ends it.
+    SIGTERM; a second SIGTERM (the loader's own `terminate()`) ends it. SIGUSR1 (Slurm's
+    warning before the time limit, `--signal=USR1@SECONDS`) is ignored too.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _ignore_once)
     seed = torch.initial_seed() % 2**32
     random.seed(seed)

@@ -82,4 +82,4 @@ def vertebra_checkpoint_saved(run: Run, step: int, path: str, is_best: bool) -> 
 @hookspec
 def vertebra_run_end(run: Run, status: str) -> None:
     """A run ended: status is 'completed', 'stopped' (a plugin asked), 'interrupted'
-    (SIGINT or SIGTERM stopped it with a checkpoint) or 'failed'."""
+    (SIGINT, SIGTERM or SIGUSR1 stopped it with a checkpoint) or 'failed'."""

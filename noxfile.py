@@ -91,6 +91,8 @@ def bench(session: nox.Session) -> None:
         "benchmarks/bench_discovery.py",
         "benchmarks/bench_build.py",
         "benchmarks/bench_train.py",
+        "benchmarks/bench_weights.py",
+        "benchmarks/bench_fsdp.py",
     ):
         session.run("python", script)
 

@@ -10,7 +10,6 @@ evaluation under fsdp has to keep them in step.
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -281,3 +280,14 @@ def test_activation_checkpointing_keeps_fewer_tensors_and_the_same_gradients() -
     assert count < plain_count
     for a, b in zip(plain_grads, grads, strict=True):
         assert a.equal(b)
+
+
+def test_max_time_stops_both_processes_with_a_sharded_checkpoint(tmp_path: Path) -> None:
+    # The budget runs out before the first log step (1); both processes agree there and
+    # write the checkpoint of that step together.
+    config = write_config(tmp_path, deep_update(RUN, {"TRAIN": {"MAX_TIME": 0.000001}}))
+    done = torchrun("train", str(config))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "stopped at step 1: time limit" in done.stderr
+    last = tmp_path / "run" / "checkpoints" / "last"
+    assert read_state(last)["step"] == 1 and is_sharded(last)

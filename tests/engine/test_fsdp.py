@@ -284,10 +284,14 @@ def test_activation_checkpointing_keeps_fewer_tensors_and_the_same_gradients() -
 
 def test_max_time_stops_both_processes_with_a_sharded_checkpoint(tmp_path: Path) -> None:
     # The budget runs out before the first log step (1); both processes agree there and
-    # write the checkpoint of that step together.
-    config = write_config(tmp_path, deep_update(RUN, {"TRAIN": {"MAX_TIME": 0.000001}}))
+    # write the checkpoint of that step together. The run computes in bf16 (FSDP2's mixed
+    # precision) with activations recomputed; the weights stay and are saved in fp32.
+    changes = {"MAX_TIME": 0.000001, "PRECISION": "bf16", "ACTIVATION_CHECKPOINTING": ["Linear"]}
+    config = write_config(tmp_path, deep_update(RUN, {"TRAIN": changes}))
     done = torchrun("train", str(config))
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "bf16, 2 processes, fsdp" in done.stderr
     assert "stopped at step 1: time limit" in done.stderr
     last = tmp_path / "run" / "checkpoints" / "last"
     assert read_state(last)["step"] == 1 and is_sharded(last)
+    assert {t.dtype for t in full_model_state(last).values()} == {torch.float32}

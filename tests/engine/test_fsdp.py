@@ -295,3 +295,39 @@ def test_max_time_stops_both_processes_with_a_sharded_checkpoint(tmp_path: Path)
     last = tmp_path / "run" / "checkpoints" / "last"
     assert read_state(last)["step"] == 1 and is_sharded(last)
     assert {t.dtype for t in full_model_state(last).values()} == {torch.float32}
+
+
+def test_shard_units_are_each_parts_blocks_or_the_named_classes() -> None:
+    from torch import nn
+    from vertebra.engine._parallel import shard_units
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+    class Backbone(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Linear(4, 4)
+            self.blocks = nn.Sequential(Block(), Block())
+            self.norm = nn.LayerNorm(4)
+
+    class Network(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone = Backbone()
+            self.head = nn.Linear(4, 2)
+            self.loss = nn.CrossEntropyLoss()  # no parameters: no unit
+
+    net = Network()
+    # Each part's top-level blocks, then the part (the deepest first); a part that is one
+    # layer is a unit of its own.
+    assert shard_units(net, []) == [
+        "backbone.stem",
+        "backbone.blocks",
+        "backbone.norm",
+        "backbone",
+        "head",
+    ]
+    assert shard_units(net, ["Blo*"]) == ["backbone.blocks.0", "backbone.blocks.1"]

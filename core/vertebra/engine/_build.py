@@ -217,6 +217,11 @@ def start(
     issues.raise_any()
     assert device is not None  # raise_any said why otherwise
     precision = pick_precision(cfg.TRAIN.PRECISION, device)
+    if precision.scaled and needs == "train" and cfg.TRAIN.STRATEGY == "fsdp":
+        # PRECISION auto on a GPU without bf16 (fp16, refused by name): a gradient scaler
+        # does not work on shards.
+        logger.info("note: STRATEGY fsdp trains in fp32 here: this GPU has no bf16")
+        precision = pick_precision("fp32", device)
     return Runtime(world, device, precision, precision.autocast(device), logger)
 
 
@@ -457,11 +462,7 @@ def _parallel_optimizer(
         if full_state is None:
             return None, False
     if strategy == "fsdp":
-        tc = cfg.TRAIN
-        precision = runtime.precision
-        if precision.scaled:  # PRECISION auto on a GPU without bf16
-            logger.info("note: STRATEGY fsdp trains in fp32 here: this GPU has no bf16")
-        _parallel.shard(model, tc, runtime.device, precision, logger)
+        _parallel.shard(model, cfg.TRAIN, runtime.device, runtime.precision, logger)
     optimizer = issues.attempt(lambda: build_optimizer(cfg, model, logger))
     if optimizer is None or found is None:
         return optimizer, False

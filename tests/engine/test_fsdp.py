@@ -230,6 +230,14 @@ def test_fsdp_in_one_process_is_refused_before_anything_is_written(
     assert status == 2
     assert "TRAIN.STRATEGY" in err and "launch it with torchrun" in err
     assert not (tmp_path / "run").exists()
+    # What fsdp cannot keep is a config error at once, naming what to do instead.
+    for change, message in (
+        ({"EMA_DECAY": 0.9}, "EMA_DECAY cannot be kept with STRATEGY fsdp"),
+        ({"PRECISION": "fp16"}, "PRECISION fp16 needs a gradient scaler"),
+    ):
+        config = write_config(tmp_path / "bad", deep_update(RUN, {"TRAIN": change}))
+        status, _, err = cli(capsys, "validate", config)
+        assert status == 2 and message in err, err
 
 
 def test_unknown_module_globs_are_config_errors(

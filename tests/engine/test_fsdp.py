@@ -9,6 +9,8 @@ evaluation under fsdp has to keep them in step.
 
 from __future__ import annotations
 
+import os
+import pickle
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -211,6 +213,21 @@ def test_a_missing_shard_or_another_network_is_refused(
         assert status == 2, err
         assert "incomplete: __1_0.distcp missing" in err
     assert not (tmp_path / "m").exists()
+
+    # A crafted .metadata that would run a command when unpickled: refused unread.
+    crafted = tmp_path / "crafted"
+    shutil.copytree(fsdp_run / "checkpoints" / "last", crafted)
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (os.system, (f"touch {marker}",))
+
+    (crafted / "shards" / ".metadata").write_bytes(pickle.dumps(Payload()))
+    status, _, err = cli(capsys, "eval", crafted)
+    assert status == 2
+    assert "refusing to load" in err and "which no checkpoint metadata holds" in err
+    assert not marker.exists()
 
     wider = write_config(
         tmp_path / "wider",

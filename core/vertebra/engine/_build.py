@@ -467,7 +467,8 @@ def _parallel_optimizer(
     if optimizer is None or found is None:
         return optimizer, False
     if found.sharded:
-        _sharded.load_training(found.folder, model, optimizer)
+        groups = found.state.get("optimizer_groups") or []
+        _sharded.load_training(found.folder, model, optimizer, groups)
         return optimizer, True
     if full_state is not None:
         from torch.distributed.checkpoint.state_dict import (

@@ -83,6 +83,8 @@ class CheckpointState(_Strict):
     #: The optimizer's state; None in a sharded checkpoint, whose shards hold it.
     optimizer: dict[str, Any] | None = None
     sharded: bool = False
+    #: A sharded checkpoint's optimizer `param_groups` (its shards hold tensors only).
+    optimizer_groups: list[dict[str, Any]] | None = None
     scheduler: dict[str, Any] | None = None
     scaler: dict[str, Any] | None = None
     rng: list[RngState] = []
@@ -106,4 +108,6 @@ def check_state(state: dict[str, Any]) -> list[str]:
         return found
     if checked.optimizer is None and not checked.sharded:
         return ["optimizer: required (the state of a checkpoint that is not sharded)"]
+    if checked.sharded and checked.optimizer_groups is None:
+        return ["optimizer_groups: required (the state of a sharded checkpoint)"]
     return []

@@ -7,11 +7,18 @@ their global shapes and where each piece lies) and one `__R_0.distcp` file per p
 Keys are `model.<parameter>` and `optimizer.state.<parameter>.<name>`, the parameter names
 of the network without any wrapper, so a checkpoint taken under fsdp on N processes loads
 into fsdp on M processes, into DDP, or into one process without a process group (DCP
-reshards on load). Only DCP's own files are read; nothing else is unpickled.
+reshards on load).
+
+Loading unpickles nothing a crafted checkpoint could use to run code: `.metadata` (a
+pickle) is read with an unpickler that knows only DCP's metadata classes, torch's sizes
+and dtypes and paths, before DCP reads it; the shards hold tensors only (the optimizer's
+hyperparameters, `param_groups`, go into `state.pt`, read with `weights_only=True`), and
+DCP reads only the tensors asked for.
 """
 
 from __future__ import annotations
 
+import pickle
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +37,8 @@ __all__ = [
     "load_model",
     "load_training",
     "model_shapes",
-    "save_training",
+    "shard_writer",
+    "training_state",
 ]
 
 SHARDS_DIR = "shards"
@@ -46,18 +54,49 @@ def is_sharded(folder: Path) -> bool:
     return (folder / SHARDS_DIR / _METADATA).is_file()
 
 
-def _metadata(folder: Path) -> Any:
-    """DCP's metadata of `folder/shards`, checked: every file it names is there."""
-    from torch.distributed.checkpoint.filesystem import FileSystemReader
+#: What `.metadata` may name: DCP's metadata classes, and the torch and pathlib objects
+#: they hold. Anything else is refused before DCP's own unpickler reads the file.
+_METADATA_GLOBALS = {
+    "torch.distributed.checkpoint.metadata": None,  # every class of the module
+    "torch.distributed.checkpoint.filesystem": {"_StorageInfo"},
+    "torch.serialization": {"_get_layout"},
+    "torch": {"Size"},
+    "pathlib": {"PosixPath", "PurePosixPath", "WindowsPath", "PureWindowsPath", "Path"},
+    "collections": {"OrderedDict"},
+}
 
+
+class _MetadataUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        allowed = module in _METADATA_GLOBALS and (
+            _METADATA_GLOBALS[module] is None or name in (_METADATA_GLOBALS[module] or ())
+        )
+        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
+            allowed = True
+        if not allowed or name.startswith("__"):
+            raise pickle.UnpicklingError(
+                f"it names {module}.{name}, which no checkpoint metadata holds"
+            )
+        return super().find_class(module, name)
+
+
+def _metadata(folder: Path) -> Any:
+    """DCP's metadata of `folder/shards`, read with `_MetadataUnpickler` and checked: every
+    file it names is there."""
     shards = folder / SHARDS_DIR
+    file = shards / _METADATA
     try:
-        metadata = FileSystemReader(str(shards)).read_metadata()
-    except Exception as exc:  # DCP raises what its unpickler meets in a damaged file
+        with open(file, "rb") as handle:
+            metadata = _MetadataUnpickler(handle).load()
+    except pickle.UnpicklingError as exc:
+        raise ShardedCheckpointError(f"refusing to load {file}: {exc}") from None
+    except Exception as exc:  # a damaged file raises whatever its bytes lead to
         raise ShardedCheckpointError(
-            f"cannot read {shards / _METADATA} (corrupted or not a sharded checkpoint): "
+            f"cannot read {file} (corrupted or not a sharded checkpoint): "
             f"{type(exc).__name__}: {exc}"
         ) from None
+    if not hasattr(metadata, "state_dict_metadata"):
+        raise ShardedCheckpointError(f"{file} is not the metadata of a sharded checkpoint")
     files = {info.relative_path for info in (metadata.storage_data or {}).values()}
     missing = sorted(f for f in files if not (shards / f).is_file())
     if missing:
@@ -114,14 +153,21 @@ def load_model(folder: Path, model: nn.Module, what: str = "the network") -> Non
     set_model_state_dict(model, state["model"])
 
 
-def load_training(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+def load_training(
+    folder: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    groups: list[dict[str, Any]],
+) -> None:
     """Load weights and optimizer state of sharded checkpoint `folder` into `model` and
-    `optimizer`, resharded to this run's processes (any number, or none)."""
+    `optimizer`, resharded to this run's processes (any number, or none); `groups` are
+    the optimizer's `param_groups` that `state.pt` holds."""
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
     own, optim = get_state_dict(model, optimizer)
     _check_fits(folder, own, "the network")
-    _read(folder, {"model": own, "optimizer": optim})  # fills both in place
+    _read(folder, {"model": own, "optimizer": {"state": optim["state"]}})  # filled in place
+    optim["param_groups"] = groups
     try:
         set_state_dict(model, optimizer, model_state_dict=own, optim_state_dict=optim)
     except (KeyError, ValueError, RuntimeError) as exc:
@@ -130,17 +176,27 @@ def load_training(folder: Path, model: nn.Module, optimizer: torch.optim.Optimiz
         ) from None
 
 
-def save_training(model: nn.Module, optimizer: torch.optim.Optimizer) -> Callable[[Path], None]:
-    """What writes the shards of `model` and `optimizer` into a checkpoint folder: called
+def training_state(
+    model: nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """What a sharded checkpoint holds of `model` and `optimizer`: the tensors the shards
+    hold (this process's parts), and the optimizer's `param_groups` (plain data, the same
+    on every process, for `state.pt`)."""
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    own, optim = get_state_dict(model, optimizer)
+    groups = [dict(group) for group in optim["param_groups"] if isinstance(group, dict)]
+    return {"model": own, "optimizer": {"state": optim["state"]}}, groups
+
+
+def shard_writer(tensors: dict[str, Any]) -> Callable[[Path], None]:
+    """What writes `tensors` (`training_state`'s) into a checkpoint folder's shards: called
     on every process, each writing its own file, flushed to disk."""
     from torch.distributed.checkpoint.filesystem import FileSystemWriter
-    from torch.distributed.checkpoint.state_dict import get_state_dict
     from torch.distributed.checkpoint.state_dict_saver import save
 
     def write(folder: Path) -> None:
-        own, optim = get_state_dict(model, optimizer)
-        writer = FileSystemWriter(str(folder / SHARDS_DIR), sync_files=True)
-        save({"model": own, "optimizer": optim}, storage_writer=writer)
+        save(tensors, storage_writer=FileSystemWriter(str(folder / SHARDS_DIR), sync_files=True))
 
     return write
 

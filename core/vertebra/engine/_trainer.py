@@ -34,7 +34,7 @@ from vertebra.engine import distributed, slurm
 from vertebra.engine._build import GlobalFlags, Resume, TrainingSetup, build_training
 from vertebra.engine._evaluation import evaluate, to_device
 from vertebra.engine._failures import first_batch_error, label_error, worker_error
-from vertebra.engine._sharded import save_training
+from vertebra.engine._sharded import shard_writer, training_state
 from vertebra.engine.logs import MetricsLog, console_logger, read_records
 from vertebra.engine.progress import ProgressBar
 from vertebra.engine.seeding import get_rng_state, set_rng_state
@@ -726,10 +726,10 @@ class Trainer:
             "config": config_io.dump(self.config),
         }
         if sharded:  # every process writes its shards; rank 0 the state and the rename
-            write = save_training(built.model, built.optimizer)
+            tensors, state["optimizer_groups"] = training_state(built.model, built.optimizer)
             main_state = state if self.is_main else None
             path = built.store.save_sharded(
-                self.step, built.model, write, main_state, is_best=is_best
+                self.step, built.model, shard_writer(tensors), main_state, is_best=is_best
             )
             if not self.is_main:
                 return

@@ -212,11 +212,14 @@ def _fitting_tensors(
     return wanted, where
 
 
-def load_configured(part: Any, cfg: Any, registry: str, singular: str = "part") -> None:
-    """Load the weights that `cfg` (a validated part config) names into `part`, built from it."""
+def load_configured(
+    part: Any, cfg: Any, registry: str, singular: str = "part", weights: str | None = None
+) -> None:
+    """Load the weights that `cfg` (a validated part config) names into `part`, built from
+    it; `weights` names them instead of `cfg.WEIGHTS` (the default `PRETRAINED` chose)."""
     load_into_part(
         part,
-        cfg.WEIGHTS,
+        weights or cfg.WEIGHTS,
         ignore=cfg.WEIGHTS_IGNORE,
         strict=cfg.WEIGHTS_STRICT,
         registry=registry,

@@ -265,3 +265,25 @@ def test_commands_over_a_plugin_that_exits_at_import(
 
         assert main(["template", "backbones", "TinyRes"]) == 0
         assert "DEPTH: 2" in capsys.readouterr().out
+
+
+def test_a_refused_module_is_not_tried_in_a_child_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vertebra.plugins import _loader, _probe
+
+    # Each module leaves a file when it is imported, in whichever process imports it.
+    for name in ("vb_refused_mod", "vb_fresh_mod"):
+        (tmp_path / f"{name}.py").write_text(
+            f"open({str(tmp_path / (name + '.imported'))!r}, 'w').close()\n"
+        )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _loader.refuse("vb_refused_mod", "importing 'vb_refused_mod' did not finish within 3 s")
+    try:
+        assert _probe._screen_modules(["vb_refused_mod", "vb_fresh_mod"]) == {}
+    finally:
+        _loader._refused.pop("vb_refused_mod", None)
+        _probe._cleared.discard("vb_fresh_mod")
+    assert (tmp_path / "vb_fresh_mod.imported").exists()  # the child ran, and imported this
+    assert not (tmp_path / "vb_refused_mod.imported").exists()
+    assert "vb_refused_mod" not in sys.modules and "vb_fresh_mod" not in sys.modules

@@ -81,7 +81,14 @@ def screen(index: PluginIndex | None = None) -> dict[str, str]:
 
 
 def _screen_modules(modules: list[str]) -> dict[str, str]:
-    todo = [m for m in modules if m not in sys.modules and m not in _cleared]
+    known = refused()
+    # A refused module (or one of a refused package) is refused again at once by the
+    # loader; trying it in a child again would only wait out its limit once more.
+    todo = [
+        m
+        for m in modules
+        if m not in sys.modules and m not in _cleared and not _is_refused(m, known)
+    ]
     found = try_imports(todo) if todo else {}
     for module in todo:
         if module in found:
@@ -89,6 +96,11 @@ def _screen_modules(modules: list[str]) -> dict[str, str]:
         else:
             _cleared.add(module)
     return found
+
+
+def _is_refused(module: str, known: dict[str, str]) -> bool:
+    parts = module.split(".")
+    return any(".".join(parts[:i]) in known for i in range(1, len(parts) + 1))
 
 
 @contextlib.contextmanager

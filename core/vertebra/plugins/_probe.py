@@ -8,8 +8,11 @@ module after another, with its output thrown away and `import_time_limit()` seco
 (`VERTEBRA_IMPORT_TIMEOUT`, 60 by default) for each. A module that does not finish in
 time, or kills the child, is refused in this process (`_loader.refuse`): loading it is a
 `PluginLoadError` that says why, and the command reports it like any broken plugin. The
-child is then started again for the modules after it. A module that merely raises is left
-to the normal import, which reports the error with its fix.
+modules after it are tried next: the child imports torch once and each run of modules
+happens in a forked grandchild, so a module that hangs costs its limit and a fork, not a
+new interpreter (where the platform cannot fork, a new child is started). A module refused
+once is not tried again. A module that merely raises is left to the normal import, which
+reports the error with its fix.
 """
 
 from __future__ import annotations

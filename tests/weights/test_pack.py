@@ -222,3 +222,19 @@ def test_default_for_an_unknown_key_exits_2_and_writes_nothing(
     assert status == 2
     assert "--default-for: HIDEN (did you mean HIDDEN?) not a key of BACKBONES part 'MLP'" in err
     assert not out_dir.exists() or list(out_dir.iterdir()) == []
+
+
+def test_the_packed_config_leaves_out_where_the_parts_weights_came_from() -> None:
+    from vertebra.weights._pack import _part_block
+
+    backbone = {"NAME": "MLP", "IN_FEATURES": 64, "HIDDEN": [32], "PRETRAINED": True}
+    model = {
+        "NAME": "Classifier",
+        "BACKBONE": backbone,
+        "HEAD": {"NAME": "ClassifierHead", "DIM": 32, "NUM_CLASSES": 10, "WEIGHTS": "x"},
+    }
+    registry, block, prefix = _part_block({"MODEL": model}, "MODEL.BACKBONE")
+    assert (registry, prefix) == ("BACKBONES", "backbone.")
+    assert block == {"NAME": "MLP", "IN_FEATURES": 64, "HIDDEN": [32]}
+    _, whole, _ = _part_block({"MODEL": model}, "MODEL")
+    assert "PRETRAINED" not in whole["BACKBONE"] and "WEIGHTS" not in whole["HEAD"]

@@ -33,7 +33,7 @@ _NAME = re.compile(r"^[A-Za-z]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 _VERSION = re.compile(r"^[0-9]+(\.[0-9]+)*((a|b|rc)[0-9]+)?(\.post[0-9]+)?(\.dev[0-9]+)?$")
 _WEIGHTS_FILE = "weights.safetensors"
 _MANIFEST_FILE = "manifest.json"
-_WEIGHTS_KEYS = ("WEIGHTS", "WEIGHTS_IGNORE", "WEIGHTS_STRICT")
+_WEIGHTS_KEYS = ("WEIGHTS", "WEIGHTS_IGNORE", "WEIGHTS_STRICT", "PRETRAINED")
 #: Zip entries get a fixed time: the same checkpoint packs to the same bytes.
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 

@@ -36,11 +36,19 @@ def _keys(default_for: dict[str, Any]) -> str:
     return ", ".join(shown)
 
 
+def _values(cfg: Any) -> dict[str, Any]:
+    """The block's settings as a manifest states them (JSON: tuples are lists)."""
+    try:
+        return dict(cfg.model_dump(mode="json"))
+    except Exception:  # a setting JSON cannot hold: compared as it is
+        return dict(cfg.model_dump())
+
+
 def default_weights(registry: str, cfg: Any) -> str:
     """`DISTRIBUTION:name` of the installed weights that are the default for `cfg`, a
     validated part config of `registry`; `DefaultWeightsError` naming the candidates."""
     name = _bare(cfg.NAME)
-    values = cfg.model_dump()
+    values = _values(cfg)
     candidates: list[tuple[InstalledWeights, Manifest]] = []
     for w in installed():
         try:

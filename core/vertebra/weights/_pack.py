@@ -127,7 +127,7 @@ def _default_for(registry: str, block: dict[str, Any], keys: Sequence[str]) -> d
     from vertebra.errors import close_match
     from vertebra.plugins._registries import registry_for
 
-    values = registry_for(registry).validate(block).model_dump()
+    values = registry_for(registry).validate(block).model_dump(mode="json")
     own = [k for k in values if k != "NAME"]
     unknown = [k for k in keys if k not in own]
     if unknown:

@@ -105,9 +105,7 @@ def test_pretrained_with_weights_is_an_error(weights: WeightsSandbox) -> None:
     add_resnet(weights, "resnet18-tiny", 18)
     with pytest.raises(ConfigError) as info:
         BACKBONES.validate({**RESNET, "DEPTH": 18, "PRETRAINED": True, "WEIGHTS": "resnet18-tiny"})
-    assert "PRETRAINED: PRETRAINED: true and WEIGHTS: resnet18-tiny both choose weights" in str(
-        info.value
-    )
+    assert "PRETRAINED: true together with WEIGHTS: resnet18-tiny; keep one" in str(info.value)
 
 
 def test_resnet_with_a_path_loads_its_file_and_the_core_stays_out(tmp_path: Path) -> None:

@@ -189,8 +189,8 @@ class PartConfig(Settings):
                 [
                     ConfigIssue(
                         "PRETRAINED",
-                        f"PRETRAINED: true and WEIGHTS: {self.WEIGHTS} both choose weights; "
-                        "keep one (WEIGHTS names them, PRETRAINED takes the installed default)",
+                        f"true together with WEIGHTS: {self.WEIGHTS}; keep one (WEIGHTS names "
+                        "the weights, PRETRAINED: true takes the installed default for the part)",
                     )
                 ]
             )

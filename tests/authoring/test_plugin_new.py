@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -234,3 +236,127 @@ def test_help_lists_one_plugins_group(capsys: pytest.CaptureFixture[str]) -> Non
         main(["plugins", "--help"])
     sub = capsys.readouterr().out
     assert all(f"    {word} " in sub for word in ("list", "doctor", "new")), sub
+
+
+WEIGHTS_FILES = sorted(
+    [*EXPECTED, "src/acme_parts/weights/manifest.example.json", "tests/test_weights.py"]
+)
+
+
+def test_weights_option_adds_the_entry_point_section_an_example_manifest_and_docs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vertebra.weights._manifest import parse_manifest
+
+    target = tmp_path / "acme-parts"
+    assert main(["plugins", "new", "acme-parts", "--path", str(target), "--weights"]) == 0
+    assert "section Weights" in capsys.readouterr().out
+    assert _files(target) == WEIGHTS_FILES
+    meta = tomllib.loads((target / "pyproject.toml").read_text(encoding="utf-8"))
+    # The section is there, its entry commented out until real weights exist.
+    assert meta["project"]["entry-points"]["vertebra.weights"] == {}
+    assert meta["project"]["entry-points"]["vertebra.backbones"] == {
+        "AcmePartsBackbone": "acme_parts.backbones:AcmePartsBackbone"
+    }
+    assert meta["tool"]["setuptools"]["package-data"] == {
+        "acme_parts": ["weights/*.json", "weights/*.safetensors"]
+    }
+    example = target / "src" / "acme_parts" / "weights" / "manifest.example.json"
+    manifest = parse_manifest(json.loads(example.read_text(encoding="utf-8")), example)
+    assert (manifest.registry, manifest.part, manifest.name) == (
+        "BACKBONES",
+        "AcmePartsBackbone",
+        "acme-parts-example",
+    )
+    readme = (target / "README.md").read_text(encoding="utf-8")
+    assert "## Weights" in readme and "vertebra weights pack runs/acme_parts-digits" in readme
+    assert "{{" not in readme
+    compile((target / "tests" / "test_weights.py").read_text(encoding="utf-8"), "t", "exec")
+
+
+_SAVE_BACKBONE = """\
+import sys
+import torch
+from safetensors.torch import save_file
+from vertebra.model.registry import BACKBONES
+torch.manual_seed(0)
+net = BACKBONES.build({"NAME": "AcmePartsBackbone", "IN_FEATURES": 64})
+save_file({k: v.contiguous() for k, v in net.state_dict().items()}, sys.argv[1])
+"""
+
+_PRETRAINED = """\
+import sys
+import torch
+from safetensors.torch import load_file
+from vertebra.model.registry import BACKBONES
+net = BACKBONES.build({"NAME": "AcmePartsBackbone", "IN_FEATURES": 64, "PRETRAINED": True})
+saved = load_file(sys.argv[1])
+assert all(torch.equal(v, saved[k]) for k, v in net.state_dict().items())
+print("loaded the default")
+"""
+
+
+@pytest.mark.slow
+def test_a_weights_scaffold_installs_lists_nothing_broken_then_ships_real_weights(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "acme-parts"
+    assert main(["plugins", "new", "acme-parts", "--path", str(target), "--weights"]) == 0
+    python = layered_venv(tmp_path / "venv")
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "VERTEBRA_PLUGINS"},
+        "VERTEBRA_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    mine = {**env, "VERTEBRA_PLUGINS": "acme-parts"}
+    install = [str(python), "-m", "pip", "install", "--no-deps", "-e", str(target)]
+    if _importable("setuptools"):
+        install[-2:-2] = ["--no-build-isolation", "--no-index"]
+
+    def run(*args: str, environ: dict[str, str] = mine) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(python), *args], capture_output=True, text=True, env=environ, timeout=300
+        )
+
+    done = subprocess.run(install, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    listed = run("-m", "vertebra", "weights", "list", "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout) == [], listed.stderr
+
+    # The README's steps for weights shipped inside the distribution.
+    folder = target / "src" / "acme_parts" / "weights"
+    file = folder / "example.safetensors"
+    assert run("-c", _SAVE_BACKBONE, str(file)).returncode == 0
+    manifest = json.loads((folder / "manifest.example.json").read_text(encoding="utf-8"))
+    data = file.read_bytes()
+    manifest["files"][0].update(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    pyproject = target / "pyproject.toml"
+    text = pyproject.read_text(encoding="utf-8")
+    entry = '# acme-parts-example = "acme_parts.weights:manifest.json"'
+    assert entry in text
+    pyproject.write_text(text.replace(entry, entry[2:]), encoding="utf-8")
+    done = subprocess.run(install, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    listed = run("-m", "vertebra", "weights", "list", "--json")
+    (row,) = json.loads(listed.stdout)
+    assert (row["name"], row["part"], row["distribution"]) == (
+        "acme-parts-example",
+        "AcmePartsBackbone",
+        "acme-parts",
+    )
+    verified = run("-m", "vertebra", "weights", "verify")
+    assert (
+        verified.returncode == 0 and "acme-parts-example (acme-parts 0.1.0): ok" in verified.stdout
+    )
+    loaded = run("-c", _PRETRAINED, str(file))
+    assert loaded.returncode == 0 and "loaded the default" in loaded.stdout, loaded.stderr
+    tests = subprocess.run(
+        [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=target,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert tests.returncode == 0 and "7 passed" in tests.stdout, tests.stdout + tests.stderr

@@ -265,3 +265,51 @@ def test_commands_over_a_plugin_that_exits_at_import(
 
         assert main(["template", "backbones", "TinyRes"]) == 0
         assert "DEPTH: 2" in capsys.readouterr().out
+
+
+def test_a_refused_module_is_not_tried_in_a_child_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vertebra.plugins import _loader, _probe
+
+    # Each module leaves a file when it is imported, in whichever process imports it.
+    for name in ("vb_refused_mod", "vb_fresh_mod"):
+        (tmp_path / f"{name}.py").write_text(
+            f"open({str(tmp_path / (name + '.imported'))!r}, 'w').close()\n"
+        )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _loader.refuse("vb_refused_mod", "importing 'vb_refused_mod' did not finish within 3 s")
+    try:
+        assert _probe._screen_modules(["vb_refused_mod", "vb_fresh_mod"]) == {}
+    finally:
+        _loader._refused.pop("vb_refused_mod", None)
+        _probe._cleared.discard("vb_fresh_mod")
+    assert (tmp_path / "vb_fresh_mod.imported").exists()  # the child ran, and imported this
+    assert not (tmp_path / "vb_refused_mod.imported").exists()
+    assert "vb_refused_mod" not in sys.modules and "vb_fresh_mod" not in sys.modules
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the child forks where the platform can")
+def test_the_child_imports_torch_once_and_goes_on_after_a_module_hangs_or_exits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vertebra.plugins import _probe
+
+    # Good modules write the id of their process's parent: the child that imported torch.
+    record = "import os\nopen({!r}, 'w').write(str(os.getppid()))\n"
+    sources = {
+        "vb_first": record.format(str(tmp_path / "first.ppid")),
+        "vb_spins": "while True:\n    pass\n",
+        "vb_middle": record.format(str(tmp_path / "middle.ppid")),
+        "vb_quits": "import os\nos._exit(0)\n",
+        "vb_last": record.format(str(tmp_path / "last.ppid")),
+    }
+    for name, text in sources.items():
+        (tmp_path / f"{name}.py").write_text(text)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    found = _probe.try_imports(list(sources), limit=LIMIT_S)
+    assert set(found) == {"vb_spins", "vb_quits"}
+    assert f"did not finish within {LIMIT_S} s" in found["vb_spins"]
+    assert "ended the process (exit status 0" in found["vb_quits"]
+    parents = {(tmp_path / f"{n}.ppid").read_text() for n in ("first", "middle", "last")}
+    assert len(parents) == 1 and parents != {str(os.getpid())}

@@ -169,3 +169,36 @@ def test_a_file_that_cannot_be_hashed_is_an_error_not_a_pass(
     monkeypatch.setattr(_load, "digest_problems", unreadable)
     with pytest.raises(UserError, match="cannot verify weights 'mlp-digits': permission denied"):
         _build(WEIGHTS="mlp-digits")
+
+
+def test_loaded_tensors_are_copies_not_views_of_the_file(weights: WeightsSandbox) -> None:
+    file = weights.add("mlp-digits", mlp_tensors(seed=6))
+    part = _build(WEIGHTS="mlp-digits")
+    size = file.stat().st_size
+    with open(file, "r+b") as handle:  # the file mapped while loading is overwritten in place
+        handle.write(b"\0" * size)
+    expected = mlp_tensors(seed=6)
+    assert all(torch.equal(v, expected[k]) for k, v in part.state_dict().items())
+
+
+def test_a_dtype_the_mapped_reader_does_not_know_is_read_by_safetensors(tmp_path: Path) -> None:
+    from torch import nn
+
+    class Scales(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("scale", torch.zeros(4, dtype=torch.float8_e4m3fn))
+            self.weight = nn.Parameter(torch.zeros(3))
+
+    from vertebra.weights._load import load_into_part
+
+    stored = {
+        "scale": torch.tensor([0.5, 1.0, 2.0, 4.0]).to(torch.float8_e4m3fn),
+        "weight": torch.tensor([1.0, 2.0, 3.0]),
+    }
+    file = tmp_path / "scales.safetensors"
+    save_file(stored, str(file))
+    module = Scales()
+    load_into_part(module, str(file))
+    assert torch.equal(module.scale.float(), stored["scale"].float())
+    assert torch.equal(module.weight.detach(), stored["weight"])

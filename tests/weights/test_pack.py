@@ -9,10 +9,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load, load_file
 from vertebra.cli import main
 
 from tests.engine.conftest import cli, write_config
+from tests.weights.conftest import WeightsSandbox
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +158,83 @@ def test_a_source_without_a_checkpoint_exits_2(
     )
     assert status == 2 and "holds no checkpoint" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_default_for_records_the_part_and_its_keys_and_pretrained_finds_it(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], weights: WeightsSandbox
+) -> None:
+    status, out, err = cli(
+        capsys,
+        "weights",
+        "pack",
+        str(run),
+        "--name",
+        "mlp-default",
+        "--part",
+        "MODEL.BACKBONE",
+        "--default-for",
+        "IN_FEATURES,HIDDEN",
+        "--output",
+        str(tmp_path),
+    )
+    assert status == 0, err
+    wheel = tmp_path / "mlp_default-0.1.0-py3-none-any.whl"
+    files = _members(wheel)
+    manifest = json.loads(files["mlp_default/manifest.json"])
+    block = manifest["config"]
+    assert manifest["default_for"] == {
+        "NAME": "MLP",
+        "IN_FEATURES": block["IN_FEATURES"],
+        "HIDDEN": block["HIDDEN"],
+    }
+    assert "the default for: " in out
+    # Installed (the wheel's package folder beside a .dist-info naming the entry point):
+    with zipfile.ZipFile(wheel) as z:
+        z.extractall(weights.root, [n for n in z.namelist() if n.startswith("mlp_default/")])
+    weights.sandbox.add(
+        "mlp-default", {"vertebra.weights": {"mlp-default": "mlp_default:manifest.json"}}
+    )
+    from vertebra.model.registry import BACKBONES
+
+    net = BACKBONES.build({**block, "PRETRAINED": True})
+    packed = load(files["mlp_default/weights.safetensors"])
+    assert all(torch.equal(v, packed[k]) for k, v in net.state_dict().items())
+
+
+def test_default_for_an_unknown_key_exits_2_and_writes_nothing(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_dir = tmp_path / "out"
+    status, _, err = cli(
+        capsys,
+        "weights",
+        "pack",
+        str(run),
+        "--name",
+        "ok",
+        "--part",
+        "MODEL.BACKBONE",
+        "--default-for",
+        "HIDEN",
+        "--output",
+        str(out_dir),
+    )
+    assert status == 2
+    assert "--default-for: HIDEN (did you mean HIDDEN?) not a key of BACKBONES part 'MLP'" in err
+    assert not out_dir.exists() or list(out_dir.iterdir()) == []
+
+
+def test_the_packed_config_leaves_out_where_the_parts_weights_came_from() -> None:
+    from vertebra.weights._pack import _part_block
+
+    backbone = {"NAME": "MLP", "IN_FEATURES": 64, "HIDDEN": [32], "PRETRAINED": True}
+    model = {
+        "NAME": "Classifier",
+        "BACKBONE": backbone,
+        "HEAD": {"NAME": "ClassifierHead", "DIM": 32, "NUM_CLASSES": 10, "WEIGHTS": "x"},
+    }
+    registry, block, prefix = _part_block({"MODEL": model}, "MODEL.BACKBONE")
+    assert (registry, prefix) == ("BACKBONES", "backbone.")
+    assert block == {"NAME": "MLP", "IN_FEATURES": 64, "HIDDEN": [32]}
+    _, whole, _ = _part_block({"MODEL": model}, "MODEL")
+    assert "PRETRAINED" not in whole["BACKBONE"] and "WEIGHTS" not in whole["HEAD"]

@@ -41,6 +41,7 @@ __all__ = ["PluginNames", "add_new", "add_parser", "names_for", "write_plugin"]
 
 #: A distribution name as PEP 508 allows it.
 _DIST_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$")
+_APPEND = ".append.tmpl"
 _SUFFIX = ".tmpl"
 
 
@@ -220,6 +221,12 @@ def add_new(psub: Any, notice: str | None = None) -> None:
         "name", metavar="NAME", help="distribution name, e.g. vertebra-acme or acme-parts"
     )
     new.add_argument("--path", metavar="DIR", help="folder to create (default: ./NAME)")
+    new.add_argument(
+        "--weights",
+        action="store_true",
+        help="also prepare shipping pretrained weights: a vertebra.weights entry-point "
+        "section, an example manifest, a test and a README section on `vertebra weights pack`",
+    )
     new.set_defaults(run=_run_new, notice=notice)
 
 
@@ -259,8 +266,12 @@ def names_for(name: str) -> PluginNames:
     return PluginNames(dist=name, package=package, camel=camel)
 
 
-def write_plugin(name: str, path: str | Path | None = None) -> tuple[Path, list[Path], PluginNames]:
-    """Write the plugin distribution `name` into `path` (default `./name`).
+def write_plugin(
+    name: str, path: str | Path | None = None, weights: bool = False
+) -> tuple[Path, list[Path], PluginNames]:
+    """Write the plugin distribution `name` into `path` (default `./name`); with `weights`,
+    what shipping pretrained weights takes too (template folder `scaffold/weights`: files
+    named `*.append.tmpl` extend the plugin's file of that name, the others are added).
 
     Returns the folder, the files written and the plugin's names.
 
@@ -293,7 +304,13 @@ def write_plugin(name: str, path: str | Path | None = None) -> tuple[Path, list[
         raise UserError(f"cannot create {target}: {exc.strerror or exc}") from None
     written: list[Path] = []
     try:
-        for rel, text in _templates(resources.files("vertebra") / "scaffold" / "plugin", ""):
+        scaffold = resources.files("vertebra") / "scaffold"
+        files = dict(_templates(scaffold / "plugin", ""))
+        if weights:
+            for rel, text in _templates(scaffold / "weights", ""):
+                base = rel.replace(_APPEND, _SUFFIX)
+                files[base] = files.get(base, "") + text if rel.endswith(_APPEND) else text
+        for rel, text in sorted(files.items()):
             out_rel = _output_path(rel, names.package)
             for token, value in values.items():
                 text = text.replace(token, value)
@@ -332,7 +349,7 @@ def _output_path(rel: str, package: str) -> str:
 def _run_new(args: argparse.Namespace) -> int:
     if args.notice:
         print(args.notice, file=sys.stderr)
-    target, written, names = write_plugin(args.name, args.path)
+    target, written, names = write_plugin(args.name, args.path, args.weights)
     print(f"wrote {len(written)} files into {target}:")
     for path in written:
         print(f"  {path.relative_to(target)}")
@@ -344,4 +361,9 @@ def _run_new(args: argparse.Namespace) -> int:
         "  python -m pytest\n"
         f"  vertebra plugins doctor {names.dist}"
     )
+    if args.weights:
+        print(
+            "weights: README.md, section Weights (`vertebra weights pack`, or the "
+            f"example manifest in src/{names.package}/weights/)"
+        )
     return 0

@@ -52,6 +52,12 @@ def add_parser(sub: Any) -> None:
     pk.add_argument("--license", default="", help="license of the weights (SPDX id)")
     pk.add_argument("--description", default="", help="one line about the weights")
     pk.add_argument("--output", default=".", metavar="DIR", help="folder of the wheel")
+    pk.add_argument(
+        "--default-for",
+        metavar="KEYS",
+        help="declare the weights the default for the part's NAME with the values of these "
+        "comma-separated config keys (DEPTH), found by PRETRAINED: true; '' for the NAME alone",
+    )
     pk.set_defaults(run=_run_pack)
 
 
@@ -157,7 +163,12 @@ def _run_pack(args: argparse.Namespace) -> int:
         license=args.license,
         description=args.description,
         output=args.output,
+        default_for=None
+        if args.default_for is None
+        else [k.strip() for k in args.default_for.split(",") if k.strip()],
     )
     print(f"{wheel} ({manifest.registry}:{manifest.part}, {_size(manifest.size)})")
+    if manifest.default_for is not None:
+        print(f"the default for: {json.dumps(manifest.default_for)} (PRETRAINED: true)")
     print(f"install it with: pip install {wheel}")
     return 0

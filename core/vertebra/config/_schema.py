@@ -62,7 +62,7 @@ __all__ = [
 S = TypeVar("S", bound=BaseModel)
 
 #: Keys of every part block that name pretrained weights (docs/weights.md).
-WEIGHTS_KEYS = ("WEIGHTS", "WEIGHTS_IGNORE", "WEIGHTS_STRICT")
+WEIGHTS_KEYS = ("WEIGHTS", "WEIGHTS_IGNORE", "WEIGHTS_STRICT", "PRETRAINED")
 
 
 #: The largest integer torch stores (int64); no integer setting may be larger.
@@ -167,6 +167,11 @@ class PartConfig(Settings):
         default=True,
         description="Whether a tensor of the part that WEIGHTS lacks is an error.",
     )
+    PRETRAINED: bool = Field(
+        default=False,
+        description="Load the installed weights whose manifest says they are the default "
+        "for this part and its shape-deciding keys (scepter's form; see docs/weights.md).",
+    )
 
     @field_validator("WEIGHTS")
     @classmethod
@@ -179,6 +184,16 @@ class PartConfig(Settings):
 
     @model_validator(mode="after")
     def _weights_fit(self) -> PartConfig:
+        if self.WEIGHTS is not None and self.core_pretrained():
+            raise ConfigError(
+                [
+                    ConfigIssue(
+                        "PRETRAINED",
+                        f"true together with WEIGHTS: {self.WEIGHTS}; keep one (WEIGHTS names "
+                        "the weights, PRETRAINED: true takes the installed default for the part)",
+                    )
+                ]
+            )
         if self.WEIGHTS is not None:
             from vertebra.weights._load import check_part
 
@@ -196,7 +211,28 @@ class PartConfig(Settings):
                 data.pop("WEIGHTS_IGNORE", None)
             if data.get("WEIGHTS_STRICT") is True:
                 data.pop("WEIGHTS_STRICT", None)
+            if data.get("PRETRAINED") is False and not type(self).declares_pretrained():
+                data.pop("PRETRAINED", None)
         return data
+
+    @classmethod
+    def declares_pretrained(cls) -> bool:
+        """Whether this schema declares `PRETRAINED` itself (its part loads what it names)."""
+        import inspect
+
+        for klass in cls.__mro__:
+            if "PRETRAINED" in inspect.get_annotations(klass):
+                return klass is not PartConfig
+        return False
+
+    def core_pretrained(self) -> bool:
+        """Whether the core loads this part's installed default weights when it is built.
+
+        True when `PRETRAINED` is true and the schema does not declare `PRETRAINED` itself.
+        A schema that declares it and still wants the core's default in some cases
+        overrides this (ResNet: when no `PRETRAINED_PATH` is given).
+        """
+        return self.PRETRAINED is True and not type(self).declares_pretrained()
 
     def get(self, key: str, default: Any = None) -> Any:
         """The value of `key`; `default` when this config has no such key or it is null."""

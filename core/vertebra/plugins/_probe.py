@@ -8,8 +8,11 @@ module after another, with its output thrown away and `import_time_limit()` seco
 (`VERTEBRA_IMPORT_TIMEOUT`, 60 by default) for each. A module that does not finish in
 time, or kills the child, is refused in this process (`_loader.refuse`): loading it is a
 `PluginLoadError` that says why, and the command reports it like any broken plugin. The
-child is then started again for the modules after it. A module that merely raises is left
-to the normal import, which reports the error with its fix.
+modules after it are tried next: the child imports torch once and each run of modules
+happens in a forked grandchild, so a module that hangs costs its limit and a fork, not a
+new interpreter (where the platform cannot fork, a new child is started). A module refused
+once is not tried again. A module that merely raises is left to the normal import, which
+reports the error with its fix.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import vertebra.plugins._discovery as discovery
 from vertebra.plugins._discovery import HOOK_GROUP, PluginIndex
@@ -39,22 +44,63 @@ __all__ = ["screen", "screening", "try_imports"]
 #: Modules a child process imported without looping or exiting.
 _cleared: set[str] = set()
 
-#: The child: imports each module named on its command line, writing to the file named
-#: first when each starts and ends. Plugin output goes to /dev/null (see `try_imports`).
-#: What every plugin imports comes first, untimed but for `_START_S`.
+#: The child: imports torch and vertebra once (untimed but for `_START_S`), then, where the
+#: platform forks, imports the modules named after the log file in a forked grandchild,
+#: one after another, writing to the log when each starts and ends. When a grandchild ends
+#: early (the parent killed it for taking too long, or the module ended it), the child
+#: forks another for the modules after that one: torch is not imported again. Without
+#: `os.fork` the child imports them itself, and the parent starts a new child instead.
+#: Plugin output goes to /dev/null (see `try_imports`).
 _CHILD = """\
-import importlib, json, sys
+import importlib, json, os, sys
 import torch, vertebra.schema  # what every part module imports: not timed as its own
-with open(sys.argv[1], "a", encoding="utf-8") as log:
-    log.write(json.dumps(["ready"]) + "\\n"); log.flush()
-    for module in sys.argv[2:]:
-        log.write(json.dumps(["start", module]) + "\\n"); log.flush()
+log = open(sys.argv[1], "a", encoding="utf-8")
+
+def note(*record):
+    log.write(json.dumps(list(record)) + "\\n")
+    log.flush()
+
+def run(modules):
+    for module in modules:
+        note("start", module)
         try:
             importlib.import_module(module)
             failure = None
         except BaseException as exc:
             failure = f"{type(exc).__name__}: {exc}"
-        log.write(json.dumps(["done", module, failure]) + "\\n"); log.flush()
+        note("done", module, failure)
+
+note("ready")
+pending = sys.argv[2:]
+if not hasattr(os, "fork"):
+    run(pending)
+    pending = []
+while pending:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            run(pending)
+        finally:
+            os._exit(0)
+    note("child", pid)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    done = set()
+    started = None
+    with open(sys.argv[1], encoding="utf-8") as seen:
+        for line in seen:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # cut short by the kill
+            if record[0] == "start":
+                started = record[1]
+            elif record[0] == "done":
+                done.add(record[1])
+    if started is None or started in done or started not in pending:
+        break  # every module ran to its end (an exception is the normal import's)
+    note("ended", started, code)  # killed by the parent, or the module ended it
+    pending = pending[pending.index(started) + 1 :]
 """
 _POLL_S = 0.05
 #: Seconds the child may take to start and import torch and vertebra, before any module.
@@ -81,7 +127,14 @@ def screen(index: PluginIndex | None = None) -> dict[str, str]:
 
 
 def _screen_modules(modules: list[str]) -> dict[str, str]:
-    todo = [m for m in modules if m not in sys.modules and m not in _cleared]
+    known = refused()
+    # A refused module (or one of a refused package) is refused again at once by the
+    # loader; trying it in a child again would only wait out its limit once more.
+    todo = [
+        m
+        for m in modules
+        if m not in sys.modules and m not in _cleared and not _is_refused(m, known)
+    ]
     found = try_imports(todo) if todo else {}
     for module in todo:
         if module in found:
@@ -89,6 +142,11 @@ def _screen_modules(modules: list[str]) -> dict[str, str]:
         else:
             _cleared.add(module)
     return found
+
+
+def _is_refused(module: str, known: dict[str, str]) -> bool:
+    parts = module.split(".")
+    return any(".".join(parts[:i]) in known for i in range(1, len(parts) + 1))
 
 
 @contextlib.contextmanager
@@ -119,28 +177,57 @@ def try_imports(modules: Iterable[str], limit: float | None = None) -> dict[str,
             attempt += 1
             log = Path(folder) / f"imports-{attempt}.jsonl"
             log.touch()
-            started, finished, code = _run_child(pending, log, limit)
-            if code == 0 or started is None or started in finished:
-                break  # every module ran to its end (an exception is the normal import's)
-            if code is None:
-                bad[started] = (
-                    f"importing '{started}' did not finish within {limit:g} s "
+            slow, ended, code = _run_child(pending, log, limit)
+            for module in slow:
+                bad[module] = (
+                    f"importing '{module}' did not finish within {limit:g} s "
                     f"({ENV_IMPORT_TIMEOUT}; tried in a child process): it loops or waits at import"
                 )
-            else:
-                bad[started] = (
-                    f"importing '{started}' ended the process (exit status {code}; tried in a "
-                    "child process): a module must not exit or crash when it is imported"
+            for module, status in ended.items():
+                bad.setdefault(
+                    module,
+                    f"importing '{module}' ended the process (exit status {status}; tried in a "
+                    "child process): a module must not exit or crash when it is imported",
                 )
-            pending = pending[pending.index(started) + 1 :]
+            view = _read(log)
+            if code == 0 or view.started is None or view.started in view.finished:
+                break  # every module ran to its end (an exception is the normal import's)
+            if view.started not in bad:  # no fork: the child itself stopped or ended
+                if code is None:
+                    slow.append(view.started)
+                    bad[view.started] = (
+                        f"importing '{view.started}' did not finish within {limit:g} s "
+                        f"({ENV_IMPORT_TIMEOUT}; tried in a child process): it loops or waits "
+                        "at import"
+                    )
+                else:
+                    bad[view.started] = (
+                        f"importing '{view.started}' ended the process (exit status {code}; "
+                        "tried in a child process): a module must not exit or crash when it "
+                        "is imported"
+                    )
+            pending = pending[pending.index(view.started) + 1 :]
     return bad
+
+
+class _View(NamedTuple):
+    """What the child's log says so far."""
+
+    ready: bool
+    started: str | None
+    finished: set[str]
+    #: The grandchild importing the modules now (None: the child imports them itself).
+    grandchild: int | None
+    #: Modules whose import ended their grandchild, with its exit status.
+    ended: dict[str, int]
 
 
 def _run_child(
     modules: list[str], log: Path, limit: float
-) -> tuple[str | None, set[str], int | None]:
-    """Run the child over `modules`: the last module it started, those it finished, and its
-    exit status (None when it was stopped for taking too long)."""
+) -> tuple[list[str], dict[str, int], int | None]:
+    """Run the child over `modules`: the modules stopped for taking too long, those that
+    ended their process (with its exit status), and the child's exit status (None when it
+    was stopped itself)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)  # a sandbox's folders too
     with open(os.devnull, "wb") as devnull:
@@ -152,39 +239,63 @@ def _run_child(
             env=env,
             start_new_session=True,  # a Ctrl-C meant for the command does not reach it
         )
-    started: str | None = None
-    finished: set[str] = set()
-    ready = False
+    slow: list[str] = []
+    view = _read(log)
     since = time.monotonic()
     try:
         while True:
             code = child.poll()
-            progress = (ready, started, len(finished))
-            ready, started, finished = _read(log)
-            if (ready, started, len(finished)) != progress:
+            progress = view
+            view = _read(log)
+            if _progress(view) != _progress(progress):
                 since = time.monotonic()
             if code is not None:
-                return started, finished, code
+                return slow, _ended(view, slow), code
             # A module, or the child's exit, hangs (or, before it is ready, its start-up).
-            if time.monotonic() - since > (limit if ready else max(limit, _START_S)):
-                return started, finished, None
+            if time.monotonic() - since > (limit if view.ready else max(limit, _START_S)):
+                culprit = view.started if view.started not in view.finished else None
+                if view.grandchild is None or culprit is None:
+                    return slow, _ended(view, slow), None
+                slow.append(culprit)
+                with contextlib.suppress(OSError):
+                    os.kill(view.grandchild, signal.SIGKILL)  # the child goes on after it
+                since = time.monotonic()
             time.sleep(_POLL_S)
     finally:
-        if child.poll() is None:
-            child.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.wait(timeout=10)
+        _stop(child)
 
 
-def _read(log: Path) -> tuple[bool, str | None, set[str]]:
-    """Whether the child is ready, the last module it started, and those it finished."""
+def _progress(view: _View) -> tuple[bool, str | None, int, int | None, int]:
+    return view.ready, view.started, len(view.finished), view.grandchild, len(view.ended)
+
+
+def _ended(view: _View, slow: list[str]) -> dict[str, int]:
+    return {m: code for m, code in view.ended.items() if m not in slow}
+
+
+def _stop(child: subprocess.Popen[bytes]) -> None:
+    """End the child and whatever it started (its own session: one process group)."""
+    if child.poll() is None or hasattr(os, "killpg"):
+        with contextlib.suppress(OSError):
+            if hasattr(os, "killpg"):
+                os.killpg(child.pid, signal.SIGKILL)
+            else:
+                child.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        child.wait(timeout=10)
+
+
+def _read(log: Path) -> _View:
+    """What the child's log says so far."""
     ready = False
     started: str | None = None
     finished: set[str] = set()
+    grandchild: int | None = None
+    ended: dict[str, int] = {}
     try:
         text = log.read_text(encoding="utf-8")
     except OSError:
-        return ready, None, finished
+        return _View(ready, None, finished, None, ended)
     for line in text.splitlines():
         try:
             record = json.loads(line)
@@ -196,4 +307,8 @@ def _read(log: Path) -> tuple[bool, str | None, set[str]]:
             started = record[1]
         elif record[0] == "done":
             finished.add(record[1])
-    return ready, started, finished
+        elif record[0] == "child":
+            grandchild = int(record[1])
+        elif record[0] == "ended":
+            ended[record[1]] = int(record[2])
+    return _View(ready, started, finished, grandchild, ended)

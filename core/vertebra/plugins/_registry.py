@@ -433,8 +433,11 @@ class Registry:
                 from vertebra.config._schema import quick_validate
 
                 found = quick_validate(schema, cfg)
-                if found is not None:
-                    return found  # no nested parts and no error: the common case, fast
+                if found is not None:  # no nested parts and no error: the common case, fast
+                    issue = self._pretrained_issue(found, path)
+                    if issue is not None:
+                        raise ConfigError([issue], source=f"{self.name} config")
+                    return found
         issues: list[ConfigIssue] = []
         result = self.validate_into(cfg, path, issues)
         if issues or result is None:
@@ -482,7 +485,26 @@ class Registry:
         except (UnknownPartError, PluginLoadError) as exc:
             issues.append(ConfigIssue(join(path, "NAME"), str(exc)))
             return None
-        return validate_into(schema, cfg, path, issues)
+        result = validate_into(schema, cfg, path, issues)
+        issue = self._pretrained_issue(result, path) if result is not None else None
+        if issue is not None:
+            issues.append(issue)
+            return None
+        return result
+
+    def _pretrained_issue(self, cfg: PartConfig, path: str) -> ConfigIssue | None:
+        """The problem of `PRETRAINED: true` on `cfg` when no single installed weights
+        package is the default for it; None otherwise."""
+        if not cfg.core_pretrained():
+            return None
+        from vertebra.config._schema import join
+        from vertebra.weights._default import DefaultWeightsError, default_weights
+
+        try:
+            default_weights(self.name, cfg)
+        except DefaultWeightsError as exc:
+            return ConfigIssue(join(path, "PRETRAINED"), str(exc))
+        return None
 
     def build(self, cfg: Mapping[str, Any] | PartConfig, logger: Any = None, **kwargs: Any) -> Any:
         """Validate `cfg` and return `cls(validated_cfg, logger=logger)`; `NAME` picks `cls`.
@@ -529,6 +551,17 @@ class Registry:
             from vertebra.weights._load import load_configured
 
             load_configured(built, validated, self.name, self.singular)
+        elif validated.core_pretrained():
+            from vertebra.weights._default import DefaultWeightsError, default_weights
+            from vertebra.weights._load import load_configured
+
+            try:
+                chosen = default_weights(self.name, validated)
+            except DefaultWeightsError as exc:
+                raise ConfigError(
+                    [ConfigIssue("PRETRAINED", str(exc))], source=f"{self.name} config"
+                ) from None
+            load_configured(built, validated, self.name, self.singular, weights=chosen)
         return built
 
     def _out_of_memory(self, cfg: PartConfig, detail: str) -> UserError:

@@ -162,14 +162,87 @@ def load_into_part(
     except WeightsError:
         verification.check()  # a changed file explains a file that does not fit best
         raise
+    by_file: dict[Path, list[str]] = {}
+    for key in wanted:
+        by_file.setdefault(where[key], []).append(key)
     loaded: dict[str, Any] = {}
-    for file in files:
-        keys = [k for k, f in where.items() if f == file and k in wanted]
-        if keys:
-            data = load_file(str(file))
-            loaded.update((k, data[k]) for k in keys)
+    try:
+        for file, keys in by_file.items():
+            found = _mapped_tensors(file, keys)
+            if found is None:  # a dtype this reader does not map: safetensors reads it
+                data = load_file(str(file))
+                found = {k: data[k] for k in keys}
+            loaded.update(found)
+    except WeightsError:
+        verification.check()  # a changed file explains an unreadable one best
+        raise
     module.load_state_dict(loaded, strict=False)
+    loaded.clear()  # the views go, and with them the mapped files
     verification.check()
+
+
+#: safetensors dtype names and the torch dtypes `_mapped_tensors` reads them as.
+_DTYPES = {
+    "F64": "float64",
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "I64": "int64",
+    "I32": "int32",
+    "I16": "int16",
+    "I8": "int8",
+    "U8": "uint8",
+    "BOOL": "bool",
+}
+
+
+def _mapped_tensors(file: Path, keys: list[str]) -> dict[str, Any] | None:
+    """The tensors `keys` of safetensors `file`, as views of the file mapped into memory
+    (unmapped once no tensor views it); None when a tensor has a dtype not in `_DTYPES`.
+
+    `load_file` copies every tensor out of the file and `load_state_dict` copies it again
+    into the part; a view of the mapped file is copied once. The file was opened with
+    `safe_open` already; each tensor's byte range is checked here, and the header is JSON:
+    nothing is unpickled.
+    """
+    import json
+    import mmap
+    import sys
+
+    import torch
+
+    if sys.byteorder != "little":
+        return None  # safetensors stores little-endian numbers
+    try:
+        with open(file, "rb") as handle:
+            # A private copy-on-write mapping: writable for torch, never written back.
+            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
+        size = int.from_bytes(mapped[:8], "little")
+        header = json.loads(mapped[8 : 8 + size])
+        start = 8 + size
+        out: dict[str, Any] = {}
+        for key in keys:
+            entry = header[key]
+            name = _DTYPES.get(entry["dtype"])
+            if name is None:
+                return None
+            dtype = getattr(torch, name)
+            shape = [int(n) for n in entry["shape"]]
+            begin, end = (start + int(o) for o in entry["data_offsets"])
+            count = 1
+            for n in shape:
+                count *= n
+            itemsize = torch.empty((), dtype=dtype).element_size()
+            if end - begin != count * itemsize or begin < start or end > len(mapped):
+                raise ValueError(f"tensor '{key}' has a byte range that does not fit its shape")
+            if count == 0:
+                out[key] = torch.empty(shape, dtype=dtype)
+            else:
+                flat = torch.frombuffer(mapped, dtype=dtype, count=count, offset=begin)
+                out[key] = flat.view(shape)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise WeightsError(f"cannot read weights file {file}: {exc}") from None
+    return out
 
 
 def _fitting_tensors(
@@ -212,11 +285,14 @@ def _fitting_tensors(
     return wanted, where
 
 
-def load_configured(part: Any, cfg: Any, registry: str, singular: str = "part") -> None:
-    """Load the weights that `cfg` (a validated part config) names into `part`, built from it."""
+def load_configured(
+    part: Any, cfg: Any, registry: str, singular: str = "part", weights: str | None = None
+) -> None:
+    """Load the weights that `cfg` (a validated part config) names into `part`, built from
+    it; `weights` names them instead of `cfg.WEIGHTS` (the default `PRETRAINED` chose)."""
     load_into_part(
         part,
-        cfg.WEIGHTS,
+        weights or cfg.WEIGHTS,
         ignore=cfg.WEIGHTS_IGNORE,
         strict=cfg.WEIGHTS_STRICT,
         registry=registry,

@@ -16,6 +16,7 @@ import os
 import re
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ _NAME = re.compile(r"^[A-Za-z]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 _VERSION = re.compile(r"^[0-9]+(\.[0-9]+)*((a|b|rc)[0-9]+)?(\.post[0-9]+)?(\.dev[0-9]+)?$")
 _WEIGHTS_FILE = "weights.safetensors"
 _MANIFEST_FILE = "manifest.json"
-_WEIGHTS_KEYS = ("WEIGHTS", "WEIGHTS_IGNORE", "WEIGHTS_STRICT")
+_WEIGHTS_KEYS = ("WEIGHTS", "WEIGHTS_IGNORE", "WEIGHTS_STRICT", "PRETRAINED")
 #: Zip entries get a fixed time: the same checkpoint packs to the same bytes.
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -120,6 +121,24 @@ def _without_weights(block: Any) -> Any:
     return block
 
 
+def _default_for(registry: str, block: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+    """`{NAME: part, KEY: value, ...}` of the packed part, its values as validated (so a key
+    left at its default in the run config is recorded with that default)."""
+    from vertebra.errors import close_match
+    from vertebra.plugins._registries import registry_for
+
+    values = registry_for(registry).validate(block).model_dump(mode="json")
+    own = [k for k in values if k != "NAME"]
+    unknown = [k for k in keys if k not in own]
+    if unknown:
+        hints = [f"{k} (did you mean {h}?)" if (h := close_match(k, own)) else k for k in unknown]
+        raise PackError(
+            f"--default-for: {', '.join(hints)} not a key of {registry} part "
+            f"'{block['NAME']}'; its keys: {', '.join(own)}"
+        )
+    return {"NAME": block["NAME"], **{k: values[k] for k in dict.fromkeys(keys)}}
+
+
 def pack(
     source: str | Path,
     name: str,
@@ -129,8 +148,15 @@ def pack(
     license: str = "",
     description: str = "",
     output: str | Path = ".",
+    default_for: Sequence[str] | None = None,
 ) -> tuple[Path, Manifest]:
-    """Write the wheel of weights `name` from `source`; its path and manifest."""
+    """Write the wheel of weights `name` from `source`; its path and manifest.
+
+    `default_for` names the part-config keys that decide its shapes (`["DEPTH"]`): the
+    manifest then declares the weights the default for the part's NAME with those values,
+    which `PRETRAINED: true` finds. An empty sequence declares them the default for the
+    part NAME whatever its settings.
+    """
     import yaml
     from safetensors.torch import load_file, save
 
@@ -143,6 +169,7 @@ def pack(
     if not isinstance(config, dict):
         raise PackError(f"checkpoint {folder} holds no run config")
     registry, block, prefix = _part_block(config, part)
+    default = None if default_for is None else _default_for(registry, block, default_for)
     tensors = {
         k[len(prefix) :]: v.contiguous()
         for k, v in load_file(str(folder / MODEL_FILE)).items()
@@ -165,6 +192,7 @@ def pack(
         metrics={str(k): float(v) for k, v in metrics.items()},
         data=json.dumps(dataset, sort_keys=True) if metrics and dataset else "",
         vertebra_version=__version__,
+        default_for=default,
     )
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)

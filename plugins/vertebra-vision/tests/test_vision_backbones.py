@@ -186,7 +186,10 @@ def test_zero_init_residual() -> None:
         ({"KERNEL_SIZE": 4}, "KERNEL_SIZE: Input should be 1, 3, 5 or 7"),
         ({"FIRST_CONV_STRIDE": 3}, "FIRST_CONV_STRIDE: Input should be 1 or 2"),
         ({"IN_CHANNELS": 0}, "IN_CHANNELS: Input should be greater than 0"),
-        ({"PRETRAINED": True}, "PRETRAINED_PATH: required when PRETRAINED is true"),
+        (
+            {"PRETRAINED": True},
+            "PRETRAINED: no installed weights are the default for BACKBONES 'ResNet'",
+        ),
         ({"USE_MAXPOL": False}, "USE_MAXPOL: unknown key; did you mean USE_MAXPOOL?"),
     ],
 )

@@ -9,7 +9,9 @@ tensor names and order, so torchvision or scepter weights load and compute the s
 
 Module names follow the common ResNet layout (`conv1`, `bn1`, `layer1.0.conv1`,
 `layer1.0.downsample.0`, ...), so a ResNet state dict saved as safetensors loads with
-`PRETRAINED_PATH` (its classifier `fc.*` is skipped by default).
+`PRETRAINED_PATH` (its classifier `fc.*` is skipped by default). `PRETRAINED: true` without
+`PRETRAINED_PATH` loads the installed weights that are the default for the DEPTH
+(docs/weights.md), as scepter configs expect.
 """
 
 from __future__ import annotations
@@ -18,8 +20,7 @@ import logging
 from typing import Literal
 
 import torch
-from pydantic import Field, ValidationInfo, field_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field
 from torch import nn
 from vertebra.config import Size
 from vertebra.model.base_model import BaseModel
@@ -133,7 +134,8 @@ class ResNetConfig(PartConfig):
     )
     PRETRAINED: bool = Field(
         False,
-        description="Load weights from the local safetensors file PRETRAINED_PATH after init.",
+        description="Load pretrained weights after init: from PRETRAINED_PATH when it is set, "
+        "else the installed weights that are the default for this DEPTH (docs/weights.md).",
     )
     PRETRAINED_PATH: str | None = Field(
         None,
@@ -144,16 +146,10 @@ class ResNetConfig(PartConfig):
         description="Shell-style patterns of keys in the file to skip (a classifier saved with the backbone).",
     )
 
-    @field_validator("PRETRAINED_PATH")
-    @classmethod
-    def _path_when_pretrained(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if info.data.get("PRETRAINED") and not value:
-            raise PydanticCustomError(
-                "pretrained_path",
-                "required when PRETRAINED is true (a local .safetensors file; weights are "
-                "never downloaded)",
-            )
-        return value
+    def core_pretrained(self) -> bool:
+        """`PRETRAINED: true` without `PRETRAINED_PATH` loads the installed default weights
+        (scepter's form), which the core finds and loads."""
+        return self.PRETRAINED and self.PRETRAINED_PATH is None
 
     def ineffective_keys(self) -> dict[str, str]:
         """Keys this config sets that change nothing, each with why (`validate` warns)."""

@@ -13,13 +13,14 @@ import os
 import pickle
 import shutil
 import subprocess
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load, load_file
 from vertebra.engine._sharded import full_model_state, is_sharded
 from vertebra.engine.checkpoints import read_state
 from vertebra.engine.logs import read_records
@@ -195,6 +196,15 @@ def test_consolidated_weights_score_what_the_run_scored(
     status, printed, err = cli(capsys, "eval", fsdp_run / "checkpoints" / "last")
     assert status == 0, err
     assert f"acc@1={last_eval['acc@1']:.4f}" in printed
+    # Packed as a weights wheel straight from the shards: the same tensors.
+    status, _, err = cli(
+        capsys, "weights", "pack", fsdp_run, "--name", "fsdp-digits", "--output", tmp_path
+    )
+    assert status == 0, err
+    with zipfile.ZipFile(tmp_path / "fsdp_digits-0.1.0-py3-none-any.whl") as wheel:
+        packed = load(wheel.read("fsdp_digits/weights.safetensors"))
+    assert packed.keys() == weights.keys()
+    assert all(packed[k].equal(weights[k]) for k in weights)
     # OUT exists: refused, and the file stays as it was.
     before = out.read_bytes()
     status, _, err = cli(capsys, "checkpoint", "consolidate", fsdp_run, "-o", out)

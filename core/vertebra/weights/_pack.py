@@ -68,12 +68,15 @@ def _check_name(name: str, version: str) -> None:
 
 def find_checkpoint(source: Path) -> Path:
     """The checkpoint folder `source` names: a run folder's `best`, or a checkpoint folder."""
-    from vertebra.engine.checkpoints import MODEL_FILE, STATE_FILE
+    from vertebra.engine.checkpoints import MODEL_FILE, STATE_FILE, is_sharded
 
-    if (source / MODEL_FILE).is_file() and (source / STATE_FILE).is_file():
+    def holds_weights(folder: Path) -> bool:  # one file, or the shards of a run under fsdp
+        return (folder / MODEL_FILE).is_file() or is_sharded(folder)
+
+    if holds_weights(source) and (source / STATE_FILE).is_file():
         return source
     best = source / "checkpoints" / "best"
-    if best.is_dir() and (best / MODEL_FILE).is_file():
+    if best.is_dir() and holds_weights(best):
         return best.resolve()
     if not source.exists():
         raise PackError(f"{source} does not exist: expected a run folder or a checkpoint folder")
@@ -160,7 +163,7 @@ def pack(
     import yaml
     from safetensors.torch import load_file, save
 
-    from vertebra.engine.checkpoints import MODEL_FILE, read_state
+    from vertebra.engine.checkpoints import MODEL_FILE, is_sharded, read_state
 
     _check_name(name, version)
     folder = find_checkpoint(Path(source))
@@ -170,11 +173,13 @@ def pack(
         raise PackError(f"checkpoint {folder} holds no run config")
     registry, block, prefix = _part_block(config, part)
     default = None if default_for is None else _default_for(registry, block, default_for)
-    tensors = {
-        k[len(prefix) :]: v.contiguous()
-        for k, v in load_file(str(folder / MODEL_FILE)).items()
-        if k.startswith(prefix)
-    }
+    if is_sharded(folder):  # gathered from the shards in this process (TRAIN.STRATEGY fsdp)
+        from vertebra.engine._sharded import full_model_state
+
+        weights = full_model_state(folder)
+    else:
+        weights = load_file(str(folder / MODEL_FILE))
+    tensors = {k[len(prefix) :]: v.contiguous() for k, v in weights.items() if k.startswith(prefix)}
     if not tensors:
         raise PackError(f"checkpoint {folder} holds no tensors of {part} (prefix '{prefix}')")
     data = save(tensors, metadata={"format": "pt"})

@@ -225,6 +225,16 @@ class CheckpointStore:
                 else:
                     stray.unlink(missing_ok=True)
 
+    def _refuse_nonfinite(self, step: int, bad: list[str]) -> None:
+        """Raise `NonFiniteLossError` when weights `bad` are NaN or infinite."""
+        if bad:
+            shown = ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else "")
+            raise NonFiniteLossError(
+                f"the weights became NaN or infinite by step {step} ({shown}); no checkpoint "
+                f"of them is written, and {self.last_good()} (untouched). Lower OPTIMIZER.LR, "
+                "set TRAIN.GRAD_CLIP_NORM, or check the data"
+            )
+
     def save(
         self,
         step: int,
@@ -240,14 +250,9 @@ class CheckpointStore:
         Weights that are not finite are never written (`NonFiniteLossError`), and a write
         that fails (a full disk) leaves every earlier checkpoint as it was
         (`CheckpointWriteError`)."""
-        bad = nonfinite(model) + (nonfinite(trained) if trained is not None else [])
-        if bad:
-            shown = ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else "")
-            raise NonFiniteLossError(
-                f"the weights became NaN or infinite by step {step} ({shown}); no checkpoint "
-                f"of them is written, and {self.last_good()} (untouched). Lower OPTIMIZER.LR, "
-                "set TRAIN.GRAD_CLIP_NORM, or check the data"
-            )
+        self._refuse_nonfinite(
+            step, nonfinite(model) + (nonfinite(trained) if trained is not None else [])
+        )
         name = f"step-{step:08d}"
         tmp = self.root / f".tmp-{name}-{os.getpid()}"
         try:
@@ -283,14 +288,9 @@ class CheckpointStore:
         adds `state` (given on rank 0 only), flushes and renames the folder into place.
         Until then no checkpoint of this step is visible; a failure on any process leaves
         every earlier checkpoint as it was, on every process."""
-        bad = [name for names in distributed.gather_objects(nonfinite(model)) for name in names]
-        if bad:
-            shown = ", ".join(sorted(set(bad))[:3]) + (", ..." if len(set(bad)) > 3 else "")
-            raise NonFiniteLossError(
-                f"the weights became NaN or infinite by step {step} ({shown}); no checkpoint "
-                f"of them is written, and {self.last_good()} (untouched). Lower OPTIMIZER.LR, "
-                "set TRAIN.GRAD_CLIP_NORM, or check the data"
-            )
+        # Each process checks its shards; every process learns of any bad one.
+        gathered = distributed.gather_objects(nonfinite(model))
+        self._refuse_nonfinite(step, sorted({name for names in gathered for name in names}))
         name = f"step-{step:08d}"
         tmp = self.root / f".tmp-{name}-sharded"  # one name that every process knows
 

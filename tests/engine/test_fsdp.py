@@ -51,8 +51,11 @@ RUN: dict[str, Any] = {
 ONE_PROCESS = deep_update(RUN, {"TRAIN": {"STRATEGY": "auto", "GRAD_ACCUM_STEPS": 4}})
 
 
-def torchrun(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    command = [PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+def torchrun(
+    *args: str, env: dict[str, str] | None = None, processes: int = 2
+) -> subprocess.CompletedProcess[str]:
+    command = [PYTHON, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc-per-node", str(processes)]
     return subprocess.run(
         [*command, "-m", "vertebra", *args],
         env=env or subprocess_env(),
@@ -175,6 +178,27 @@ def test_a_one_process_checkpoint_resumes_sharded_on_two(
     assert is_sharded(tmp_path / "t" / "checkpoints" / "last")
     assert read_state(tmp_path / "t" / "checkpoints" / "last")["step"] == 23
     assert accuracy(tmp_path / "t") == pytest.approx(accuracy(tmp_path / "one" / "run"), abs=0.005)
+
+
+def test_a_two_process_checkpoint_resumes_sharded_on_four(tmp_path: Path, fsdp_run: Path) -> None:
+    step10 = fsdp_run / "checkpoints" / "step-00000010"
+    config = write_config(tmp_path, RUN)
+    done = torchrun(
+        "train",
+        str(config),
+        "--resume",
+        str(step10),
+        "--output",
+        str(tmp_path / "four"),
+        processes=4,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resuming on 4 process(es) a run written by 2: 1 batch(es) of 16" in done.stderr
+    assert "at step 10" in done.stderr and "4 processes, fsdp" in done.stderr
+    last = tmp_path / "four" / "checkpoints" / "last"
+    assert read_state(last)["step"] == 23 and read_state(last)["world_size"] == 4
+    assert len(list((last / "shards").glob("*.distcp"))) == 4
+    assert accuracy(tmp_path / "four") == pytest.approx(accuracy(fsdp_run), abs=0.005)
 
 
 def test_consolidated_weights_score_what_the_run_scored(

@@ -17,7 +17,9 @@ from .conftest import PYTHON, cli, file_bytes, subprocess_env, write_config
 #: A run slow enough to be caught in the act: 1 thread, many steps, no evaluation.
 SLOW = {
     "DATA": {"TRAIN": {"BATCH_SIZE": 8}, "VAL": None},
-    "TRAIN": {"EPOCHS": 50, "NUM_THREADS": 1, "CHECKPOINT_EVERY": 100_000, "SANITY_EVAL": False},
+    # Far longer than the test: the first run must still be training when the others start,
+    # however loaded the machine (it is killed at the end).
+    "TRAIN": {"EPOCHS": 5000, "NUM_THREADS": 1, "CHECKPOINT_EVERY": 10**9, "SANITY_EVAL": False},
 }
 
 

@@ -256,10 +256,7 @@ class CheckpointStore:
         name = f"step-{step:08d}"
         tmp = self.root / f".tmp-{name}-{os.getpid()}"
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            if tmp.exists():
-                shutil.rmtree(tmp)
-            tmp.mkdir()
+            self._fresh(tmp)
             for file, weights in ((MODEL_FILE, model), (TRAIN_WEIGHTS_FILE, trained)):
                 if weights is not None:
                     _write_synced(tmp / file, _weights_writer(weights))
@@ -267,11 +264,7 @@ class CheckpointStore:
             _fsync_dir(tmp)
         except Exception as exc:  # torch and safetensors raise their own types for a failed write
             shutil.rmtree(tmp, ignore_errors=True)
-            raise CheckpointWriteError(
-                f"could not write checkpoint {name} in {self.root}: "
-                f"{_why_not_written(exc, self.root)}. Nothing was lost: {self.last_good()}, "
-                "whole; make room and continue with --resume"
-            ) from None
+            raise self._write_error(name, exc) from None
         return self._publish(name, tmp, is_best)
 
     def save_sharded(
@@ -297,17 +290,7 @@ class CheckpointStore:
         def fail(exc: BaseException) -> CheckpointWriteError:
             if distributed.rank() == 0:
                 shutil.rmtree(tmp, ignore_errors=True)
-            return CheckpointWriteError(
-                f"could not write checkpoint {name} in {self.root}: "
-                f"{_why_not_written(exc, self.root)}. Nothing was lost: {self.last_good()}, "
-                "whole; make room and continue with --resume"
-            )
-
-        def begin() -> None:
-            self.root.mkdir(parents=True, exist_ok=True)
-            if tmp.exists():
-                shutil.rmtree(tmp)
-            tmp.mkdir()
+            return self._write_error(name, exc)
 
         def finish() -> Path:
             assert state is not None, "rank 0 gives the state"
@@ -319,17 +302,30 @@ class CheckpointStore:
             return self._publish(name, tmp, is_best)
 
         try:
-            distributed.on_main(begin)
+            distributed.on_main(lambda: self._fresh(tmp))
             write_shards(tmp)
         except Exception as exc:  # DCP and the file system raise their own types
             raise fail(exc) from None
         try:
             path = distributed.on_main(finish)
-        except CheckpointWriteError:
-            raise
         except Exception as exc:
             raise fail(exc) from None
         return path if path is not None else self.root / name
+
+    def _fresh(self, tmp: Path) -> None:
+        """Make `tmp` an empty folder in the store (what a killed write left is removed)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+
+    def _write_error(self, name: str, exc: BaseException) -> CheckpointWriteError:
+        """Why checkpoint `name` could not be written, and that nothing was lost."""
+        return CheckpointWriteError(
+            f"could not write checkpoint {name} in {self.root}: "
+            f"{_why_not_written(exc, self.root)}. Nothing was lost: {self.last_good()}, "
+            "whole; make room and continue with --resume"
+        )
 
     def _publish(self, name: str, tmp: Path, is_best: bool) -> Path:
         """Rename the written folder `tmp` into place as `name`; point `last` (and `best`)."""

@@ -35,14 +35,10 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vertebra.engine.checkpoints import consolidate, resolve
+    from vertebra.engine.checkpoints import consolidate, locate, resolve
 
     source = Path(args.checkpoint)
-    for link in ("best", "last"):  # a run folder: its best checkpoint, else its last
-        if (source / "checkpoints" / link).is_dir():
-            source = source / "checkpoints" / link
-            break
-    folder = resolve(source)
+    folder = resolve(source if source.is_file() else locate(source)[0])
     out = Path(args.output)
     count, size = consolidate(folder, out, force=args.force)
     print(f"wrote {out}: {count} tensors, {size / 2**20:.1f} MiB, from {folder.resolve()}")

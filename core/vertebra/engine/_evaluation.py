@@ -18,13 +18,7 @@ from torch import nn
 from vertebra.config import RunConfig
 from vertebra.engine import distributed
 from vertebra.engine._build import build_evaluation
-from vertebra.engine.checkpoints import (
-    MODEL_FILE,
-    STATE_FILE,
-    CheckpointError,
-    CheckpointStore,
-    read_checkpoint,
-)
+from vertebra.engine.checkpoints import MODEL_FILE, STATE_FILE, locate, read_checkpoint
 from vertebra.engine.logs import console_logger
 from vertebra.errors import UserError
 
@@ -208,16 +202,4 @@ def _locate(target: Path) -> tuple[Path, Path | None]:
             f"checkpoint (vertebra eval RUN_DIR --config {target}), or the checkpoint of this "
             f"config (vertebra eval {target} --checkpoint PATH)"
         )
-    if not target.exists():
-        raise CheckpointError(f"not found: {target} (a run folder or a checkpoint folder)")
-    if (target / MODEL_FILE).exists() or (target / STATE_FILE).exists():
-        return target, None
-    store = CheckpointStore(target / "checkpoints", 1)
-    best = store.root / "best"
-    found = best if best.is_dir() else store.latest()
-    if found is None:
-        raise CheckpointError(
-            f"{target} is neither a checkpoint folder ({MODEL_FILE}, {STATE_FILE}) nor a run "
-            "folder holding checkpoints/"
-        )
-    return found, target
+    return locate(target)

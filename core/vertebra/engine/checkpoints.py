@@ -52,6 +52,7 @@ __all__ = [
     "file_mode",
     "is_sharded",
     "load_into",
+    "locate",
     "nonfinite",
     "read_checkpoint",
     "resolve",
@@ -375,6 +376,24 @@ def resolve(path: str | Path) -> Path:
     if missing:
         raise CheckpointError(f"{path} is not a checkpoint: {', '.join(missing)} missing")
     return path
+
+
+def locate(target: Path) -> tuple[Path, Path | None]:
+    """The checkpoint folder `target` names, and the run folder when `target` is one (then
+    its `best` checkpoint, else its last)."""
+    if not target.exists():
+        raise CheckpointError(f"not found: {target} (a run folder or a checkpoint folder)")
+    if (target / MODEL_FILE).exists() or (target / STATE_FILE).exists():
+        return target, None
+    store = CheckpointStore(target / "checkpoints", 1)
+    best = store.root / "best"
+    found = best if best.is_dir() else store.latest()
+    if found is None:
+        raise CheckpointError(
+            f"{target} is neither a checkpoint folder ({MODEL_FILE}, {STATE_FILE}) nor a run "
+            "folder holding checkpoints/"
+        )
+    return found, target
 
 
 def read_state(folder: Path) -> dict[str, Any]:

@@ -138,6 +138,7 @@ FIXTURE_FILES = {
     "engine_fixtures/killer.py": """
         import os
         import signal
+        import time
 
         from vertebra.plugins import hookimpl
 
@@ -164,10 +165,16 @@ FIXTURE_FILES = {
                 return
             signum = signal.Signals[os.environ.get("KILL_SIGNAL", "SIGKILL")]
             for _ in range(int(os.environ.get("KILL_TIMES", "1"))):
+                handler = signal.getsignal(signum)
                 if os.environ.get("KILL_GROUP"):
                     os.killpg(os.getpgrp(), signum)
                 else:
                     os.kill(os.getpid(), signum)
+                # A signal taken by another thread reaches the handler later; two sent before
+                # it runs would merge into one. Wait (a few seconds at most) until it has run.
+                waited = time.monotonic() + 5
+                while signal.getsignal(signum) is handler and time.monotonic() < waited:
+                    time.sleep(0.01)
     """,
 }
 FIXTURE_ENTRY_POINTS = {

@@ -142,6 +142,7 @@ def test_scepters_classification_example_converts_to_a_valid_vertebra_config(
     ) in err
     assert "SyntheticImages" in err
     assert "RandomResizedCrop" in err and f"wrote {out}" in err
+    assert "more keys left out, as vertebra already does what they say (listed in" in err
 
     converted = config_io.load(out)
     model = yaml.safe_load(SCEPTER_EXAMPLE)["SOLVER"]["MODEL"]

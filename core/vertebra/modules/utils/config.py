@@ -73,9 +73,9 @@ def _lines(node: Any, depth: int, exclude: frozenset[str]) -> list[str]:
             out.append(f"{pad}# {described} [{kind}]" if described else f"{pad}# [{kind}]")
             out.extend(_value(pad, key, value))
         elif isinstance(entry, Mapping | list):
-            described = entry.get("description") if isinstance(entry, Mapping) else None
-            if described:
-                out.append(f"{pad}# {_one_line(str(described))}")
+            about = entry.get("description") if isinstance(entry, Mapping) else None
+            if about:
+                out.append(f"{pad}# {_one_line(str(about))}")
             inner = _lines(entry, depth + 1, exclude)
             out.append(f"{pad}{_key(key)}:" if inner else f"{pad}{_key(key)}: {{}}")
             out.extend(inner)

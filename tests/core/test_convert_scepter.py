@@ -20,7 +20,9 @@ from vertebra import config as config_io
 from vertebra.cli import main
 from vertebra.config._scepter import Conversion, convert_scepter, render_conversion
 from vertebra.errors import UserError
+from vertebra.testing import PluginSandbox
 
+from tests.core import dists
 from tests.crafting import LINE_BREAKS, comment_breaking_key, scepter_config_with_key
 
 SCEPTER_EXAMPLE = """\
@@ -687,3 +689,19 @@ def test_any_value_of_any_kind_in_any_key_converts_or_exits_2(text: str) -> None
                 assert str(exc).startswith("in.yaml"), (path, wrong, exc)
                 continue
             assert_every_key_accounted_for(changed, conversion)
+
+
+def test_a_part_that_takes_pretrained_model_itself_keeps_it(
+    vertebra_plugins: PluginSandbox,
+) -> None:
+    dists.add_scepter(vertebra_plugins)  # ScepterMLP declares PRETRAINED_MODEL in its para_dict
+    raw = config_io.loads(SCEPTER_EXAMPLE)
+    raw["SOLVER"]["MODEL"]["BACKBONE"] = {"NAME": "ScepterMLP", "PRETRAINED_MODEL": "w.pth"}
+    raw["SOLVER"]["MODEL"]["HEAD"]["PRETRAINED_MODEL"] = "head.pth"
+    conversion = convert_scepter(raw)
+    model = conversion.config["MODEL"]
+    assert model["BACKBONE"] == {"NAME": "ScepterMLP", "PRETRAINED_MODEL": "w.pth"}
+    assert model["HEAD"]["WEIGHTS"] == "head.safetensors"
+    assert [n.path for n in conversion.notes if "PRETRAINED_MODEL" in n.path] == [
+        "SOLVER.MODEL.HEAD.PRETRAINED_MODEL"
+    ]

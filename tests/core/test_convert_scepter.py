@@ -646,7 +646,8 @@ def test_no_key_text_can_end_a_comment_of_the_output(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], line_break: str
 ) -> None:
     key = comment_breaking_key(line_break) + "\x1b[2J"  # and a terminal's clear-screen
-    source = _write(tmp_path, scepter_config_with_key(key, SCEPTER_EXAMPLE))
+    text = scepter_config_with_key(key, SCEPTER_EXAMPLE)
+    source = _write(tmp_path, text, name=f"in{line_break}TRAIN: {{EPOCHS: 9}}.yaml")
     out = tmp_path / "vertebra.yaml"
     assert main(["convert", "scepter", str(source), "-o", str(out)]) == 0
     err = capsys.readouterr().err

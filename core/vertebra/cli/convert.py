@@ -61,7 +61,12 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vertebra.config._scepter import convert_scepter, load_scepter, render_conversion
+    from vertebra.config._scepter import (
+        convert_scepter,
+        load_scepter,
+        printable,
+        render_conversion,
+    )
 
     out = Path(args.output) if args.output else None
     if out is not None and out.exists() and not args.force:
@@ -77,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     count = len(conversion.unmapped)
     if count:
         print(
-            f"vertebra convert: {count} key{'s' if count != 1 else ''} of {args.file} not "
+            f"vertebra convert: {count} key{'s' if count != 1 else ''} of {printable(args.file)} not "
             "carried over:",
             file=sys.stderr,
         )
@@ -93,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if out is not None:
-        print(f"wrote {out}; check it with: vertebra validate {out}", file=sys.stderr)
+        shown = printable(str(out))
+        print(f"wrote {shown}; check it with: vertebra validate {shown}", file=sys.stderr)
     return 0
 
 

@@ -852,7 +852,9 @@ def _drop(root: dict[str, Any], path: str) -> bool:
 
 def render_conversion(conversion: Conversion, source: str) -> str:
     """The converted config as YAML, headed by comments that list what did not map."""
-    lines = [f"# Converted from {source} (a scepter run config) by `vertebra convert scepter`."]
+    lines = [
+        f"# Converted from {printable(source)} (a scepter run config) by `vertebra convert scepter`."
+    ]
     for title, items in (
         ("Not carried over", conversion.unmapped),
         ("Carried over with a change", conversion.notes),

@@ -38,7 +38,7 @@ def test_an_environment_variable_that_is_not_a_count_is_an_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("VERTEBRA_CONFIG_MAX_NODES", "lots")
-    with pytest.raises(ConfigError, match="VERTEBRA_CONFIG_MAX_NODES='lots' must be a whole"):
+    with pytest.raises(ConfigError, match="VERTEBRA_CONFIG_MAX_NODES='lots' is not a whole number"):
         config.loads("A: 1\n")
 
 

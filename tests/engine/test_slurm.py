@@ -12,18 +12,24 @@ import re
 import signal
 import socket
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from vertebra.config._files import limits as config_limits
 from vertebra.engine import slurm
 from vertebra.engine._run_folder import LOCK_FILE
+from vertebra.engine._trainer import stop_grace_s
 from vertebra.engine.checkpoints import read_state
 from vertebra.engine.distributed import World, from_env, rendezvous_timeout_s
 from vertebra.engine.logs import read_records
-from vertebra.errors import UserError
+from vertebra.errors import ConfigError, UserError
+from vertebra.plugins._loader import import_time_limit
 from vertebra.testing import PluginSandbox
+
+from tests.crafting import CRAFTED_NUMBERS
 
 from .conftest import PYTHON, cli, subprocess_env, write_config
 from .test_distributed import RUN, assert_same_run, one_process_run
@@ -140,6 +146,109 @@ def test_the_rendezvous_time_limit_is_checked(monkeypatch: pytest.MonkeyPatch) -
         monkeypatch.setenv("VERTEBRA_RENDEZVOUS_TIMEOUT", bad)
         with pytest.raises(UserError, match="VERTEBRA_RENDEZVOUS_TIMEOUT"):
             rendezvous_timeout_s()
+
+
+#: Launch variables as srun or torchrun would set them; each test spoils one.
+TORCHRUN = {"TORCHELASTIC_RUN_ID": "job", "RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2"}
+SRUN_NUMBERS = (
+    "SLURM_NTASKS",
+    "SLURM_STEP_NUM_TASKS",
+    "SLURM_PROCID",
+    "SLURM_LOCALID",
+    "SLURM_STEP_ID",
+    "SLURM_JOB_ID",
+    "MASTER_PORT",
+    "VERTEBRA_RENDEZVOUS_TIMEOUT",
+)
+
+
+@pytest.mark.parametrize("value", CRAFTED_NUMBERS, ids=lambda v: ascii(v)[:12])
+@pytest.mark.parametrize("name", SRUN_NUMBERS)
+def test_crafted_srun_numbers_are_refused_naming_the_variable(name: str, value: str) -> None:
+    with pytest.raises(UserError) as info:
+        from_env(task(0, **{name: value}))
+    assert str(info.value).startswith(f"{name}="), info.value
+    assert len(str(info.value)) < 300  # a 5,000-digit value is not echoed whole
+
+
+@pytest.mark.parametrize("value", CRAFTED_NUMBERS, ids=lambda v: ascii(v)[:12])
+@pytest.mark.parametrize("name", ["RANK", "LOCAL_RANK", "WORLD_SIZE"])
+def test_crafted_torchrun_numbers_are_refused_naming_the_variable(name: str, value: str) -> None:
+    with pytest.raises(UserError, match=f"^{name}="):
+        from_env({**TORCHRUN, name: value})
+
+
+def test_launch_numbers_are_bounded() -> None:
+    assert from_env({**TORCHRUN, "WORLD_SIZE": "1048576"}).size == 1 << 20
+    with pytest.raises(UserError, match="WORLD_SIZE='1048577' is not a number of processes"):
+        from_env({**TORCHRUN, "WORLD_SIZE": "1048577"})
+    with pytest.raises(UserError, match="RANK='2' does not fit WORLD_SIZE=2"):
+        from_env({**TORCHRUN, "RANK": "2"})
+    with pytest.raises(UserError, match="MASTER_PORT='65536' is not a port number"):
+        slurm.main_port({"MASTER_PORT": "65536"})
+    assert slurm.main_port({"SLURM_JOB_ID": "4294967295"}) == 15000 + 7295
+    with pytest.raises(UserError, match="SLURM_JOB_ID='4294967296' is not a job number"):
+        slurm.main_port({"SLURM_JOB_ID": "4294967296"})
+
+
+@pytest.mark.parametrize(
+    ("name", "read"),
+    [
+        ("VERTEBRA_RENDEZVOUS_TIMEOUT", rendezvous_timeout_s),
+        ("VERTEBRA_STOP_GRACE", stop_grace_s),
+        ("VERTEBRA_IMPORT_TIMEOUT", import_time_limit),
+    ],
+)
+def test_seconds_variables_take_a_bounded_decimal(
+    monkeypatch: pytest.MonkeyPatch, name: str, read: Callable[[], float]
+) -> None:
+    monkeypatch.setenv(name, "604800")  # a week: the most
+    assert read() == 604800
+    monkeypatch.setenv(name, "0.25")
+    assert read() == 0.25
+    for bad in (*CRAFTED_NUMBERS, "0", "604800.5", "1e3", ".5"):
+        monkeypatch.setenv(name, bad)
+        with pytest.raises(UserError, match=f"^{name}=.* is not a number of seconds"):
+            read()
+
+
+@pytest.mark.parametrize(
+    "name", ["VERTEBRA_CONFIG_MAX_BYTES", "VERTEBRA_CONFIG_MAX_DEPTH", "VERTEBRA_CONFIG_MAX_NODES"]
+)
+def test_config_limit_variables_take_bounded_ascii_digits(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    for bad in (*CRAFTED_NUMBERS, "0", "251" if name.endswith("DEPTH") else "99999999999"):
+        monkeypatch.setenv(name, bad)
+        with pytest.raises(ConfigError, match=f"{name}=.* is not a whole number"):
+            config_limits()
+
+
+@pytest.mark.parametrize(
+    "spoiled",
+    [
+        {"SLURM_NTASKS": "²", "SLURM_STEP_NUM_TASKS": "²"},
+        {"SLURM_PROCID": "9" * 5000},
+        {"VERTEBRA_RENDEZVOUS_TIMEOUT": "1e15"},
+        {"VERTEBRA_STOP_GRACE": "inf"},
+    ],
+    ids=lambda spoiled: next(iter(spoiled)),
+)
+def test_a_crafted_launch_number_exits_2_before_anything_is_written(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    spoiled: dict[str, str],
+) -> None:
+    for name, value in task(1, **spoiled).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    config = write_config(tmp_path, RUN)
+    status, out, err = cli(capsys, "train", config)
+    assert status == 2, err
+    assert f"error: {next(iter(spoiled))}=" in err
+    assert "Traceback" not in err and out == ""
+    assert not (tmp_path / "run").exists()
 
 
 def test_conflicting_rank_variables_are_a_user_error() -> None:

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from vertebra import __version__
+from vertebra.env_numbers import check_environment
 from vertebra.errors import UserError, VertebraError
 
 __all__ = ["main"]
@@ -70,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        check_environment()  # a crafted launch or limit variable: refused before any work
         code = int(args.run(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler below
         return code

@@ -1,4 +1,5 @@
-"""`vertebra convert scepter FILE [-o OUT] [--force]`: a scepter run config as a vertebra one."""
+"""`vertebra convert scepter FILE [-o OUT] [--force]`: a scepter run config as a vertebra one;
+`vertebra convert scepter-checkpoint FILE -o OUT [--part PART] [--force]`: its weights."""
 
 from __future__ import annotations
 
@@ -35,9 +36,37 @@ def add_parser(sub: Any) -> None:
     scepter.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     scepter.set_defaults(run=run)
 
+    checkpoint = formats.add_parser(
+        "scepter-checkpoint",
+        help="a scepter checkpoint (.pth) as safetensors that WEIGHTS loads",
+        description="Write the weights of a scepter checkpoint as a safetensors file that a "
+        "part's WEIGHTS loads: MODEL.WEIGHTS for the whole network, or a part's WEIGHTS with "
+        "--part. The checkpoint is read with torch.load(weights_only=True): nothing in it "
+        "runs. scepter's wrappers leave the names (module., _orig_mod., backbone.model.); "
+        "entries that map to no tensor are listed. Exit status 2 when FILE is not a "
+        "checkpoint read that way or OUT exists.",
+    )
+    checkpoint.add_argument("file", metavar="FILE", help="the scepter checkpoint (.pth)")
+    checkpoint.add_argument(
+        "-o", "--output", metavar="OUT", required=True, help="the .safetensors file to write"
+    )
+    checkpoint.add_argument(
+        "--part",
+        metavar="PART",
+        help="only this part's tensors, named as the part names them (backbone, head): "
+        "what MODEL.BACKBONE.WEIGHTS or MODEL.HEAD.WEIGHTS loads",
+    )
+    checkpoint.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    checkpoint.set_defaults(run=run_checkpoint)
+
 
 def run(args: argparse.Namespace) -> int:
-    from vertebra.config._scepter import convert_scepter, load_scepter, render_conversion
+    from vertebra.config._scepter import (
+        convert_scepter,
+        load_scepter,
+        printable,
+        render_conversion,
+    )
 
     out = Path(args.output) if args.output else None
     if out is not None and out.exists() and not args.force:
@@ -53,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     count = len(conversion.unmapped)
     if count:
         print(
-            f"vertebra convert: {count} key{'s' if count != 1 else ''} of {args.file} not "
+            f"vertebra convert: {count} key{'s' if count != 1 else ''} of {printable(args.file)} not "
             "carried over:",
             file=sys.stderr,
         )
@@ -61,6 +90,41 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {item}", file=sys.stderr)
     for item in conversion.notes:
         print(f"vertebra convert: note: {item}", file=sys.stderr)
+    if conversion.implied:
+        count = len(conversion.implied)
+        print(
+            f"vertebra convert: {count} more key{'s' if count != 1 else ''} left out, as "
+            "vertebra already does what they say (listed in the output's comments)",
+            file=sys.stderr,
+        )
     if out is not None:
-        print(f"wrote {out}; check it with: vertebra validate {out}", file=sys.stderr)
+        shown = printable(str(out))
+        print(f"wrote {shown}; check it with: vertebra validate {shown}", file=sys.stderr)
+    return 0
+
+
+def run_checkpoint(args: argparse.Namespace) -> int:
+    from vertebra.config._scepter import printable
+    from vertebra.weights._scepter import convert_scepter_checkpoint
+
+    out = Path(args.output)
+    result = convert_scepter_checkpoint(Path(args.file), out, part=args.part, force=args.force)
+    where = f" (under {result.found_under!r})" if result.found_under else ""
+    print(
+        f"vertebra convert: wrote {len(result.written)} tensors of {args.file}{where} to {out}",
+        file=sys.stderr,
+    )
+    for why, count in result.unwrapped.items():
+        print(f"  renamed {count}: took out {why}", file=sys.stderr)
+    if result.dropped:
+        count = len(result.dropped)
+        print(
+            f"vertebra convert: {count} entr{'ies' if count != 1 else 'y'} map to no tensor "
+            "and were left out:",
+            file=sys.stderr,
+        )
+        for key, why in result.dropped:
+            print(printable(f"  {key}: {why}"), file=sys.stderr)
+    target = f"MODEL.{args.part.upper()}.WEIGHTS" if args.part else "MODEL.WEIGHTS"
+    print(f"load it with {target}: {out}", file=sys.stderr)
     return 0

@@ -33,7 +33,8 @@ from typing import Any
 
 import yaml
 
-from vertebra.errors import ConfigError, ConfigIssue
+from vertebra.env_numbers import whole_number
+from vertebra.errors import ConfigError, ConfigIssue, UserError
 
 try:  # libyaml's parser and composer, in C, where PyYAML was built with it
     from yaml import CSafeLoader as _SafeLoader
@@ -173,17 +174,12 @@ def limits() -> Limits:
     """The limits in force: the defaults, or the environment variables that override them."""
     values: dict[str, int] = {}
     for field, variable in Limits.VARIABLES.items():
-        text = os.environ.get(variable, "").strip()
-        if not text:
-            continue
         try:
-            values[field] = int(text.replace("_", ""))
-        except ValueError:
-            values[field] = 0
-        if values[field] < 1:
-            raise ConfigError(
-                [ConfigIssue("", f"{variable}={text!r} must be a whole number of at least 1")]
-            )
+            given = whole_number(variable)
+        except UserError as exc:
+            raise ConfigError([ConfigIssue("", str(exc))]) from None
+        if given is not None:
+            values[field] = given
     return Limits(**values)
 
 

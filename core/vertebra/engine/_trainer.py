@@ -38,6 +38,7 @@ from vertebra.engine._sharded import shard_writer, training_state
 from vertebra.engine.logs import MetricsLog, console_logger, read_records
 from vertebra.engine.progress import ProgressBar
 from vertebra.engine.seeding import get_rng_state, set_rng_state
+from vertebra.env_numbers import seconds
 from vertebra.errors import ConfigError, ConfigIssue, NonFiniteLossError
 from vertebra.plugins import hookspecs
 from vertebra.plugins._hooks import HookRelay, get_plugin_manager
@@ -72,12 +73,9 @@ _DEFAULT_STOP_GRACE = 30.0
 
 
 def stop_grace_s() -> float:
-    """`VERTEBRA_STOP_GRACE` seconds (30 when unset or not a positive number)."""
-    try:
-        value = float(os.environ.get(ENV_STOP_GRACE, "") or _DEFAULT_STOP_GRACE)
-    except ValueError:
-        return _DEFAULT_STOP_GRACE
-    return value if value > 0 else _DEFAULT_STOP_GRACE
+    """`VERTEBRA_STOP_GRACE` seconds (30 when unset); `UserError` when not seconds."""
+    given = seconds(ENV_STOP_GRACE)
+    return _DEFAULT_STOP_GRACE if given is None else given
 
 
 @dataclass

@@ -22,6 +22,7 @@ import torch.distributed as dist
 from torch.utils.data import Sampler
 
 from vertebra.engine import slurm
+from vertebra.env_numbers import check_environment, seconds, whole_number
 from vertebra.errors import UserError
 
 __all__ = [
@@ -73,12 +74,19 @@ def from_env(env: Mapping[str, str] | None = None) -> World:
     batch script that exports `RANK=$SLURM_PROCID` gives every task the script's 0.
     """
     env = os.environ if env is None else env
+    check_environment(env)  # every launch number, before anything is written
     task = None if "TORCHELASTIC_RUN_ID" in env else slurm.task_from_env(env)
     if task is None:
-        size = int(env.get("WORLD_SIZE", "1"))
+        size = whole_number("WORLD_SIZE", env) or 1
         if size <= 1:
             return World()
-        return World(int(env["RANK"]), int(env.get("LOCAL_RANK", "0")), size)
+        rank = whole_number("RANK", env)
+        if rank is None or rank >= size:
+            raise UserError(
+                f"RANK={env.get('RANK')!r} does not fit WORLD_SIZE={size}: torchrun sets "
+                "both; launch with torchrun (or srun) instead of setting them by hand"
+            )
+        return World(rank, whole_number("LOCAL_RANK", env) or 0, size)
     srun = {"RANK": task.rank, "WORLD_SIZE": task.size, "LOCAL_RANK": task.local_rank}
     clashes = [
         f"{name}={env[name]} (srun's {value})"
@@ -100,16 +108,8 @@ def from_env(env: Mapping[str, str] | None = None) -> World:
 
 def rendezvous_timeout_s() -> float:
     """`VERTEBRA_RENDEZVOUS_TIMEOUT` seconds (300 when unset)."""
-    value = os.environ.get(ENV_RENDEZVOUS_TIMEOUT, "")
-    if not value:
-        return _DEFAULT_RENDEZVOUS_TIMEOUT
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1.0
-    if not (seconds > 0 and math.isfinite(seconds)):
-        raise UserError(f"{ENV_RENDEZVOUS_TIMEOUT}={value!r} is not a number of seconds above 0")
-    return seconds
+    given = seconds(ENV_RENDEZVOUS_TIMEOUT)
+    return _DEFAULT_RENDEZVOUS_TIMEOUT if given is None else given
 
 
 def setup(world: World, device: torch.device) -> None:

@@ -16,7 +16,8 @@ in no step, or in one of Slurm's special steps (batch, extern, interactive: ids 
 0xFFFFFFF0 up); a process started there is one process, never a rank waiting for peers
 that will not come (`unused_tasks_note` says so).
 
-This module reads the environment only (no torch), so it is cheap to import.
+Every number is read by `vertebra.env_numbers` (ASCII digits, bounded). This module reads
+the environment only (no torch), so it is cheap to import.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from vertebra.env_numbers import whole_number
 from vertebra.errors import UserError
 
 __all__ = [
@@ -81,24 +83,20 @@ _ENTRY = re.compile(rf"(?:[^\[\],\s]|\[{_RANGE}(?:,{_RANGE})*\])+")
 
 def main_port(env: Mapping[str, str]) -> int:
     """`MASTER_PORT` when set, else `15000 + SLURM_JOB_ID % 10000`."""
-    given = env.get("MASTER_PORT")
-    if given:
-        if not given.isdigit() or not 0 < int(given) < 65536:
-            raise UserError(f"MASTER_PORT={given!r} is not a port number (1 to 65535)")
-        return int(given)
-    job = env.get("SLURM_JOB_ID", "")
-    if not job.isdigit():
-        raise UserError(
-            f"SLURM_JOB_ID={job!r} is not a job number: set MASTER_PORT to the port rank 0 "
-            "listens on"
-        )
-    return _PORT_BASE + int(job) % 10000
+    given = whole_number("MASTER_PORT", env)
+    if given is not None:
+        return given
+    job = whole_number("SLURM_JOB_ID", env)
+    if job is None:
+        raise UserError("SLURM_JOB_ID is not set: set MASTER_PORT to the port rank 0 listens on")
+    return _PORT_BASE + job % 10000
 
 
 def launched_by_srun(env: Mapping[str, str]) -> bool:
     """Whether this process is a task of an srun job step (see the module's docstring)."""
-    step = env.get("SLURM_STEP_ID", env.get("SLURM_STEPID", ""))
-    return "SLURM_PROCID" in env and step.isdigit() and int(step) < _SPECIAL_STEPS
+    name = "SLURM_STEP_ID" if "SLURM_STEP_ID" in env else "SLURM_STEPID"
+    step = whole_number(name, env)
+    return "SLURM_PROCID" in env and step is not None and step < _SPECIAL_STEPS
 
 
 def task_from_env(env: Mapping[str, str]) -> SlurmTask | None:
@@ -106,9 +104,9 @@ def task_from_env(env: Mapping[str, str]) -> SlurmTask | None:
     if not launched_by_srun(env):
         return None
     rank = _number(env, "SLURM_PROCID")
-    local_rank = _number(env, "SLURM_LOCALID", "0")
+    local_rank = _number(env, "SLURM_LOCALID", 0)
     size_var = "SLURM_STEP_NUM_TASKS" if "SLURM_STEP_NUM_TASKS" in env else "SLURM_NTASKS"
-    size = _number(env, size_var, "1")
+    size = _number(env, size_var, 1)
     if size < 1 or rank >= size:
         raise UserError(
             f"SLURM_PROCID={rank} does not fit {size_var}={size}: these variables are srun's, "
@@ -122,10 +120,10 @@ def task_from_env(env: Mapping[str, str]) -> SlurmTask | None:
 
 def unused_tasks_note(env: Mapping[str, str]) -> str | None:
     """A note when the job has several tasks but srun did not start this process."""
-    tasks = env.get("SLURM_NTASKS", "")
-    if launched_by_srun(env) or "TORCHELASTIC_RUN_ID" in env or not tasks.isdigit():
+    tasks = whole_number("SLURM_NTASKS", env)
+    if launched_by_srun(env) or "TORCHELASTIC_RUN_ID" in env or tasks is None:
         return None
-    if int(tasks) <= 1 or int(env.get("WORLD_SIZE", "1") or 1) > 1:
+    if tasks <= 1 or (whole_number("WORLD_SIZE", env) or 1) > 1:
         return None
     return (
         f"note: this Slurm job has {tasks} tasks (SLURM_NTASKS), but srun did not start this "
@@ -144,8 +142,10 @@ def _nodelist(env: Mapping[str, str]) -> tuple[str, str]:
     )
 
 
-def _number(env: Mapping[str, str], name: str, default: str | None = None) -> int:
-    value = env.get(name, default)
-    if value is None or not value.isdigit():
-        raise UserError(f"{name}={value!r} is not a number: srun sets it; do not set it by hand")
-    return int(value)
+def _number(env: Mapping[str, str], name: str, default: int | None = None) -> int:
+    value = whole_number(name, env)
+    if value is None:
+        if default is None:
+            raise UserError(f"{name} is not set: srun sets it; do not set it by hand")
+        return default
+    return value

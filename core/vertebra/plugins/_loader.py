@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import os
 import sys
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from vertebra.env_numbers import seconds
 from vertebra.errors import PluginLoadError
 
 if TYPE_CHECKING:
@@ -67,12 +67,8 @@ def set_screen(screen: Callable[[str], None] | None) -> Callable[[str], None] | 
 
 def import_time_limit() -> float:
     """Seconds one plugin module may take to import: `VERTEBRA_IMPORT_TIMEOUT`, else 60."""
-    text = os.environ.get(ENV_IMPORT_TIMEOUT, "").strip()
-    try:
-        value = float(text) if text else _DEFAULT_IMPORT_TIMEOUT
-    except ValueError:
-        value = _DEFAULT_IMPORT_TIMEOUT
-    return value if value > 0 else _DEFAULT_IMPORT_TIMEOUT
+    given = seconds(ENV_IMPORT_TIMEOUT)
+    return _DEFAULT_IMPORT_TIMEOUT if given is None else given
 
 
 def refuse(module: str, reason: str) -> None:

@@ -1,0 +1,1 @@
+"""scepter's `scepter.modules.utils` import path (see `vertebra.modules`)."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, NamedTuple, TypeVar
+from typing import Annotated, Any, ClassVar, NamedTuple, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -144,6 +144,13 @@ class PartConfig(Settings):
     as not set, as a key left out of a scepter config is.
     """
 
+    #: Whether a key the config leaves out reaches the part as not given: `cfg.get(KEY,
+    #: default)` returns `default` and `KEY in cfg` is false, as in scepter, whose parts
+    #: fall back on their code's default, not their `para_dict`'s. A dump then holds the
+    #: given keys alone, so that a saved config builds the same part again. True for
+    #: schemas derived from a `para_dict`; a declared schema's defaults are the part's own.
+    unset_is_not_given: ClassVar[bool] = False
+
     model_config = ConfigDict(
         extra="forbid",
         validate_assignment=True,
@@ -204,6 +211,9 @@ class PartConfig(Settings):
     def _without_unset_weights(self, handler: SerializerFunctionWrapHandler) -> Any:
         # Every part takes the WEIGHTS keys; a dumped config shows them where they are set.
         data = handler(self)
+        if isinstance(data, dict) and type(self).unset_is_not_given:
+            given = self.model_fields_set | {"NAME"}
+            data = {k: v for k, v in data.items() if k in given}
         if isinstance(data, dict):
             if data.get("WEIGHTS") is None:
                 data.pop("WEIGHTS", None)
@@ -235,7 +245,10 @@ class PartConfig(Settings):
         return self.PRETRAINED is True and not type(self).declares_pretrained()
 
     def get(self, key: str, default: Any = None) -> Any:
-        """The value of `key`; `default` when this config has no such key or it is null."""
+        """The value of `key`; `default` when this config has no such key or it is null
+        (or, with `unset_is_not_given`, when the config did not give it)."""
+        if type(self).unset_is_not_given and key not in self.model_fields_set:
+            return default
         value = getattr(self, key) if key in type(self).model_fields else None
         return default if value is None else value
 

@@ -351,3 +351,113 @@ def test_a_plugin_module_does_not_replace_an_installed_part_it_does_not_declare(
     ]
     assert HEADS.get("ClassifierHead").__module__ == "vertebra.model.heads.classifier_head"
     assert HEADS.origin("ClassifierHead").distribution == "vertebra"
+
+
+# -- 3: parts that share a name with scepter's take scepter's keys ---------------------------
+
+
+def _issues(registry: Any, block: dict[str, Any]) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        registry.validate(block)
+    return [str(i) for i in info.value.issues]
+
+
+def test_cosine_linear_head_takes_scepters_keys(vertebra_plugins: PluginSandbox) -> None:
+    head = HEADS.build({"NAME": "CosineLinearHead", "IN_DIM": 8, "NUM_CLASSES": 3, "SIGMA": True})
+    # scepter's SIGMA: true is a scale learned from 1.
+    assert (head.cfg.DIM, head.cfg.SCALE, head.cfg.LEARN_SCALE) == (8, 1.0, True)
+    assert isinstance(head.log_scale, torch.nn.Parameter) and head.log_scale.exp().item() == 1.0
+    fixed = HEADS.validate({"NAME": "CosineLinearHead", "NUM_CLASSES": 3, "SIGMA": False})
+    assert (fixed.SCALE, fixed.LEARN_SCALE) == (1.0, False)
+    assert _issues(
+        HEADS, {"NAME": "CosineLinearHead", "IN_DIM": 8, "DIM": 8, "NUM_CLASSES": 3}
+    ) == ["IN_DIM: scepter's form of DIM, given together with it; give one"]
+    assert _issues(HEADS, {"NAME": "CosineLinearHead", "NUM_CLASSES": 3, "SIGMA": "yes"}) == [
+        "SIGMA: expected true or false, got 'yes'"
+    ]
+
+
+def test_reconstruct_loss_takes_loss_type(vertebra_plugins: PluginSandbox) -> None:
+    loss = LOSSES.build({"NAME": "ReconstructLoss", "LOSS_TYPE": "l1"})
+    assert loss.cfg.TYPE == "l1"
+    assert loss(torch.zeros(2), torch.tensor([1.0, 3.0])).item() == 2.0
+    assert _issues(LOSSES, {"NAME": "ReconstructLoss", "LOSS_TYPE": "l1", "TYPE": "l2"}) == [
+        "LOSS_TYPE: scepter's form of TYPE, given together with it; give one"
+    ]
+
+
+def test_cross_entropy_takes_reduction_and_torchs_legacy_keys(
+    vertebra_plugins: PluginSandbox,
+) -> None:
+    from vertebra.config import find_ineffective_keys
+
+    logits, label = torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
+    summed = LOSSES.build({"NAME": "CrossEntropy", "REDUCTION": "sum"})(logits, label)
+    assert torch.allclose(summed, torch.nn.functional.cross_entropy(logits, label, reduction="sum"))
+    for legacy, reduction in (
+        ({"REDUCE": False}, "none"),
+        ({"SIZE_AVERAGE": False}, "sum"),
+        ({"SIZE_AVERAGE": True, "REDUCE": True}, "mean"),
+    ):
+        cfg = LOSSES.validate({"NAME": "CrossEntropy", **legacy})
+        assert reduction == cfg.REDUCTION
+        assert [str(i) for i in find_ineffective_keys(cfg)] == [
+            f"{key}: torch's legacy key, read as REDUCTION: {reduction}; write that instead"
+            for key in ("REDUCE", "SIZE_AVERAGE")
+            if key in legacy
+        ]
+    assert LOSSES.build({"NAME": "CrossEntropy", "REDUCE": False})(logits, label).shape == (4,)
+    assert _issues(LOSSES, {"NAME": "CrossEntropy", "REDUCE": False, "REDUCTION": "sum"}) == [
+        "REDUCE: torch's legacy form of REDUCTION, given together with it; give REDUCTION alone"
+    ]
+
+
+class _ScepterLayoutMLP(torch.nn.Module):
+    """scepter's MLP layout, written here: linear units, then fc and a batch norm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        unit = [torch.nn.Linear(6, 5), torch.nn.BatchNorm1d(5), torch.nn.ReLU()]
+        self.mlp = torch.nn.Sequential(
+            torch.nn.Sequential(*unit),
+            torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.ReLU()),
+        )
+        self.fc = torch.nn.Linear(4, 3)
+        self.bn = torch.nn.BatchNorm1d(3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.fc(self.mlp(x)))  # type: ignore[no-any-return]
+
+
+def test_mlp_takes_scepters_keys_and_builds_its_layout(vertebra_plugins: PluginSandbox) -> None:
+    block = {
+        "NAME": "MLP",
+        "IN_DIM": [6, 5, 4],
+        "OUT_DIM": 3,
+        "USE_BN": [True, False],
+        "USE_RELU": [True, True],
+    }
+    net = BACKBONES.build(block)
+    assert net.out_dim == 3 and net.cfg.IN_FEATURES == 6
+    scepter = _ScepterLayoutMLP()
+    with torch.no_grad():
+        for p in scepter.parameters():
+            p.uniform_(-1, 1)
+    assert list(net.state_dict()) == list(scepter.state_dict())
+    net.load_state_dict(scepter.state_dict())
+    net.train(), scepter.train()
+    x = torch.randn(5, 6)
+    assert torch.allclose(net(x), scepter(x))
+    # A saved config (every key dumped) builds it again.
+    again = BACKBONES.validate(loads(dump(net.cfg), "saved"))
+    assert again.IN_DIM == [6, 5, 4] and again.OUT_DIM == 3
+    assert _issues(BACKBONES, {**block, "HIDDEN": [8]}) == [
+        "HIDDEN: vertebra's form; scepter's keys (IN_DIM, OUT_DIM, USE_BN, USE_RELU) are given "
+        "too: use one form"
+    ]
+    assert _issues(BACKBONES, {"NAME": "MLP", "IN_DIM": [6, 5]}) == [
+        "OUT_DIM: required key is missing (scepter's form)"
+    ]
+    assert _issues(BACKBONES, {**block, "USE_BN": [True]}) == [
+        "USE_BN: has 1 value(s); IN_DIM has 2 hidden layer(s)"
+    ]

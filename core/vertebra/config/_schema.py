@@ -13,7 +13,7 @@ and raises them together as one `ConfigError`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, NamedTuple, TypeVar
 
@@ -54,6 +54,7 @@ __all__ = [
     "join",
     "part_fields",
     "quick_validate",
+    "renamed_keys",
     "required_keys",
     "validate_into",
     "validate_tree",
@@ -260,6 +261,37 @@ class PartConfig(Settings):
         """Keys this config sets that change nothing, each with why: `vertebra validate`
         warns about them. A part's schema overrides this; the default finds none."""
         return {}
+
+
+def renamed_keys(data: Any, aliases: Mapping[str, str | Callable[[Any], dict[str, Any]]]) -> Any:
+    """`data` (a part block, before validation) with each of scepter's keys in `aliases`
+    written as vertebra's: a key name, or a function of the value giving vertebra's keys.
+
+    Use it in a `model_validator(mode="before")`, so that a part that shares its name with
+    scepter's takes scepter's keys too. Giving a key in both forms is a `ConfigError`.
+    """
+    if not isinstance(data, Mapping) or not any(k in data for k in aliases):
+        return data
+    out: dict[str, Any] = {}
+    issues: list[ConfigIssue] = []
+    for key, value in data.items():
+        target = aliases.get(key) if isinstance(key, str) else None
+        if target is None:
+            out[key] = value
+            continue
+        written = {target: value} if isinstance(target, str) else target(value)
+        both = [k for k in written if k in data]
+        if both:
+            issues.append(
+                ConfigIssue(
+                    str(key),
+                    f"scepter's form of {', '.join(both)}, given together with it; give one",
+                )
+            )
+        out.update(written)
+    if issues:
+        raise ConfigError(issues)
+    return out
 
 
 @dataclass(frozen=True)

@@ -141,7 +141,16 @@ def test_an_integer_default_takes_any_number(ported: PluginSandbox) -> None:
     # Left out, both keys take the code's defaults, the inherited one too.
     loss = LOSSES.build({"NAME": "MinSNRLoss"})
     assert (loss.gamma, loss.loss_type) == (5, "l2")
-    assert LOSSES.build({"NAME": "MinSNRLoss", "GAMMA": 2.5}).gamma == 2.5
+    soft = LOSSES.build({"NAME": "MinSNRLoss", "GAMMA": 2.5})
+    assert soft.gamma == 2.5
+    # SNR 4 and 1 at these steps: weights min(2.5 / 4, 1) and min(2.5 / 1, 1).
+    out = soft(
+        torch.zeros(2, 1, 1, 1),
+        torch.ones(2, 1, 1, 1),
+        alphas_cumprod=torch.tensor([0.8, 0.5]),
+        timesteps=torch.tensor([0, 1]),
+    )
+    assert out.flatten().tolist() == pytest.approx([2.5 / 4, 1.0])
 
 
 # -- 8: keys the code reads that the para_dict leaves out ------------------------------------
@@ -461,3 +470,45 @@ def test_mlp_takes_scepters_keys_and_builds_its_layout(vertebra_plugins: PluginS
     assert _issues(BACKBONES, {**block, "USE_BN": [True]}) == [
         "USE_BN: has 1 value(s); IN_DIM has 2 hidden layer(s)"
     ]
+
+
+# -- how the code's reads are found ---------------------------------------------------------
+
+
+_DEFAULT_ACT = "relu"
+
+
+class _ReadsBase(torch.nn.Module):
+    def __init__(self, cfg: Any) -> None:
+        super().__init__()
+        self.eps = cfg.get("EPS", 1e-6)
+
+
+class _Reads(_ReadsBase):
+    def __init__(self, cfg: Any) -> None:
+        super().__init__(cfg)
+        self.cfg = cfg
+        self.width = cfg.WIDTH
+        self.layers = cfg.get("LAYERS", [1, 2])
+        self.act = cfg.get("ACT", _DEFAULT_ACT)  # not a literal: the default is unknown
+        self.bias = "BIAS" in cfg
+        self.extra = cfg.have("EXTRA")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.cfg.get("GAIN", 2)
+
+
+def test_the_codes_reads_are_found_in_the_class_and_its_own_bases() -> None:
+    from vertebra.config._code_reads import NO_LITERAL, code_reads
+
+    reads = code_reads(_Reads)
+    assert {k: (r.default, r.optional) for k, r in reads.items()} == {
+        "WIDTH": (None, False),
+        "LAYERS": ([1, 2], True),
+        "ACT": (NO_LITERAL, True),
+        "BIAS": (None, True),
+        "EXTRA": (None, True),
+        "GAIN": (2, True),
+        "EPS": (1e-6, True),
+    }
+    assert code_reads(torch.nn.Linear) == {}  # torch's own code is not read

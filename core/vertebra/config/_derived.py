@@ -102,7 +102,10 @@ def _add_code_reads(fields: dict[str, tuple[Any, Any]], reads: dict[str, CodeRea
                 fields[key] = (declared, _described(info, text))
             continue
         if key in PART_KEYS:
-            fields[key] = (Any, Field(None, description=f"The {key} block."))
+            registry = PART_KEYS[key][0].upper()
+            left_out = "; left out, the code uses its own default" if read.optional else ""
+            description = f"A {registry} part, read by the part's code{left_out}."
+            fields[key] = (Any, Field(None, description=description))
             continue
         kind: Any = Any
         if read.default is not None and read.default is not NO_LITERAL:

@@ -273,6 +273,22 @@ def test_an_evaluation_without_metric_values_is_an_error_naming_the_metric(
     )
 
 
+def test_training_with_a_metric_that_gives_no_value_fails_naming_it(
+    ported: PluginSandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    METRICS.register_class("SilentMetric")(_Silent)
+    model = {
+        "NAME": "vertebra:Classifier",
+        "BACKBONE": {"NAME": "MLP", "IN_FEATURES": 64, "HIDDEN": [16]},
+        "HEAD": {"NAME": "ClassifierHead", "DIM": 16, "NUM_CLASSES": 10},
+        "METRICS": [{"NAME": "SilentMetric"}],
+    }
+    assert main(["train", str(_run_config(tmp_path, model))]) == 1
+    err = capsys.readouterr().err
+    assert "metric 'SilentMetric'" in err and "produced no value" in err
+    assert "Traceback" not in err
+
+
 def test_forward_test_returns_the_metrics_at_the_top_level(
     vertebra_plugins: PluginSandbox,
 ) -> None:

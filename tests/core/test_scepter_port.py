@@ -138,6 +138,8 @@ def test_an_integer_default_takes_any_number(ported: PluginSandbox) -> None:
         assert [str(i) for i in info.value.issues] == [
             f"GAMMA: Input should be a number, got {bad!r}"
         ]
+    with pytest.raises(ConfigError, match="GAMMA: Input should fit in a 64-bit integer"):
+        LOSSES.validate({"NAME": "MinSNRLoss", "GAMMA": 2**70})
     # Left out, both keys take the code's defaults, the inherited one too.
     loss = LOSSES.build({"NAME": "MinSNRLoss"})
     assert (loss.gamma, loss.loss_type) == (5, "l2")

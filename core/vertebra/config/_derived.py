@@ -34,7 +34,7 @@ from pydantic_core import PydanticCustomError
 from vertebra.errors import PartSchemaError
 
 from ._code_reads import NO_LITERAL, CodeRead, code_reads
-from ._schema import PartConfig, PartOf
+from ._schema import PartConfig, PartOf, _fits_int64
 
 __all__ = ["FactoryCall", "factory_call", "schema_from_para_dict", "schema_from_signature"]
 
@@ -47,7 +47,9 @@ _TYPED = "a bool, int, float, str, list, mapping or null (None)"
 #: A number: what a key whose default is an integer takes (scepter's MinSNRLoss GAMMA: 5
 #: by default, 2.5 in configs). Integers stay integers.
 def _number(value: Any) -> int | float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _fits_int64(value)
+    if isinstance(value, float):
         return value
     raise PydanticCustomError("number_type", "Input should be a number")
 

@@ -18,7 +18,7 @@ from vertebra.errors import (
     UnknownPartError,
 )
 from vertebra.model.base_model import BaseModel
-from vertebra.model.registry import BACKBONES, HEADS, LOSSES
+from vertebra.model.registry import BACKBONES, HEADS, LOSSES, METRICS
 from vertebra.schema import BackboneCfg, HeadCfg, PartConfig, validate_tree
 from vertebra.testing import PluginSandbox
 
@@ -484,14 +484,19 @@ def _plain_factory(cfg, logger=None):  # type: ignore[no-untyped-def]
 def test_a_factory_must_return_the_registrys_kind_of_part() -> None:
     @BACKBONES.register_function()
     def not_a_model():  # type: ignore[no-untyped-def]
-        return nn.Linear(2, 2)
+        return {"weight": 1}
 
     with pytest.raises(RegistrationError) as info:
         BACKBONES.build({"NAME": "not_a_model"})
     assert str(info.value).endswith(
-        "returned torch.nn.modules.linear.Linear, not a vertebra.model.base_model.BaseModel "
-        "(what BACKBONES holds)"
+        "returned builtins.dict, not a vertebra.model.base_model.BaseModel (what BACKBONES holds)"
     )
+    # Any nn.Module is made a part (tests/core/test_scepter_port.py); a metric is no module.
+    METRICS.register_function("linear_metric")(lambda: nn.Linear(2, 2))
+    with pytest.raises(
+        RegistrationError, match=r"returned torch\.nn\.modules\.linear\.Linear, not"
+    ):
+        METRICS.build({"NAME": "linear_metric"})
     with pytest.raises(RegistrationError, match="register_function: it takes a function"):
         BACKBONES.register_function("Cls")(TinyNet)  # type: ignore[type-var]
 

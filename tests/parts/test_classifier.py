@@ -63,7 +63,7 @@ def test_forward_test_accumulates_exact_metrics(model: Classifier) -> None:
     hits = 0
     for batch in batches:
         out = model(**batch)
-        assert set(out) == {"logits", "metrics"}
+        assert set(out) == {"logits", "batch_size", "acc@1", "acc@2", "metrics"}
         assert out["logits"].shape == (batch["img"].shape[0], 4)
         assert not out["logits"].requires_grad
         assert set(out["metrics"]) == {"acc@1", "acc@2"}

@@ -16,6 +16,8 @@ first use, so that command-line paths that need none of it do not pay for it.
 - `_run`: the run config's sections, `validate_run_config`, `load_run_config`
 - `_json_schema`: one JSON Schema of a run config, from the installed parts
 - `_template`: commented YAML templates of part configs
+- `_derived`, `_code_reads`: schemas of parts ported from scepter (their `para_dict`)
+- `_plain`: `Config`, scepter's block of settings written in code
 - `_docstrings`: one-line descriptions of parts, read from their source
 """
 
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from ._docstrings import first_line, summary
     from ._files import apply_overrides, dump, load, loads, merge, parse_override
     from ._json_schema import DRAFT, SchemaBuilder, SchemaProblem, part_schema, run_config_schema
+    from ._plain import Config
     from ._run import (
         DataConfig,
         FsdpConfig,
@@ -58,6 +61,7 @@ if TYPE_CHECKING:
         join,
         part_fields,
         quick_validate,
+        renamed_keys,
         required_keys,
         validate_into,
         validate_tree,
@@ -69,6 +73,7 @@ _HOMES = {
     "_annotations": ["allows_none", "is_list", "literal_choices", "models_in", "section_model"],
     "_docstrings": ["first_line", "summary"],
     "_files": ["apply_overrides", "dump", "load", "loads", "merge", "parse_override"],
+    "_plain": ["Config"],
     "_json_schema": ["DRAFT", "SchemaBuilder", "SchemaProblem", "part_schema", "run_config_schema"],
     "_run": [
         "DataConfig",
@@ -99,6 +104,7 @@ _HOMES = {
         "join",
         "part_fields",
         "quick_validate",
+        "renamed_keys",
         "required_keys",
         "validate_into",
         "validate_tree",
@@ -112,6 +118,7 @@ __all__ = [
     "MAX_SIZE",
     "PLACEHOLDER",
     "BackboneCfg",
+    "Config",
     "DataConfig",
     "FsdpConfig",
     "HeadCfg",
@@ -151,6 +158,7 @@ __all__ = [
     "placeholders",
     "plugin_settings",
     "quick_validate",
+    "renamed_keys",
     "render",
     "required_keys",
     "run_config_schema",

@@ -3,8 +3,16 @@
 scepter parts declare their settings in a `para_dict` class attribute,
 `{"DEPTH": {"value": 18, "description": "..."}}`, and no pydantic schema. So that such a
 part ports unchanged, vertebra derives a `PartConfig` subclass from it: each key's type
-comes from its default value, its default is that value and its description the entry's.
-Keys the `para_dict` does not name are still errors.
+comes from its default value (a number takes any number), its default is that value and
+its description the entry's.
+
+scepter uses the code's default, not the `para_dict`'s, when a config leaves a key out
+(`cfg.get('DROPOUT_RATE', 0.5)`), so a key left out reaches the part as not given
+(`PartConfig.unset_is_not_given`); where the code's default differs, the key's
+description says so. Keys the code reads that the `para_dict` does not name are keys
+too, and the blocks named like the seed's registries (`BACKBONE`, `NECK`, `HEAD`, `LOSS`,
+`METRIC`, `METRICS`, `TOKENIZER`) are validated as parts of their registry. Other keys
+are still errors.
 
 A factory function registered with `register_function` gets its schema the same way from
 a `para_dict` attribute, or else from its signature: each argument is a key (`depth` reads
@@ -17,13 +25,16 @@ import inspect
 import keyword
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Annotated, Any, ClassVar, NamedTuple
 
-from pydantic import Field, create_model
+from pydantic import Field, PlainValidator, WithJsonSchema, create_model
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 
 from vertebra.errors import PartSchemaError
 
-from ._schema import PartConfig
+from ._code_reads import NO_LITERAL, CodeRead, code_reads
+from ._schema import PartConfig, PartOf, _fits_int64
 
 __all__ = ["FactoryCall", "factory_call", "schema_from_para_dict", "schema_from_signature"]
 
@@ -31,6 +42,35 @@ __all__ = ["FactoryCall", "factory_call", "schema_from_para_dict", "schema_from_
 _DERIVED: weakref.WeakKeyDictionary[Any, type[PartConfig]] = weakref.WeakKeyDictionary()
 _SCALARS = (bool, int, float, str)
 _TYPED = "a bool, int, float, str, list, mapping or null (None)"
+
+
+#: A number: what a key whose default is an integer takes (scepter's MinSNRLoss GAMMA: 5
+#: by default, 2.5 in configs). Integers stay integers.
+def _number(value: Any) -> int | float:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _fits_int64(value)
+    if isinstance(value, float):
+        return value
+    raise PydanticCustomError("number_type", "Input should be a number")
+
+
+Number = Annotated[int | float, PlainValidator(_number), WithJsonSchema({"type": "number"})]
+#: Keys that hold a part's block: registry and whether the key takes a list.
+PART_KEYS: dict[str, tuple[str, bool]] = {
+    "BACKBONE": ("backbones", False),
+    "NECK": ("necks", False),
+    "HEAD": ("heads", False),
+    "LOSS": ("losses", False),
+    "METRIC": ("metrics", False),
+    "METRICS": ("metrics", True),
+    "TOKENIZER": ("tokenizers", False),
+}
+
+
+class PortedConfig(PartConfig):
+    """The base of schemas derived from a `para_dict`: a key left out is not given."""
+
+    unset_is_not_given: ClassVar[bool] = True
 
 
 def schema_from_para_dict(target: Any, label: str) -> type[PartConfig]:
@@ -42,9 +82,87 @@ def schema_from_para_dict(target: Any, label: str) -> type[PartConfig]:
     found = _DERIVED.get(target)
     if found is None:
         fields = _para_dict_fields(target.para_dict, _describe(target, label))
-        found = _model(target, fields, "its para_dict")
+        _add_code_reads(fields, code_reads(target))
+        found = _model(target, fields, "its para_dict", PortedConfig)
         _DERIVED[target] = found
     return found
+
+
+def _add_code_reads(fields: dict[str, tuple[Any, Any]], reads: dict[str, CodeRead]) -> None:
+    """Note the code's defaults where they differ; add the keys the code alone reads, and
+    type the part blocks (in place)."""
+    for key, read in reads.items():
+        if key == "NAME" or key in PartConfig.model_fields:
+            continue
+        if key in fields:
+            declared, info = fields[key]
+            if read.optional and _differs(read.default, info.default):
+                text = (
+                    f"{(info.description or '').rstrip()} Left out, the part's code uses "
+                    f"{read.default!r}, not this default."
+                ).strip()
+                fields[key] = (declared, _described(info, text))
+            continue
+        if key in PART_KEYS:
+            registry = PART_KEYS[key][0].upper()
+            left_out = "; left out, the code uses its own default" if read.optional else ""
+            description = f"A {registry} part, read by the part's code{left_out}."
+            fields[key] = (Any, Field(None, description=description))
+            continue
+        kind: Any = Any
+        if read.default is not None and read.default is not NO_LITERAL:
+            try:
+                kind = _type_of(read.default, key, "") | None
+            except PartSchemaError:
+                kind = Any
+        said = (
+            f", which uses {read.default!r} when it is left out"
+            if read.optional and read.default is not NO_LITERAL and read.default is not None
+            else ""
+        )
+        fields[key] = (
+            kind,
+            Field(None, description=f"Read by the part's code{said}; not in its para_dict."),
+        )
+    for key, (registry, many) in PART_KEYS.items():
+        if key not in fields:
+            continue
+        description = fields[key][1].description or f"The {key} block."
+        block_read = reads.get(key)
+        required = block_read is not None and not block_read.optional
+        marker = PartOf(registry)
+        if many:
+            fields[key] = (
+                Annotated[list[PartConfig], marker],
+                Field(default_factory=list, description=description),
+            )
+        elif required:
+            fields[key] = (Annotated[PartConfig, marker], Field(description=description))
+        else:
+            fields[key] = (
+                Annotated[PartConfig | None, marker],
+                Field(None, description=description),
+            )
+
+
+def _described(info: FieldInfo, description: str) -> Any:
+    """A field like `info` (a `para_dict` entry's) with another description."""
+    if info.default_factory is not None:
+        return Field(default_factory=info.default_factory, description=description)
+    return Field(info.default, description=description)
+
+
+def _differs(code: Any, declared: Any) -> bool:
+    if code is NO_LITERAL:
+        return False
+    code = _default(code)
+    return bool(type(code) is not type(declared) and not _both_numbers(code, declared)) or bool(
+        code != declared
+    )
+
+
+def _both_numbers(a: Any, b: Any) -> bool:
+    return all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b))
 
 
 def _para_dict_fields(para_dict: Any, who: str) -> dict[str, tuple[Any, Any]]:
@@ -99,6 +217,8 @@ def _type_of(value: Any, key: str, who: str) -> Any:
     """The config type a default value implies."""
     if value is None:
         return Any  # scepter's "no default": any value, null unless set
+    if type(value) is int:
+        return Number
     for kind in _SCALARS:  # bool first: True is an int too
         if type(value) is kind:
             return kind
@@ -116,6 +236,8 @@ def _type_of(value: Any, key: str, who: str) -> Any:
 
 def _item_type(items: list[Any] | tuple[Any, ...]) -> Any:
     kinds = {type(v) for v in items}
+    if kinds == {int}:
+        return Number
     if len(kinds) == 1 and next(iter(kinds)) in _SCALARS:
         return next(iter(kinds))
     if kinds and kinds <= {int, float}:
@@ -135,10 +257,15 @@ def _describe(target: Any, label: str) -> str:
     return f"{label} ({target.__module__}:{target.__qualname__})"
 
 
-def _model(target: Any, fields: dict[str, tuple[Any, Any]], source: str) -> type[PartConfig]:
+def _model(
+    target: Any,
+    fields: dict[str, tuple[Any, Any]],
+    source: str,
+    base: type[PartConfig] = PartConfig,
+) -> type[PartConfig]:
     name = f"{getattr(target, '__name__', 'Part')}Config"
     model: type[PartConfig] = create_model(  # type: ignore[call-overload]
-        name, __base__=PartConfig, __module__=target.__module__, **fields
+        name, __base__=base, __module__=target.__module__, **fields
     )
     model.__doc__ = f"Settings of {target.__qualname__}, derived from {source}."
     return model

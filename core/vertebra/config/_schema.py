@@ -13,9 +13,9 @@ and raises them together as one `ConfigError`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, NamedTuple, TypeVar
+from typing import Annotated, Any, ClassVar, NamedTuple, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -54,6 +54,7 @@ __all__ = [
     "join",
     "part_fields",
     "quick_validate",
+    "renamed_keys",
     "required_keys",
     "validate_into",
     "validate_tree",
@@ -144,6 +145,13 @@ class PartConfig(Settings):
     as not set, as a key left out of a scepter config is.
     """
 
+    #: Whether a key the config leaves out reaches the part as not given: `cfg.get(KEY,
+    #: default)` returns `default` and `KEY in cfg` is false, as in scepter, whose parts
+    #: fall back on their code's default, not their `para_dict`'s. A dump then holds the
+    #: given keys alone, so that a saved config builds the same part again. True for
+    #: schemas derived from a `para_dict`; a declared schema's defaults are the part's own.
+    unset_is_not_given: ClassVar[bool] = False
+
     model_config = ConfigDict(
         extra="forbid",
         validate_assignment=True,
@@ -204,6 +212,9 @@ class PartConfig(Settings):
     def _without_unset_weights(self, handler: SerializerFunctionWrapHandler) -> Any:
         # Every part takes the WEIGHTS keys; a dumped config shows them where they are set.
         data = handler(self)
+        if isinstance(data, dict) and type(self).unset_is_not_given:
+            given = self.model_fields_set | {"NAME"}
+            data = {k: v for k, v in data.items() if k in given}
         if isinstance(data, dict):
             if data.get("WEIGHTS") is None:
                 data.pop("WEIGHTS", None)
@@ -235,7 +246,10 @@ class PartConfig(Settings):
         return self.PRETRAINED is True and not type(self).declares_pretrained()
 
     def get(self, key: str, default: Any = None) -> Any:
-        """The value of `key`; `default` when this config has no such key or it is null."""
+        """The value of `key`; `default` when this config has no such key or it is null
+        (or, with `unset_is_not_given`, when the config did not give it)."""
+        if type(self).unset_is_not_given and key not in self.model_fields_set:
+            return default
         value = getattr(self, key) if key in type(self).model_fields else None
         return default if value is None else value
 
@@ -247,6 +261,37 @@ class PartConfig(Settings):
         """Keys this config sets that change nothing, each with why: `vertebra validate`
         warns about them. A part's schema overrides this; the default finds none."""
         return {}
+
+
+def renamed_keys(data: Any, aliases: Mapping[str, str | Callable[[Any], dict[str, Any]]]) -> Any:
+    """`data` (a part block, before validation) with each of scepter's keys in `aliases`
+    written as vertebra's: a key name, or a function of the value giving vertebra's keys.
+
+    Use it in a `model_validator(mode="before")`, so that a part that shares its name with
+    scepter's takes scepter's keys too. Giving a key in both forms is a `ConfigError`.
+    """
+    if not isinstance(data, Mapping) or not any(k in data for k in aliases):
+        return data
+    out: dict[str, Any] = {}
+    issues: list[ConfigIssue] = []
+    for key, value in data.items():
+        target = aliases.get(key) if isinstance(key, str) else None
+        if target is None:
+            out[key] = value
+            continue
+        written = {target: value} if isinstance(target, str) else target(value)
+        both = [k for k in written if k in data]
+        if both:
+            issues.append(
+                ConfigIssue(
+                    str(key),
+                    f"scepter's form of {', '.join(both)}, given together with it; give one",
+                )
+            )
+        out.update(written)
+    if issues:
+        raise ConfigError(issues)
+    return out
 
 
 @dataclass(frozen=True)

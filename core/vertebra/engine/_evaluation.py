@@ -20,7 +20,7 @@ from vertebra.engine import distributed
 from vertebra.engine._build import build_evaluation
 from vertebra.engine.checkpoints import MODEL_FILE, STATE_FILE, locate, read_checkpoint
 from vertebra.engine.logs import console_logger
-from vertebra.errors import UserError
+from vertebra.errors import PluginError, UserError
 
 __all__ = [
     "Evaluation",
@@ -110,10 +110,26 @@ def evaluate(
         for _ in range(wanted - calls):
             with autocast():
                 model(**_empty(last or {}))
+    if seen.item() > 0:
+        _check_metrics_counted(model)
     metrics: dict[str, float] = model.compute_metrics(sync=True)  # type: ignore[operator]
     count = int(distributed.all_reduce_sum(seen).item())
     model.train(was_training)
     return metrics, count
+
+
+def _check_metrics_counted(model: nn.Module) -> None:
+    """Raise `PluginError` for a metric that saw samples and kept no value: an evaluation
+    without it would look like a success."""
+    for metric in model.metric_parts():  # type: ignore[operator]
+        if not metric.has_values():
+            name = getattr(metric.cfg, "NAME", type(metric).__qualname__)
+            raise PluginError(
+                f"metric '{name}' ({type(metric).__module__}:{type(metric).__qualname__}) "
+                "produced no value over the validation data: its stats() gave nothing, or "
+                "its __call__ returned no number (a mapping of names to scalars is expected)",
+                part=f"METRICS:{name}",
+            )
 
 
 def evaluate_checkpoint(cfg: RunConfig, checkpoint: str | Path | None) -> Evaluation:

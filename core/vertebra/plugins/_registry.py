@@ -352,11 +352,50 @@ class Registry:
             own = next(e for e in installed if e.value == value)
             self._loaded[(own.distribution, key)] = obj
             return
+        held = self._held_by_entry_point(key, obj, what, installed)
+        if held:
+            warnings.warn(held, RegistrationWarning, stacklevel=stacklevel)
+            return
         if not force:
             message = self._shadow_message(key, obj, what, installed)
             if message:
                 warnings.warn(message, RegistrationWarning, stacklevel=stacklevel)
         self._local[key] = obj
+
+    def _held_by_entry_point(
+        self, key: str, obj: Any, what: str, installed: list[discovery.EntryPointInfo]
+    ) -> str:
+        """Why `obj` does not replace the installed part `key`, for the warning; empty when
+        it does.
+
+        A plugin's module registers every decorated class in it when it is imported, also
+        classes its distribution does not declare as entry points. Such a class must not
+        replace, for the rest of the process, a part that an installed distribution offers
+        under the same name (vertebra's own `ClassifierHead`), unless the module is that
+        entry point's own. User code (not a plugin's package) still shadows.
+        """
+        module = getattr(obj, "__module__", "") or ""
+        if not installed or any(e.module == module for e in installed):
+            return ""
+        package = module.partition(".")[0]
+        owners = sorted(
+            {
+                e.distribution
+                for e in discovery.current_index().entries
+                if e.module.partition(".")[0] == package
+            }
+        )
+        if not owners:
+            return ""
+        used = installed[0]
+        return (
+            f"{self.singular} '{key}' ({what} {_value_of(obj)}) is registered when module "
+            f"'{module}' of installed distribution '{owners[0]}' is imported, but no entry "
+            f"point declares it there; configs that name '{key}' build {used.value} from "
+            f"distribution '{used.distribution} {used.version}', which offers '{key}'. "
+            f"Declare the class as an entry point of '{owners[0]}', or register it under "
+            "another name"
+        )
 
     def _shadow_message(
         self, key: str, obj: Any, what: str, installed: list[discovery.EntryPointInfo]
@@ -541,6 +580,8 @@ class Registry:
                 raise
             raise self._out_of_memory(validated, str(exc).strip()) from None
         base = self.base
+        if not isinstance(built, base) and not isinstance(target, type):
+            built = _adopted(built, base, validated, logger)
         if not isinstance(built, base):
             raise RegistrationError(
                 f"{self.singular} '{validated.NAME}' ({_value_of(target)}) returned "
@@ -578,6 +619,23 @@ class Registry:
             f"{self.name} {cfg.NAME}: not enough memory to build it with {settings} "
             f"({first}); make these values smaller"
         )
+
+
+def _adopted(built: Any, base: type, cfg: PartConfig, logger: Any) -> Any:
+    """What a factory returned, made a part of `base` when it is an `nn.Module` and `base` a
+    `BaseModel` (scepter registers functions that return timm and torchvision models)."""
+    from torch import nn
+
+    from vertebra.model.base_model import BaseModel
+
+    if not (isinstance(built, nn.Module) and base is BaseModel):
+        return built
+    from vertebra.model._adopted import adopt
+
+    try:
+        return adopt(built, cfg, logger)
+    except TypeError:
+        return built  # its class cannot take the base in: reported as not of the registry's kind
 
 
 def _is_int(value: Any) -> bool:

@@ -7,7 +7,14 @@ import torch
 from torch.utils.data import DataLoader
 from vertebra.data import DATASETS
 from vertebra.errors import ConfigError
-from vertebra_vision.transforms import Normalize, RandomCrop, RandomHorizontalFlip, Transforms
+from vertebra_vision.transforms import (
+    CenterCrop,
+    Normalize,
+    RandomCrop,
+    RandomHorizontalFlip,
+    RandomResizedCrop,
+    Transforms,
+)
 
 
 def test_normalize_per_channel_and_shared() -> None:
@@ -35,6 +42,59 @@ def test_random_crop_cuts_a_window_of_the_padded_image() -> None:
     assert RandomCrop(NAME="RandomCrop")(img).equal(img)  # no padding, full size: identity
     with pytest.raises(ValueError, match="SIZE 9 is larger than the padded image 4x4"):
         RandomCrop(NAME="RandomCrop", SIZE=9)(img)
+
+
+def test_center_crop_cuts_the_middle_and_pads_a_small_image() -> None:
+    img = torch.arange(25.0).view(1, 5, 5)
+    out = CenterCrop(NAME="CenterCrop", SIZE=3)(img)
+    assert out.equal(img[:, 1:4, 1:4])
+    assert CenterCrop(NAME="CenterCrop", SIZE=[2, 4])(img).equal(img[:, 2:4, 0:4])
+    padded = CenterCrop(NAME="CenterCrop", SIZE=7)(img)
+    assert padded.shape == (1, 7, 7) and padded[:, 1:6, 1:6].equal(img)
+    assert padded[:, 0].abs().sum() == 0
+
+
+def test_random_resized_crop_draws_windows_within_its_bounds() -> None:
+    crop = RandomResizedCrop(NAME="RandomResizedCrop", SIZE=8, SCALE=[0.25, 0.5], RATIO=[0.5, 2.0])
+    torch.manual_seed(0)
+    windows = [crop.window(40, 60) for _ in range(200)]
+    for top, left, h, w in windows:
+        assert 0 <= top <= 40 - h and 0 <= left <= 60 - w
+        assert 0.25 * 2400 * 0.9 <= h * w <= 0.5 * 2400 * 1.1
+        assert 0.5 * 0.85 <= w / h <= 2.0 * 1.15
+    assert len(set(windows)) > 100
+    img = torch.rand(3, 40, 60)
+    assert crop(img).shape == (3, 8, 8)
+    # SCALE 1 and RATIO of the image's own shape: the whole image, resized.
+    whole = RandomResizedCrop(
+        NAME="RandomResizedCrop", SIZE=[20, 30], SCALE=[1.0, 1.0], RATIO=[1.5, 1.5]
+    )
+    assert whole.window(40, 60) == (0, 0, 40, 60)
+    expected = torch.nn.functional.interpolate(
+        img[None], size=(20, 30), mode="bilinear", align_corners=False, antialias=True
+    )[0]
+    assert torch.allclose(whole(img), expected)
+    # No draw fits a 1x100 strip: the centred window of the closest ratio.
+    assert crop.window(1, 100) == (0, 49, 1, 2)
+    # Same seed, same windows (the trainer seeds torch, workers get their own seeds).
+    torch.manual_seed(5)
+    first = [crop.window(40, 60) for _ in range(5)]
+    torch.manual_seed(5)
+    assert [crop.window(40, 60) for _ in range(5)] == first
+
+
+def test_scepter_style_transforms_build_in_a_dataset() -> None:
+    data = DATASETS.build(
+        {
+            "NAME": "SyntheticImages",
+            "NUM_SAMPLES": 4,
+            "TRANSFORMS": [
+                {"NAME": "RandomResizedCrop", "SIZE": 16, "SCALE": [0.8, 1.0]},
+                {"NAME": "CenterCrop", "SIZE": 12},
+            ],
+        }
+    )
+    assert data[0]["img"].shape == (3, 12, 12)
 
 
 def test_flip_probability() -> None:
@@ -105,7 +165,8 @@ def test_transforms_pickle_for_spawned_workers() -> None:
         ),
         (
             [{"MEAN": [0.5]}],
-            "TRANSFORMS[0]: NAME is required; transforms: Normalize, RandomCrop, RandomHorizontalFlip",
+            "TRANSFORMS[0]: NAME is required; transforms: Normalize, RandomCrop, "
+            "RandomHorizontalFlip, RandomResizedCrop, CenterCrop",
         ),
         (
             [{"NAME": "RandomCrop", "SIZ": 3}],
@@ -118,6 +179,14 @@ def test_transforms_pickle_for_spawned_workers() -> None:
         (
             [{"NAME": "RandomHorizontalFlip", "P": 2}],
             "TRANSFORMS[0].P: Input should be less than or equal to 1",
+        ),
+        (
+            [{"NAME": "RandomResizedCrop", "SCALE": [1.0, 0.5]}],
+            "TRANSFORMS[0].SCALE: the first value is the lower bound: got [1.0, 0.5]",
+        ),
+        (
+            [{"NAME": "CenterCrop", "SIZE": [4, 4, 4]}],
+            "TRANSFORMS[0].SIZE",
         ),
         (["flip"], "TRANSFORMS[0]: expected a mapping with a NAME"),
         ({"NAME": "Normalize"}, "TRANSFORMS: Input should be a valid list"),

@@ -1,16 +1,22 @@
-"""`CosineLinearHead`: logits are scaled cosine similarities to one weight vector per class."""
+"""`CosineLinearHead`: logits are scaled cosine similarities to one weight vector per class.
+
+It takes scepter's keys too: `IN_DIM` for `DIM`, and `SIGMA` (true: a scale learned from 1;
+false: no scale) for `SCALE: 1` with `LEARN_SCALE: SIGMA`.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
-from vertebra.config import Size
+from vertebra.config import Size, renamed_keys
+from vertebra.errors import ConfigError, ConfigIssue
 from vertebra.model.base_model import BaseModel
 from vertebra.model.heads.classifier_head import _check_width
 from vertebra.schema import PartConfig
@@ -31,10 +37,22 @@ class CosineLinearHeadConfig(PartConfig):
         0.0, ge=0.0, lt=1.0, description="Dropout probability applied to the features."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _scepter_keys(cls, data: Any) -> Any:
+        return renamed_keys(data, {"IN_DIM": "DIM", "SIGMA": _from_sigma})
+
     @property
     def in_dim(self) -> int:
         """Width of the features this head takes."""
         return self.DIM
+
+
+def _from_sigma(value: Any) -> dict[str, Any]:
+    """scepter's `SIGMA`: a scale learned from 1 (true), or none (false)."""
+    if not isinstance(value, bool):
+        raise ConfigError([ConfigIssue("SIGMA", f"expected true or false, got {value!r}")])
+    return {"SCALE": 1.0, "LEARN_SCALE": value}
 
 
 class CosineLinearHead(BaseModel):

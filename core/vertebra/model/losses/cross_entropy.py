@@ -1,14 +1,19 @@
-"""`CrossEntropy`: classification loss with label smoothing, class weights and an ignored label."""
+"""`CrossEntropy`: classification loss with label smoothing, class weights and an ignored label.
+
+It takes scepter's keys: `REDUCTION`, and torch's legacy `REDUCE` and `SIZE_AVERAGE` (which
+scepter's configs may still hold), read as the `REDUCTION` torch gives them, with a note.
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, NonNegativeFloat
+from pydantic import Field, NonNegativeFloat, model_validator
 
-from vertebra.errors import UserError
+from vertebra.errors import ConfigError, ConfigIssue, UserError
 from vertebra.model.base_model import BaseModel
 from vertebra.schema import PartConfig
 
@@ -29,6 +34,53 @@ class CrossEntropyConfig(PartConfig):
     IGNORE_INDEX: int = Field(
         -100, description="Samples with this label add nothing to the loss or its mean."
     )
+    REDUCTION: Literal["mean", "sum", "none"] = Field(
+        "mean",
+        description="The loss of a batch: the (weighted) mean over its samples, their sum, "
+        "or none (one loss per sample, for a network that reduces them itself).",
+    )
+    REDUCE: bool | None = Field(
+        None,
+        description="torch's legacy key, as scepter's configs may hold it: false gives "
+        "REDUCTION none. Write REDUCTION instead.",
+    )
+    SIZE_AVERAGE: bool | None = Field(
+        None,
+        description="torch's legacy key, as scepter's configs may hold it: false gives "
+        "REDUCTION sum (unless REDUCE is false). Write REDUCTION instead.",
+    )
+
+    @model_validator(mode="after")
+    def _legacy_reduction(self) -> CrossEntropyConfig:
+        legacy = [k for k in ("REDUCE", "SIZE_AVERAGE") if getattr(self, k) is not None]
+        if not legacy:
+            return self
+        if "REDUCTION" in self.model_fields_set:
+            raise ConfigError(
+                [
+                    ConfigIssue(
+                        legacy[0],
+                        "torch's legacy form of REDUCTION, given together with it; give "
+                        "REDUCTION alone",
+                    )
+                ]
+            )
+        # torch's rule (`_Reduction.legacy_get_string`): REDUCE false wins, then SIZE_AVERAGE.
+        if self.REDUCE is False:
+            reduction = "none"
+        elif self.SIZE_AVERAGE is False:
+            reduction = "sum"
+        else:
+            reduction = "mean"
+        object.__setattr__(self, "REDUCTION", reduction)  # not "given": the note says why
+        return self
+
+    def ineffective_keys(self) -> dict[str, str]:
+        return {
+            key: f"torch's legacy key, read as REDUCTION: {self.REDUCTION}; write that instead"
+            for key in ("REDUCE", "SIZE_AVERAGE")
+            if getattr(self, key) is not None
+        }
 
 
 class CrossEntropy(BaseModel):
@@ -60,5 +112,6 @@ class CrossEntropy(BaseModel):
             label,
             weight=weight,
             ignore_index=self.cfg.IGNORE_INDEX,
+            reduction=self.cfg.REDUCTION,
             label_smoothing=self.cfg.LABEL_SMOOTHING,
         )

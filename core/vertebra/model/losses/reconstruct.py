@@ -1,13 +1,17 @@
-"""`ReconstructLoss`: L1 or squared-L2 distance between a prediction and its target."""
+"""`ReconstructLoss`: L1 or squared-L2 distance between a prediction and its target.
+
+scepter's key for `TYPE` is `LOSS_TYPE`; both are taken (not together).
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from vertebra.config import renamed_keys
 from vertebra.model.base_model import BaseModel
 from vertebra.schema import PartConfig
 
@@ -21,6 +25,11 @@ class ReconstructLossConfig(PartConfig):
     REDUCTION: Literal["mean", "sum"] = Field(
         "mean", description="How the elementwise errors are reduced to the scalar loss."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scepter_keys(cls, data: Any) -> Any:
+        return renamed_keys(data, {"LOSS_TYPE": "TYPE"})
 
 
 class ReconstructLoss(BaseModel):

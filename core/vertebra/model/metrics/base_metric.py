@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -23,6 +25,11 @@ class BaseMetric:
     metric keeps running sums, so `compute()` gives the exact value over every batch seen
     since `reset()`, and over every rank when `torch.distributed` runs: sums and counts
     are reduced, never averages of averages.
+
+    A metric written for scepter overrides `__call__(logits, labels)` instead and returns
+    this batch's values; each scalar value is then kept as `value * batch size` over the
+    batch size (the length of the first argument), so that `compute()` gives the average
+    per batch weighted by its size, as scepter's evaluation does.
     """
 
     Config: ClassVar[type[PartConfig]] = PartConfig
@@ -36,7 +43,12 @@ class BaseMetric:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "__call__" in cls.__dict__:  # seed-style subclasses override __call__ itself
-            cls.__call__ = no_grad_method(cls.__dict__["__call__"])  # type: ignore[method-assign]
+            own = no_grad_method(cls.__dict__["__call__"])
+            if _defines_stats(cls):
+                cls.__call__ = own  # type: ignore[method-assign]
+            else:  # scepter's protocol: the values it returns are what accumulates
+                cls.stats = _stats_of(own)  # type: ignore[method-assign]
+                cls.__call__ = _accumulating(own)  # type: ignore[method-assign]
 
     def stats(self, *args: Any, **kwargs: Any) -> Stats:
         """`(sum, count)` of each metric for one batch."""
@@ -55,8 +67,12 @@ class BaseMetric:
 
     @torch.no_grad()
     def __call__(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+        return self._add(self.stats(*args, **kwargs))
+
+    def _add(self, stats: Stats) -> dict[str, torch.Tensor]:
+        """Add one batch's `(sum, count)` pairs to the running sums; its values."""
         out: dict[str, torch.Tensor] = {}
-        for name, (total, count) in self.stats(*args, **kwargs).items():
+        for name, (total, count) in stats.items():
             total_t = torch.as_tensor(total, dtype=torch.float64).detach()
             count_t = torch.as_tensor(count, dtype=torch.float64).detach()
             if name in self._sums:
@@ -66,6 +82,10 @@ class BaseMetric:
                 self._sums[name], self._counts[name] = total_t, count_t
             out[name] = (total_t / count_t.clamp(min=1)).float()
         return out
+
+    def has_values(self) -> bool:
+        """Whether any batch since `reset()` gave this metric a value."""
+        return bool(self._sums)
 
     def reset(self) -> None:
         """Forget every batch seen so far."""
@@ -85,3 +105,73 @@ class BaseMetric:
                 stacked = stacked.cuda()
             torch.distributed.all_reduce(stacked)
         return {n: float(stacked[i, 0] / stacked[i, 1].clamp(min=1)) for i, n in enumerate(names)}
+
+
+def _defines_stats(cls: type) -> bool:
+    """Whether `cls` or a base below `BaseMetric` implements `stats`."""
+    for klass in cls.__mro__:
+        own = klass.__dict__.get("stats")
+        if klass is not BaseMetric and own is not None:
+            return not getattr(own, "__vertebra_from_call__", False)
+    return False
+
+
+def _batch_size(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> int:
+    """The batch size of a scepter-style metric call: the length of its first argument."""
+    for value in (*args, *kwargs.values()):
+        shape = getattr(value, "shape", None)
+        if shape is not None and len(shape) > 0:
+            return int(shape[0])
+        if isinstance(value, list | tuple):
+            return len(value)
+    return 1
+
+
+def _scalar(value: Any) -> torch.Tensor | None:
+    """`value` as a 0-d float64 tensor when it is one number (a tensor of one element, a
+    Python or numpy number); None otherwise (a per-class array is not averaged)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, torch.Tensor):
+        return value.detach().reshape(()).double() if value.numel() == 1 else None
+    if isinstance(value, int | float):
+        return torch.tensor(float(value), dtype=torch.float64)
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "size", None) == 1:
+        number = item()
+        return (
+            torch.tensor(float(number), dtype=torch.float64)
+            if isinstance(number, int | float)
+            else None
+        )
+    return None
+
+
+def _weighted(values: Any, n: int) -> Stats:
+    """scepter-style values of one batch of `n` samples as `(value * n, n)` pairs."""
+    stats: Stats = {}
+    if isinstance(values, Mapping):
+        for name, value in values.items():
+            number = _scalar(value)
+            if number is not None:
+                stats[str(name)] = (number * n, float(n))
+    return stats
+
+
+def _stats_of(call: Callable[..., Any]) -> Callable[..., Stats]:
+    def stats(self: BaseMetric, *args: Any, **kwargs: Any) -> Stats:
+        return _weighted(call(self, *args, **kwargs), _batch_size(args, kwargs))
+
+    stats.__vertebra_from_call__ = True  # type: ignore[attr-defined]
+    return stats
+
+
+def _accumulating(call: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(call)
+    def __call__(self: BaseMetric, *args: Any, **kwargs: Any) -> Any:
+        values = call(self, *args, **kwargs)
+        self._add(_weighted(values, _batch_size(args, kwargs)))
+        return values  # what the metric's own code returns, as scepter's callers expect
+
+    __call__.__vertebra_no_grad__ = True  # type: ignore[attr-defined]
+    return __call__

@@ -94,9 +94,10 @@ class Classifier(TrainModule):
     """`forward(img=..., label=...)`: logits = head(neck(backbone(img))).
 
     Training returns `{"loss": ..., "acc@1": ...}` (the loss and each metric on the
-    batch); evaluation returns `{"logits": ..., "metrics": {...}}` (the logits after
-    `ACT_NAME`, which the metrics see too) and accumulates the metrics for
-    `compute_metrics()`.
+    batch); evaluation returns `{"logits": ..., "batch_size": N, "acc@1": ..., "metrics":
+    {...}}` (the logits after `ACT_NAME`, which the metrics see too; each metric's value on
+    the batch at the top level, as scepter's Classifier returns them, and under
+    `metrics`) and accumulates the metrics for `compute_metrics()`.
     """
 
     Config = ClassifierConfig
@@ -158,7 +159,7 @@ class Classifier(TrainModule):
         if label is not None:
             for metric in self.metrics:
                 metrics.update(metric(logits, label))
-        return {"logits": logits, "metrics": metrics}
+        return {"logits": logits, "batch_size": img.shape[0], **metrics, "metrics": metrics}
 
 
 def _feature_width(backbone: object, neck: object | None) -> object:

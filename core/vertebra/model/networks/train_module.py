@@ -44,7 +44,15 @@ class TrainModule(BaseModel):
         raise NotImplementedError(f"{type(self).__qualname__} must implement forward_test()")
 
     def metric_parts(self) -> list[BaseMetric]:
-        return list(getattr(self, "metrics", None) or [])
+        """The metrics this network holds: `self.metrics`, then any other attribute that
+        holds a metric or a list of them (scepter's networks keep one as `self.metric`)."""
+        found: list[BaseMetric] = list(getattr(self, "metrics", None) or [])
+        for name, value in vars(self).items():
+            if name == "metrics":
+                continue
+            items = value if isinstance(value, list | tuple) else [value]
+            found.extend(v for v in items if isinstance(v, BaseMetric) and v not in found)
+        return found
 
     def batch_metrics(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         """Every metric's value on one batch, kept out of the evaluation sums."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "Touch",
@@ -68,6 +69,109 @@ def deep_json(levels: int = 100_000, closed: bool = False) -> str:
 
 # --- sharded checkpoints --------------------------------------------------------------------
 # Crafted `.metadata`, bytes entries and shard paths (issue: code runs from a sharded checkpoint).
+
+
+def dotted_global_pickle(module: str, name: str, marker: Path) -> bytes:
+    """A protocol-4 pickle that calls `module`'s `name` with the touch command: STACK_GLOBAL
+    takes a dotted `name` (`os.system`), reached through the module's own `import os`."""
+    import struct
+
+    def text(value: str) -> bytes:
+        data = value.encode()
+        return pickle.BINUNICODE + struct.pack("<I", len(data)) + data
+
+    return (
+        pickle.PROTO
+        + bytes([4])
+        + text(module)
+        + text(name)
+        + pickle.STACK_GLOBAL
+        + text(touch_command(marker))
+        + pickle.TUPLE1
+        + pickle.REDUCE
+        + pickle.STOP
+    )
+
+
+def payload_torch_file(marker: Path) -> bytes:
+    """A `torch.save` file whose loading without `weights_only` touches `marker`."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(Touch(marker), buffer)
+    return buffer.getvalue()
+
+
+def _read_dcp_metadata(shards: Path) -> Any:
+    # The test's own checkpoint, written by DCP: trusted, so plain pickle reads it.
+    with open(shards / ".metadata", "rb") as handle:
+        return pickle.load(handle)
+
+
+def _write_dcp_metadata(shards: Path, metadata: Any) -> None:
+    with open(shards / ".metadata", "wb") as handle:
+        pickle.dump(metadata, handle)
+
+
+def _storages(metadata: Any, key: str) -> list[Any]:
+    """The storage indexes (`MetadataIndex`) of `key`'s chunks."""
+    return [index for index in metadata.storage_data if index.fqn == key]
+
+
+def bytes_entry(shards: Path, key: str, marker: Path) -> None:
+    """Mark `key` of the DCP checkpoint in `shards` as bytes (`BytesStorageMetadata`), which
+    DCP reads with `torch.load(weights_only=False)`: a payload torch file appended to the
+    shard that held the key."""
+    from torch.distributed.checkpoint.filesystem import _StorageInfo
+    from torch.distributed.checkpoint.metadata import BytesStorageMetadata, MetadataIndex
+
+    metadata = _read_dcp_metadata(shards)
+    first, *rest = _storages(metadata, key)
+    shard = shards / metadata.storage_data[first].relative_path
+    for index in (first, *rest):
+        del metadata.storage_data[index]
+    payload = payload_torch_file(marker)
+    offset = shard.stat().st_size
+    with open(shard, "ab") as handle:
+        handle.write(payload)
+    metadata.state_dict_metadata[key] = BytesStorageMetadata()
+    metadata.storage_data[MetadataIndex(key)] = _StorageInfo(shard.name, offset, len(payload))
+    _write_dcp_metadata(shards, metadata)
+
+
+def shard_path(shards: Path, key: str, path: str) -> None:
+    """Point the storage of `key`'s chunks at `path` (absolute, `../x`, a link's name)."""
+    metadata = _read_dcp_metadata(shards)
+    for index in _storages(metadata, key):
+        metadata.storage_data[index].relative_path = path
+    _write_dcp_metadata(shards, metadata)
+
+
+def claimed_size(shards: Path, key: str, size: tuple[int, ...]) -> None:
+    """Make `.metadata` claim that tensor `key` has global shape `size` (one chunk, stored
+    where the real one is)."""
+    import torch
+    from torch.distributed.checkpoint.metadata import ChunkStorageMetadata, MetadataIndex
+
+    metadata = _read_dcp_metadata(shards)
+    zeros = torch.Size([0] * len(size))
+    first, *rest = _storages(metadata, key)
+    info = metadata.storage_data.pop(first)
+    for index in rest:
+        del metadata.storage_data[index]
+    metadata.storage_data[MetadataIndex(key, zeros)] = info
+    item = metadata.state_dict_metadata[key]
+    item.size = torch.Size(size)
+    item.chunks = [ChunkStorageMetadata(offsets=zeros, sizes=torch.Size(size))]
+    _write_dcp_metadata(shards, metadata)
+
+
+def truncate(file: Path, keep: float = 0.5) -> None:
+    """Cut `file` to its first `keep` part (a copy or download that stopped)."""
+    data = file.read_bytes()
+    file.write_bytes(data[: int(len(data) * keep)])
 
 
 # --- weights packages and manifests ---------------------------------------------------------

@@ -71,24 +71,45 @@ def deep_json(levels: int = 100_000, closed: bool = False) -> str:
 # Crafted `.metadata`, bytes entries and shard paths (issue: code runs from a sharded checkpoint).
 
 
+def _pickle_text(value: str) -> bytes:
+    import struct
+
+    data = value.encode()
+    return pickle.BINUNICODE + struct.pack("<I", len(data)) + data
+
+
 def dotted_global_pickle(module: str, name: str, marker: Path) -> bytes:
     """A protocol-4 pickle that calls `module`'s `name` with the touch command: STACK_GLOBAL
     takes a dotted `name` (`os.system`), reached through the module's own `import os`."""
-    import struct
-
-    def text(value: str) -> bytes:
-        data = value.encode()
-        return pickle.BINUNICODE + struct.pack("<I", len(data)) + data
-
     return (
         pickle.PROTO
         + bytes([4])
-        + text(module)
-        + text(name)
+        + _pickle_text(module)
+        + _pickle_text(name)
         + pickle.STACK_GLOBAL
-        + text(touch_command(marker))
+        + _pickle_text(touch_command(marker))
         + pickle.TUPLE1
         + pickle.REDUCE
+        + pickle.STOP
+    )
+
+
+def class_state_pickle(module: str, name: str, attribute: str) -> bytes:
+    """A protocol-4 pickle that sets `attribute` of the class `module`.`name` itself
+    (pickle's BUILD with slot state): unpickled, it changes the class for the whole process."""
+    return (
+        pickle.PROTO
+        + bytes([4])
+        + _pickle_text(module)
+        + _pickle_text(name)
+        + pickle.STACK_GLOBAL
+        + pickle.NONE
+        + pickle.EMPTY_DICT
+        + _pickle_text(attribute)
+        + _pickle_text("crafted")
+        + pickle.SETITEM
+        + pickle.TUPLE2
+        + pickle.BUILD
         + pickle.STOP
     )
 

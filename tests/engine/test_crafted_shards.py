@@ -25,6 +25,7 @@ from vertebra.engine.checkpoints import MODEL_FILE, STATE_FILE, read_state
 from tests.crafting import (
     bytes_entry,
     claimed_size,
+    class_state_pickle,
     dotted_global_pickle,
     shard_path,
     truncate,
@@ -160,6 +161,19 @@ def test_a_metadata_pickle_naming_anything_but_dcps_classes_is_refused_unrun(
     assert f"it names {module}.{name}, which no checkpoint metadata holds" in err
 
 
+def test_a_metadata_pickle_that_changes_a_class_is_refused(
+    capsys: pytest.CaptureFixture[str], made: Path, checkpoint: Path, tmp_path: Path
+) -> None:
+    from torch.distributed.checkpoint.metadata import Metadata
+
+    metadata = checkpoint / "shards" / ".metadata"
+    module, name = Metadata.__module__, "Metadata"
+    metadata.write_bytes(class_state_pickle(module, name, "crafted_attribute"))
+    err = _refused(capsys, made, "consolidate", checkpoint, tmp_path)
+    assert not hasattr(Metadata, "crafted_attribute")  # for every later load in this process
+    assert f"refusing to load {metadata}: it sets the state of <class '{module}.{name}'>" in err
+
+
 @pytest.mark.parametrize(
     "path, key",
     [*((p, MODEL_KEY) for p in PATHS), ("resume", OPTIMIZER_KEY)],
@@ -183,7 +197,7 @@ def test_a_bytes_entry_is_refused_before_anything_is_read(
 
 
 @pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("kind", ["absolute", "parent", "link"])
+@pytest.mark.parametrize("kind", ["absolute", "parent", "link", "metadata link"])
 def test_a_shard_path_outside_shards_is_refused(
     capsys: pytest.CaptureFixture[str],
     made: Path,
@@ -193,21 +207,29 @@ def test_a_shard_path_outside_shards_is_refused(
     kind: str,
 ) -> None:
     shards = checkpoint / "shards"
-    # A readable shard outside the checkpoint: a load that followed the path would succeed.
+    metadata = shards / ".metadata"
+    # Readable files outside the checkpoint: a load that followed the path would succeed.
     outside = tmp_path / "outside.distcp"
     shutil.copy(shards / "__0_0.distcp", outside)
-    named = {
-        "absolute": str(outside),
-        "parent": os.path.relpath(outside, shards),
-        "link": "__9_0.distcp",
-    }[kind]
-    if kind == "link":
-        (shards / named).symlink_to(outside)
-    for key in (MODEL_KEY, OPTIMIZER_KEY):
-        shard_path(shards, key, named)
+    if kind == "metadata link":
+        shutil.move(metadata, tmp_path / "outside.metadata")
+        metadata.symlink_to(tmp_path / "outside.metadata")
+        expected = f"refusing to load {metadata}: a link to outside {shards}"
+    else:
+        named = {
+            "absolute": str(outside),
+            "parent": os.path.relpath(outside, shards),
+            "link": "__9_0.distcp",
+        }[kind]
+        if kind == "link":
+            (shards / named).symlink_to(outside)
+        for key in (MODEL_KEY, OPTIMIZER_KEY):
+            shard_path(shards, key, named)
+        expected = (
+            f"refusing to load {metadata}: {MODEL_KEY} is stored in {named}, outside {shards}"
+        )
     err = _refused(capsys, made, path, checkpoint, tmp_path)
-    assert f"refusing to load {shards / '.metadata'}: " in err
-    assert f"{MODEL_KEY} is stored in {named}, outside {shards}" in err
+    assert expected in err
 
 
 @pytest.mark.parametrize("path", PATHS)

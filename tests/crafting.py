@@ -114,6 +114,19 @@ def class_state_pickle(module: str, name: str, attribute: str) -> bytes:
     )
 
 
+def deep_tuple_pickle(depth: int = 1_000_000, call: tuple[str, str] | None = None) -> bytes:
+    """A protocol-4 pickle holding a tuple nested `depth` deep that unpickling hashes: as a
+    dict's key, or as the argument of `call` (module, name; an enum looks its value up).
+    Hashing it recurses in C: the process dies of a segmentation fault."""
+    nested = pickle.EMPTY_TUPLE + pickle.TUPLE1 * depth
+    if call is None:
+        body = pickle.EMPTY_DICT + nested + pickle.NONE + pickle.SETITEM
+    else:
+        body = _pickle_text(call[0]) + _pickle_text(call[1]) + pickle.STACK_GLOBAL
+        body += nested + pickle.TUPLE1 + pickle.REDUCE
+    return pickle.PROTO + bytes([4]) + body + pickle.STOP
+
+
 def payload_torch_file(marker: Path) -> bytes:
     """A `torch.save` file whose loading without `weights_only` touches `marker`."""
     import io

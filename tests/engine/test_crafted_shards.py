@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import subprocess
 import warnings
 from pathlib import Path
 
@@ -26,12 +27,13 @@ from tests.crafting import (
     bytes_entry,
     claimed_size,
     class_state_pickle,
+    deep_tuple_pickle,
     dotted_global_pickle,
     shard_path,
     truncate,
 )
 
-from .conftest import cli, write_config
+from .conftest import PYTHON, cli, subprocess_env, write_config
 
 TWO_STEPS = {
     "MODEL": {"BACKBONE": {"DROPOUT": 0.0}},
@@ -171,7 +173,40 @@ def test_a_metadata_pickle_that_changes_a_class_is_refused(
     metadata.write_bytes(class_state_pickle(module, name, "crafted_attribute"))
     err = _refused(capsys, made, "consolidate", checkpoint, tmp_path)
     assert not hasattr(Metadata, "crafted_attribute")  # for every later load in this process
-    assert f"refusing to load {metadata}: it sets the state of <class '{module}.{name}'>" in err
+    assert f"refusing to load {metadata}: it sets the state of class {name}, which is no" in err
+
+
+@pytest.mark.parametrize(
+    "call, expected",
+    [
+        (None, "it holds a tuple as a key, which no metadata does"),
+        (
+            ("torch.distributed.checkpoint.metadata", "_MEM_FORMAT_ENCODING"),
+            "it calls _MEM_FORMAT_ENCODING with nested arguments",
+        ),
+    ],
+)
+def test_a_metadata_pickle_that_would_crash_hashing_is_refused(
+    made: Path,
+    checkpoint: Path,
+    tmp_path: Path,
+    call: tuple[str, str] | None,
+    expected: str,
+) -> None:
+    metadata = checkpoint / "shards" / ".metadata"
+    metadata.write_bytes(deep_tuple_pickle(call=call))
+    out = tmp_path / "m.safetensors"
+    # In a process of its own: what this guards against is a segmentation fault.
+    done = subprocess.run(
+        [PYTHON, "-m", "vertebra", "checkpoint", "consolidate", checkpoint, "-o", out],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"refusing to load {metadata}: {expected}" in done.stderr
+    assert not out.exists()
 
 
 @pytest.mark.parametrize(

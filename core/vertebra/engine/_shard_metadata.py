@@ -79,37 +79,122 @@ class ShardReadError(Exception):
         self.cause = cause
 
 
+class _Refused(pickle.UnpicklingError):
+    """What `.metadata` holds that no checkpoint metadata does."""
+
+
+def _shown(text: str) -> str:
+    """`text` of a crafted file, fit for a message: printable and short."""
+    return text if text.isprintable() and len(text) <= 200 else ascii(text[:200])
+
+
+def _flat(value: Any) -> bool:
+    """Whether `value` is a string or number, or a tuple or list of them: nothing nested,
+    so hashing it cannot recurse (a tuple nested a million deep crashes `hash`)."""
+    if type(value) in (tuple, list):
+        return all(type(item) in _SCALARS for item in value)
+    return type(value) in _SCALARS
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
 class _MetadataUnpickler(pickle._Unpickler):
-    """Builds only what `_ALLOWED` names, and sets the state (BUILD) only of objects of
-    DCP's classes, never of a class itself (which would change it for the whole process).
-    The Python unpickler: the C one has no hook for BUILD."""
+    """Builds only what `_ALLOWED` names; calls (REDUCE) torch.Size, the paths, the enum
+    and the layout helper with flat arguments only, creates (NEWOBJ) and sets the state
+    (BUILD) of objects of DCP's classes only, never of a class itself (which would change it
+    for the whole process); keys of mappings are strings or DCP's flat `MetadataIndex`;
+    sets and protocol 0's calls are refused. So nothing deeply nested is ever hashed.
+    The Python unpickler, whose opcodes can be guarded one by one (`stack` holds what was
+    pushed since the last mark, `metastack` the rest)."""
 
     dispatch: ClassVar[dict[int, Any]] = dict(pickle._Unpickler.dispatch)
     stack: list[Any]
+    metastack: list[list[Any]]
 
     def __init__(self, handle: Any) -> None:
         super().__init__(handle)
-        self._built: set[type] = set()  # DCP's classes, as found
+        # What find_class gave, by id (the objects stay alive in the module they came from):
+        # DCP's classes, and the callables (torch.Size and the like).
+        self._classes: set[int] = set()
+        self._callables: set[int] = set()
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in _ALLOWED:
-            raise pickle.UnpicklingError(
-                f"it names {module}.{name}, which no checkpoint metadata holds"
+            raise _Refused(
+                f"it names {_shown(module)}.{_shown(name)}, which no checkpoint metadata holds"
             )
         found = super().find_class(module, name)
         if (module, name) in _DCP_CLASSES:
-            self._built.add(found)
+            self._classes.add(id(found))
+        elif callable(found):
+            self._callables.add(id(found))
         return found
 
-    def _load_build(self) -> None:
+    def _key(self, key: Any) -> None:
+        if type(key) is str or (
+            id(type(key)) in self._classes
+            and all(type(v) in (*_SCALARS, torch.Size) for v in vars(key).values())
+        ):
+            return
+        raise _Refused(f"it holds a {type(key).__name__} as a key, which no metadata does")
+
+    def _reduce(self) -> None:
+        call, args = self.stack[-2], self.stack[-1]
+        if not (id(call) in self._callables and type(args) is tuple):
+            raise _Refused(f"it calls a {type(call).__name__}, which no metadata does")
+        if not all(_flat(arg) for arg in args):
+            raise _Refused(f"it calls {call.__name__} with nested arguments")
+        pickle._Unpickler.load_reduce(self)  # type: ignore[attr-defined]
+
+    def _newobj(self) -> None:
+        if id(self.stack[-2]) not in self._classes:
+            raise _Refused("it creates an object of no class of checkpoint metadata")
+        pickle._Unpickler.load_newobj(self)  # type: ignore[attr-defined]
+
+    def _build(self) -> None:
         target = self.stack[-2]  # under the state
-        if type(target) not in self._built:
-            raise pickle.UnpicklingError(
-                f"it sets the state of {target!r}, which is no object of checkpoint metadata"
-            )
+        if id(type(target)) not in self._classes:
+            what = f"class {target.__name__}" if isinstance(target, type) else "an object"
+            raise _Refused(f"it sets the state of {what}, which is no checkpoint metadata")
         pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]
 
-    dispatch[pickle.BUILD[0]] = _load_build
+    def _setitem(self) -> None:
+        self._key(self.stack[-2])
+        pickle._Unpickler.load_setitem(self)  # type: ignore[attr-defined]
+
+    def _setitems(self) -> None:
+        for key in self.stack[0::2]:  # the items since the mark: key, value, ...
+            self._key(key)
+        pickle._Unpickler.load_setitems(self)  # type: ignore[attr-defined]
+
+    def _dict(self) -> None:
+        for key in self.stack[0::2]:
+            self._key(key)
+        pickle._Unpickler.load_dict(self)  # type: ignore[attr-defined]
+
+    def _unused(self) -> None:
+        raise _Refused("it holds a set, or calls a class in a way that no metadata does")
+
+    dispatch[pickle.REDUCE[0]] = _reduce
+    dispatch[pickle.NEWOBJ[0]] = _newobj
+    dispatch[pickle.BUILD[0]] = _build
+    dispatch[pickle.SETITEM[0]] = _setitem
+    dispatch[pickle.SETITEMS[0]] = _setitems
+    dispatch[pickle.DICT[0]] = _dict
+    for _op in (
+        pickle.NEWOBJ_EX,
+        pickle.EMPTY_SET,
+        pickle.ADDITEMS,
+        pickle.FROZENSET,
+        pickle.INST,
+        pickle.OBJ,
+        pickle.EXT1,
+        pickle.EXT2,
+        pickle.EXT4,
+    ):
+        dispatch[_op[0]] = _unused
+    del _op
 
 
 def read_metadata(folder: Path) -> Any:
@@ -122,7 +207,7 @@ def read_metadata(folder: Path) -> Any:
     try:
         with open(file, "rb") as handle:
             metadata = _MetadataUnpickler(handle).load()
-    except pickle.UnpicklingError as exc:
+    except _Refused as exc:
         raise ShardedCheckpointError(f"refusing to load {file}: {exc}") from None
     except Exception as exc:  # a damaged file raises whatever its bytes lead to
         raise ShardedCheckpointError(
@@ -197,9 +282,11 @@ def _check(metadata: Any, folder: Path) -> None:
         raise ShardedCheckpointError(f"{file} is not the metadata of a sharded checkpoint")
     entries: dict[str, Any] = metadata.state_dict_metadata
     for key, item in entries.items():
-        if type(key) is not str or not key.startswith(_KEY_PREFIXES):
+        # Printable and short, the keys are safe to name in every message below.
+        if not (type(key) is str and key.startswith(_KEY_PREFIXES) and _shown(key) == key):
+            shown = _shown(key) if type(key) is str else f"a {type(key).__name__}"
             raise refuse(
-                f"it holds {key!r}; a checkpoint's shards hold model.* and optimizer.state.*"
+                f"it holds {shown}; a checkpoint's shards hold model.* and optimizer.state.*"
             )
         if type(item) is BytesStorageMetadata:
             raise refuse(f"{key} is stored as bytes (pickled), and only tensors are read")
@@ -209,7 +296,6 @@ def _check(metadata: Any, folder: Path) -> None:
 
     stored = dict.fromkeys(entries, 0)  # the bytes each key's chunks are stored in
     spans: dict[str, list[tuple[int, int, str]]] = {}  # (offset, end, key) in each file
-    missing = set()
     for index, info in metadata.storage_data.items():
         if not (
             type(index) is MetadataIndex
@@ -221,21 +307,22 @@ def _check(metadata: Any, folder: Path) -> None:
             and info.offset >= 0
             and info.length >= 0
         ):
-            raise refuse(f"a storage entry is not as DCP writes it: {index!r}: {info!r}")
+            raise refuse("a storage entry is not as DCP writes it (file, offset, length)")
         key, name = index.fqn, info.relative_path
         if info.transform_descriptors:
-            raise refuse(f"{key} is stored transformed ({info.transform_descriptors!r})")
-        shard = shards / name
-        if name in ("", ".", "..") or Path(name).name != name or not _inside(shard, shards):
-            raise refuse(f"{key} is stored in {name}, outside {shards}")
-        if not shard.is_file():
-            missing.add(name)
-            continue
+            raise refuse(f"{key} is stored transformed (compressed), which vertebra never does")
+        if _shown(name) != name:
+            raise refuse(f"{key} is stored in a file named {_shown(name)}, which no shard is")
         spans.setdefault(name, []).append((info.offset, info.offset + info.length, key))
         stored[key] += info.length
+    for name, file_spans in spans.items():  # each file once: a big network has many entries
+        shard = shards / name
+        if name in ("", ".", "..") or Path(name).name != name or not _inside(shard, shards):
+            raise refuse(f"{file_spans[0][2]} is stored in {name}, outside {shards}")
+    missing = sorted(name for name in spans if not (shards / name).is_file())
     if missing:
         raise ShardedCheckpointError(
-            f"sharded checkpoint {folder} is incomplete: {', '.join(sorted(missing))} missing "
+            f"sharded checkpoint {folder} is incomplete: {', '.join(missing)} missing "
             f"from {shards} (a shard was lost or not copied); resume from another checkpoint"
         )
     for name, file_spans in spans.items():

@@ -260,7 +260,8 @@ def _tensor_problem(item: Any) -> str | None:
 def _check(metadata: Any, folder: Path) -> None:
     """Raise `ShardedCheckpointError` unless `metadata` describes tensors only, under the
     keys a vertebra checkpoint holds, each stored in distinct bytes of a file in
-    `folder/shards` (no link out), within the file, and in as many bytes as it claims."""
+    `folder/shards` (no link out), within the file, and in as many bytes as it claims; then
+    drop what DCP does not need to load."""
     from torch.distributed.checkpoint.filesystem import _StorageInfo
     from torch.distributed.checkpoint.metadata import (
         BytesStorageMetadata,
@@ -348,6 +349,10 @@ def _check(metadata: Any, folder: Path) -> None:
                 f"{key} claims {tuple(item.size)} {item.properties.dtype} ({claimed} bytes), "
                 f"and its shards hold {stored[key]} bytes of it"
             )
+    # DCP needs neither to load (the checkpoint id, the writer's key paths): nothing that
+    # was not checked reaches it.
+    metadata.storage_meta = None
+    metadata.planner_data = None
 
 
 def checked_reader(folder: Path, metadata: Any) -> Any:

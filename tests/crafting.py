@@ -11,6 +11,7 @@ import json
 import os
 import pickle
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "CRAFTED_NUMBERS",
@@ -73,6 +74,143 @@ def deep_json(levels: int = 100_000, closed: bool = False) -> str:
 
 # --- sharded checkpoints --------------------------------------------------------------------
 # Crafted `.metadata`, bytes entries and shard paths (issue: code runs from a sharded checkpoint).
+
+
+def _pickle_text(value: str) -> bytes:
+    import struct
+
+    data = value.encode()
+    return pickle.BINUNICODE + struct.pack("<I", len(data)) + data
+
+
+def dotted_global_pickle(module: str, name: str, marker: Path) -> bytes:
+    """A protocol-4 pickle that calls `module`'s `name` with the touch command: STACK_GLOBAL
+    takes a dotted `name` (`os.system`), reached through the module's own `import os`."""
+    return (
+        pickle.PROTO
+        + bytes([4])
+        + _pickle_text(module)
+        + _pickle_text(name)
+        + pickle.STACK_GLOBAL
+        + _pickle_text(touch_command(marker))
+        + pickle.TUPLE1
+        + pickle.REDUCE
+        + pickle.STOP
+    )
+
+
+def class_state_pickle(module: str, name: str, attribute: str) -> bytes:
+    """A protocol-4 pickle that sets `attribute` of the class `module`.`name` itself
+    (pickle's BUILD with slot state): unpickled, it changes the class for the whole process."""
+    return (
+        pickle.PROTO
+        + bytes([4])
+        + _pickle_text(module)
+        + _pickle_text(name)
+        + pickle.STACK_GLOBAL
+        + pickle.NONE
+        + pickle.EMPTY_DICT
+        + _pickle_text(attribute)
+        + _pickle_text("crafted")
+        + pickle.SETITEM
+        + pickle.TUPLE2
+        + pickle.BUILD
+        + pickle.STOP
+    )
+
+
+def deep_tuple_pickle(depth: int = 1_000_000, call: tuple[str, str] | None = None) -> bytes:
+    """A protocol-4 pickle holding a tuple nested `depth` deep that unpickling hashes: as a
+    dict's key, or as the argument of `call` (module, name; an enum looks its value up).
+    Hashing it recurses in C: the process dies of a segmentation fault."""
+    nested = pickle.EMPTY_TUPLE + pickle.TUPLE1 * depth
+    if call is None:
+        body = pickle.EMPTY_DICT + nested + pickle.NONE + pickle.SETITEM
+    else:
+        body = _pickle_text(call[0]) + _pickle_text(call[1]) + pickle.STACK_GLOBAL
+        body += nested + pickle.TUPLE1 + pickle.REDUCE
+    return pickle.PROTO + bytes([4]) + body + pickle.STOP
+
+
+def payload_torch_file(marker: Path) -> bytes:
+    """A `torch.save` file whose loading without `weights_only` touches `marker`."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(Touch(marker), buffer)
+    return buffer.getvalue()
+
+
+def _read_dcp_metadata(shards: Path) -> Any:
+    # The test's own checkpoint, written by DCP: trusted, so plain pickle reads it.
+    with open(shards / ".metadata", "rb") as handle:
+        return pickle.load(handle)
+
+
+def _write_dcp_metadata(shards: Path, metadata: Any) -> None:
+    with open(shards / ".metadata", "wb") as handle:
+        pickle.dump(metadata, handle)
+
+
+def _storages(metadata: Any, key: str) -> list[Any]:
+    """The storage indexes (`MetadataIndex`) of `key`'s chunks."""
+    return [index for index in metadata.storage_data if index.fqn == key]
+
+
+def bytes_entry(shards: Path, key: str, marker: Path) -> None:
+    """Mark `key` of the DCP checkpoint in `shards` as bytes (`BytesStorageMetadata`), which
+    DCP reads with `torch.load(weights_only=False)`: a payload torch file appended to the
+    shard that held the key."""
+    from torch.distributed.checkpoint.filesystem import _StorageInfo
+    from torch.distributed.checkpoint.metadata import BytesStorageMetadata, MetadataIndex
+
+    metadata = _read_dcp_metadata(shards)
+    first, *rest = _storages(metadata, key)
+    shard = shards / metadata.storage_data[first].relative_path
+    for index in (first, *rest):
+        del metadata.storage_data[index]
+    payload = payload_torch_file(marker)
+    offset = shard.stat().st_size
+    with open(shard, "ab") as handle:
+        handle.write(payload)
+    metadata.state_dict_metadata[key] = BytesStorageMetadata()
+    metadata.storage_data[MetadataIndex(key)] = _StorageInfo(shard.name, offset, len(payload))
+    _write_dcp_metadata(shards, metadata)
+
+
+def shard_path(shards: Path, key: str, path: str) -> None:
+    """Point the storage of `key`'s chunks at `path` (absolute, `../x`, a link's name)."""
+    metadata = _read_dcp_metadata(shards)
+    for index in _storages(metadata, key):
+        metadata.storage_data[index].relative_path = path
+    _write_dcp_metadata(shards, metadata)
+
+
+def claimed_size(shards: Path, key: str, size: tuple[int, ...]) -> None:
+    """Make `.metadata` claim that tensor `key` has global shape `size` (one chunk, stored
+    where the real one is)."""
+    import torch
+    from torch.distributed.checkpoint.metadata import ChunkStorageMetadata, MetadataIndex
+
+    metadata = _read_dcp_metadata(shards)
+    zeros = torch.Size([0] * len(size))
+    first, *rest = _storages(metadata, key)
+    info = metadata.storage_data.pop(first)
+    for index in rest:
+        del metadata.storage_data[index]
+    metadata.storage_data[MetadataIndex(key, zeros)] = info
+    item = metadata.state_dict_metadata[key]
+    item.size = torch.Size(size)
+    item.chunks = [ChunkStorageMetadata(offsets=zeros, sizes=torch.Size(size))]
+    _write_dcp_metadata(shards, metadata)
+
+
+def truncate(file: Path, keep: float = 0.5) -> None:
+    """Cut `file` to its first `keep` part (a copy or download that stopped)."""
+    data = file.read_bytes()
+    file.write_bytes(data[: int(len(data) * keep)])
 
 
 # --- weights packages and manifests ---------------------------------------------------------

@@ -10,28 +10,36 @@ into fsdp on M processes, into DDP, or into one process without a process group 
 reshards on load).
 
 Loading unpickles nothing a crafted checkpoint could use to run code: `.metadata` (a
-pickle) is read with an unpickler that knows only DCP's metadata classes, torch's sizes
-and dtypes and paths, before DCP reads it; the shards hold tensors only (the optimizer's
-hyperparameters, `param_groups`, go into `state.pt`, read with `weights_only=True`), and
-DCP reads only the tensors asked for.
+pickle) is read and checked by `_shard_metadata` before DCP reads anything, and DCP is
+given what was checked. The shards hold tensors only (the optimizer's hyperparameters,
+`param_groups`, go into `state.pt`, read with `weights_only=True`), and DCP reads only
+the tensors asked for, each from the bytes of a file in `shards/` that `.metadata` names.
 """
 
 from __future__ import annotations
 
 import pickle
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from vertebra.errors import UserError
+from vertebra.engine._shard_metadata import (
+    METADATA,
+    SHARDS_DIR,
+    ShardedCheckpointError,
+    ShardReadError,
+    checked_reader,
+    read_metadata,
+)
 from vertebra.state_dicts import mismatches
 
 __all__ = [
     "SHARDS_DIR",
+    "ShardedCheckpointError",
     "full_model_state",
     "is_sharded",
     "load_model",
@@ -41,83 +49,25 @@ __all__ = [
     "training_state",
 ]
 
-SHARDS_DIR = "shards"
-_METADATA = ".metadata"
-
-
-class ShardedCheckpointError(UserError):
-    """A sharded checkpoint that cannot be read or does not fit."""
-
 
 def is_sharded(folder: Path) -> bool:
     """Whether checkpoint `folder` holds its weights in DCP shards."""
-    return (folder / SHARDS_DIR / _METADATA).is_file()
+    return (folder / SHARDS_DIR / METADATA).is_file()
 
 
-#: What `.metadata` may name: DCP's metadata classes, and the torch and pathlib objects
-#: they hold. Anything else is refused before DCP's own unpickler reads the file.
-_METADATA_GLOBALS = {
-    "torch.distributed.checkpoint.metadata": None,  # every class of the module
-    "torch.distributed.checkpoint.filesystem": {"_StorageInfo"},
-    "torch.serialization": {"_get_layout"},
-    "torch": {"Size"},
-    "pathlib": {"PosixPath", "PurePosixPath", "WindowsPath", "PureWindowsPath", "Path"},
-    "collections": {"OrderedDict"},
-}
-
-
-class _MetadataUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        allowed = module in _METADATA_GLOBALS and (
-            _METADATA_GLOBALS[module] is None or name in (_METADATA_GLOBALS[module] or ())
-        )
-        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
-            allowed = True
-        if not allowed or name.startswith("__"):
-            raise pickle.UnpicklingError(
-                f"it names {module}.{name}, which no checkpoint metadata holds"
-            )
-        return super().find_class(module, name)
-
-
-def _metadata(folder: Path) -> Any:
-    """DCP's metadata of `folder/shards`, read with `_MetadataUnpickler` and checked: every
-    file it names is there."""
-    shards = folder / SHARDS_DIR
-    file = shards / _METADATA
-    try:
-        with open(file, "rb") as handle:
-            metadata = _MetadataUnpickler(handle).load()
-    except pickle.UnpicklingError as exc:
-        raise ShardedCheckpointError(f"refusing to load {file}: {exc}") from None
-    except Exception as exc:  # a damaged file raises whatever its bytes lead to
-        raise ShardedCheckpointError(
-            f"cannot read {file} (corrupted or not a sharded checkpoint): "
-            f"{type(exc).__name__}: {exc}"
-        ) from None
-    if not hasattr(metadata, "state_dict_metadata"):
-        raise ShardedCheckpointError(f"{file} is not the metadata of a sharded checkpoint")
-    files = {info.relative_path for info in (metadata.storage_data or {}).values()}
-    missing = sorted(f for f in files if not (shards / f).is_file())
-    if missing:
-        raise ShardedCheckpointError(
-            f"sharded checkpoint {folder} is incomplete: {', '.join(missing)} missing from "
-            f"{shards} (a shard was lost or not copied); resume from another checkpoint"
-        )
-    return metadata
-
-
-def model_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
-    """The global shape of each tensor of the network's weights in sharded checkpoint `folder`."""
+def model_shapes(folder: Path, metadata: Any = None) -> dict[str, tuple[int, ...]]:
+    """The global shape of each tensor of the network's weights in sharded checkpoint
+    `folder` (whose checked metadata is `metadata`, read when not given)."""
+    metadata = read_metadata(folder) if metadata is None else metadata
     shapes = {}
-    for key, item in _metadata(folder).state_dict_metadata.items():
-        if key.startswith("model.") and hasattr(item, "size"):
+    for key, item in metadata.state_dict_metadata.items():
+        if key.startswith("model."):
             shapes[key[len("model.") :]] = tuple(item.size)
     return shapes
 
 
-def _check_fits(folder: Path, own: dict[str, Any], what: str) -> None:
-    stored = model_shapes(folder)
+def _check_fits(folder: Path, metadata: Any, own: dict[str, Any], what: str) -> None:
+    stored = model_shapes(folder, metadata)
     shapes = {k: tuple(v.shape) for k, v in own.items() if isinstance(v, torch.Tensor)}
     problems = mismatches(shapes, stored, "the checkpoint")
     if problems:
@@ -126,20 +76,73 @@ def _check_fits(folder: Path, own: dict[str, Any], what: str) -> None:
         )
 
 
-def _read(folder: Path, state: dict[str, Any]) -> None:
-    """Fill `state`'s tensors from `folder/shards` (collectively under a process group)."""
+def _keys(state: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`state`'s values under DCP's keys: the keys of nested mappings joined by dots."""
+    flat = {}
+    for key, value in state.items():
+        if isinstance(value, Mapping):
+            flat.update(_keys(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _read(folder: Path, metadata: Any, state: dict[str, Any]) -> None:
+    """Fill `state`'s tensors from `folder/shards`, whose checked metadata is `metadata`
+    (collectively under a process group). Each tensor asked for must be there, with its
+    shape; DCP reads nothing else."""
+    from torch.distributed.checkpoint.api import CheckpointException
     from torch.distributed.checkpoint.state_dict_loader import load
 
+    for key, value in _keys(state).items():
+        item = metadata.state_dict_metadata.get(key)
+        if item is None:
+            raise ShardedCheckpointError(
+                f"checkpoint {folder} does not fit this run: its shards hold no {key}"
+            )
+        if isinstance(value, torch.Tensor) and tuple(item.size) != tuple(value.shape):
+            raise ShardedCheckpointError(
+                f"checkpoint {folder} does not fit this run: {key} {tuple(item.size)} in "
+                f"the checkpoint, {tuple(value.shape)} here"
+            )
     try:
         with warnings.catch_warnings():
             # Without a process group DCP reads in this process, as wanted, and warns so.
             warnings.filterwarnings(
                 "ignore", message=".*assuming the intent is to load in a single"
             )
-            load(state, checkpoint_id=str(folder / SHARDS_DIR))
-    except Exception as exc:  # DCP wraps each rank's failure in its own exception type
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ShardedCheckpointError(f"cannot read sharded checkpoint {folder}: {first}") from None
+            load(state, storage_reader=checked_reader(folder, metadata))
+    except (Exception, CheckpointException) as exc:  # a BaseException: DCP's, of every rank
+        raise _read_failure(folder, exc) from None
+
+
+def _read_failure(folder: Path, exc: BaseException) -> BaseException:
+    """What a failed DCP read of `folder` raises: an error naming the damaged shard, or the
+    interrupt that DCP wrapped in its `CheckpointException` with every rank's failure."""
+    failures = [failure for failure, _ in getattr(exc, "failures", {}).values()]
+    for failure in failures:
+        if isinstance(failure, (KeyboardInterrupt, SystemExit)):
+            return failure
+    cause = failures[0] if failures else exc
+    if not isinstance(cause, ShardReadError):
+        return ShardedCheckpointError(
+            f"cannot read sharded checkpoint {folder}: {_first_line(cause)}"
+        )
+    # torch's weights_only refusal suggests weights_only=False: never the advice here.
+    how = (
+        "it holds something other than a tensor"
+        if isinstance(cause.cause, pickle.UnpicklingError)
+        else _first_line(cause.cause)
+    )
+    return ShardedCheckpointError(
+        f"cannot read sharded checkpoint {folder}: {cause.shard} is damaged ({how}); resume "
+        "from another checkpoint"
+    )
 
 
 def load_model(folder: Path, model: nn.Module, what: str = "the network") -> None:
@@ -147,9 +150,10 @@ def load_model(folder: Path, model: nn.Module, what: str = "the network") -> Non
     from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_model_state_dict
 
     own = get_model_state_dict(model)
-    _check_fits(folder, own, what)
+    metadata = read_metadata(folder)
+    _check_fits(folder, metadata, own, what)
     state = {"model": own}
-    _read(folder, state)
+    _read(folder, metadata, state)
     set_model_state_dict(model, state["model"])
 
 
@@ -165,8 +169,9 @@ def load_training(
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
     own, optim = get_state_dict(model, optimizer)
-    _check_fits(folder, own, "the network")
-    _read(folder, {"model": own, "optimizer": {"state": optim["state"]}})  # filled in place
+    metadata = read_metadata(folder)
+    _check_fits(folder, metadata, own, "the network")
+    _read(folder, metadata, {"model": own, "optimizer": {"state": optim["state"]}})  # in place
     optim["param_groups"] = groups
     try:
         set_state_dict(model, optimizer, model_state_dict=own, optim_state_dict=optim)
@@ -203,16 +208,15 @@ def shard_writer(tensors: dict[str, Any]) -> Callable[[Path], None]:
 
 def full_model_state(folder: Path) -> dict[str, torch.Tensor]:
     """The network's whole weights from sharded checkpoint `folder`, in this process (no
-    process group needed): the tensors are made from DCP's metadata and filled from the
-    shards."""
-    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
-
+    process group needed): the tensors are made from DCP's metadata, whose sizes are
+    checked against the bytes the shards hold, and filled from the shards."""
+    metadata = read_metadata(folder)
     model: dict[str, torch.Tensor] = {}
-    for key, item in _metadata(folder).state_dict_metadata.items():
-        if key.startswith("model.") and isinstance(item, TensorStorageMetadata):
+    for key, item in metadata.state_dict_metadata.items():
+        if key.startswith("model."):
             model[key[len("model.") :]] = torch.empty(tuple(item.size), dtype=item.properties.dtype)
     if not model:
         raise ShardedCheckpointError(f"sharded checkpoint {folder} holds no network weights")
     state = {"model": model}
-    _read(folder, state)
+    _read(folder, metadata, state)
     return state["model"]

@@ -495,7 +495,12 @@ def consolidate(folder: Path, out: Path, *, force: bool = False) -> tuple[int, i
     if is_sharded(folder):
         tensors = full_model_state(folder)
     else:
-        tensors = load_file(str(folder / MODEL_FILE))
+        try:
+            tensors = load_file(str(folder / MODEL_FILE))
+        except Exception as exc:  # safetensors raises its own error types for bad files
+            raise CheckpointError(
+                f"cannot read {folder / MODEL_FILE} (corrupted or not a safetensors file): {exc}"
+            ) from None
     metadata = {"format": "pt", "step": str(state["step"])}
     if state.get("model"):
         metadata["model"] = str(state["model"])

@@ -171,3 +171,28 @@ def test_a_finished_run_lengthened_on_the_command_line_logs_it_and_the_rate_does
     assert steps == list(range(1, 70)), steps
     after_warmup = [lr for s, lr in rates if s >= 3]
     assert all(b <= a for a, b in itertools.pairwise(after_warmup)), after_warmup
+
+
+def test_a_stretched_schedule_stopped_again_resumes_on_its_stretched_clock() -> None:
+    cfg = {"NAME": "CosineAnnealingLR", "WARMUP_STEPS": 2}
+    sched, opt = _start("CosineAnnealingLR", {"WARMUP_STEPS": 2}, 20)
+    _train(sched, opt, 8)
+    states = [_through_a_file({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()})]
+    runs = []
+    for stop in (None, 18):  # the 40-step run straight on, and stopped again at step 18
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        sched = LR_SCHEDULERS.build(cfg, optimizer=opt, total_steps=40)
+        opt.load_state_dict(states[0]["optimizer"])
+        sched.load_state_dict(states[0]["scheduler"])
+        rates = _train(sched, opt, 10)
+        if stop:
+            saved = _through_a_file(
+                {"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
+            )
+            opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+            sched = LR_SCHEDULERS.build(cfg, optimizer=opt, total_steps=40)
+            opt.load_state_dict(saved["optimizer"])
+            sched.load_state_dict(saved["scheduler"])
+            assert sched.adaptation is None  # the same length as when it stopped
+        runs.append(rates + _train(sched, opt, 22))
+    assert runs[0] == runs[1] and runs[0][-1] > 0 and _next_rate(sched) == 0.0

@@ -148,29 +148,43 @@ def test_each_schedule_gives_the_rates_of_torchs_own(
     assert ours == pytest.approx(theirs, rel=1e-9, abs=1e-12)
 
 
-def test_a_finished_run_lengthened_on_the_command_line_logs_it_and_the_rate_does_not_jump(
+def test_a_run_lengthened_on_the_command_line_logs_it_and_the_rate_does_not_jump(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # 2 epochs of 23 steps, then the same run resumed for 3: the cosine had ended at 0.
+    # 2 epochs of 23 steps; then lengthened to 3 from its end (the cosine had ended at 0)
+    # and from its epoch-1 checkpoint (mid-cosine: the rest is stretched).
     config = write_config(
         tmp_path,
         {"TRAIN": {"EPOCHS": 2, "LOG_EVERY": 1}, "DATA": {"VAL": {"BATCH_SIZE": 512}}},
     )
-    status, _, err = cli(capsys, "train", config)
-    assert status == 0, err
     run = tmp_path / "run"
+    assert cli(capsys, "train", config)[0] == 0
+    first = _rates(run)
     status, out, err = cli(capsys, "train", config, "--resume", "--set", "TRAIN.EPOCHS=3")
     assert status == 0, err
     assert "LR_SCHEDULER CosineAnnealingLR: the run has 69 steps now, not 46" in out + err
-    rates = [
-        (r["step"], r["lr"])
-        for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
-        if "lr" in r
-    ]
-    steps = [s for s, _ in rates]
-    assert steps == list(range(1, 70)), steps
-    after_warmup = [lr for s, lr in rates if s >= 3]
-    assert all(b <= a for a, b in itertools.pairwise(after_warmup)), after_warmup
+    assert "the schedule had ended by step 46" in out + err
+    ended = _rates(run)[len(first) :]
+    assert [s for s, _ in ended] == list(range(47, 70)) and {lr for _, lr in ended} == {0.0}
+    middle = run / "checkpoints" / "step-00000023"
+    status, out, err = cli(capsys, "train", config, "--resume", middle, "--set", "TRAIN.EPOCHS=3")
+    assert status == 0, err
+    assert "from step 23 is stretched over the 46 steps left" in out + err
+    # metrics.jsonl keeps the records up to the checkpoint's step, then the resumed run's.
+    final = _rates(run)
+    assert [s for s, _ in final] == list(range(1, 70))
+    assert final[:23] == first[:23]
+    # From step 23 (the checkpoint's rate) across the resume on down to the end.
+    rates = [lr for _, lr in final[22:]]
+    assert all(b <= a for a, b in itertools.pairwise(rates)), rates
+    drops = [a - b for a, b in itertools.pairwise(rates)]
+    assert drops[0] <= max(drops[1:]) and rates[-1] < 1e-5 < rates[1], rates
+
+
+def _rates(run: Path) -> list[tuple[int, float]]:
+    """(step, learning rate) of each training record of metrics.jsonl, in order."""
+    records = map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+    return [(r["step"], r["lr"]) for r in records if r.get("event") == "train"]
 
 
 def test_a_stretched_schedule_stopped_again_resumes_on_its_stretched_clock() -> None:

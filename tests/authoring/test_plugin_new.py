@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import tomllib
 import torch
+from vertebra import config as config_io
 from vertebra.cli import main
 from vertebra.testing import PluginSandbox, check_part
 
@@ -58,6 +59,20 @@ def test_writes_a_complete_distribution(tmp_path: Path, capsys: pytest.CaptureFi
     }
     assert any(dep.startswith("vertebra>=") for dep in meta["project"]["dependencies"])
     assert "acme-parts" in (target / "tests" / "conftest.py").read_text(encoding="utf-8")
+
+
+def test_readme_installs_nothing_from_an_index_that_lacks_it_and_runs_are_ignored(
+    tmp_path: Path,
+) -> None:
+    target = _new(tmp_path)
+    readme = (target / "README.md").read_text(encoding="utf-8")
+    # vertebra-vision is on no package index: only an editable install from a checkout works.
+    assert "pip install vertebra-vision" not in readme
+    assert "pip install -e path/to/vertebra/plugins/vertebra-vision" in readme
+    block = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    output_dir = config_io.loads(block, source="README")["TRAIN"]["OUTPUT_DIR"]
+    ignored = (target / ".gitignore").read_text(encoding="utf-8").splitlines()
+    assert f"{Path(output_dir).parts[0]}/" in ignored, (output_dir, ignored)
 
 
 def test_default_folder_is_the_name_in_the_working_directory(

@@ -31,7 +31,7 @@ EXPECTED: dict[str, tuple[str, list[str]]] = {
     "typo_key.yaml": (
         "typo_key.yaml",
         [
-            "MODEL.HEAD.NUM_CLASSES: required key is missing: Number of classes (width of the logits)",
+            # not also "NUM_CLASSES: required key is missing": the hint names it
             "MODEL.HEAD.NUM_CLASES: unknown key; did you mean NUM_CLASSES?",
         ],
     ),
@@ -185,6 +185,8 @@ def test_overrides_fix_a_bad_value_from_the_command_line(
     assert err == ""
     assert out == (
         f"{path}: valid. MODEL=Classifier (BACKBONE=MLP, HEAD=ClassifierHead, LOSS=CrossEntropy)\n"
+        f"{path}: it builds, but cannot train: no DATA.TRAIN "
+        "(add a DATA block: DATA.TRAIN to train, DATA.VAL to evaluate)\n"
     )
     assert main(["validate", path, "--set", "MODEL.BACKBONE.IN_FEATURES=64", "--print"]) == 0
     printed = config_io.loads(capsys.readouterr().out)
@@ -232,3 +234,20 @@ def test_vertebra_validate_in_a_real_process() -> None:
     )
     assert good.returncode == 0, good.stderr
     assert good.stdout.startswith("examples/digits.yaml: valid. MODEL=Classifier (BACKBONE=")
+
+
+def test_a_misspelt_required_key_is_reported_once_and_other_missing_keys_still_are() -> None:
+    config = {
+        "MODEL": {
+            "NAME": "Classifier",
+            "BACKBONE": {"NAME": "MLP"},  # IN_FEATURES missing, and no unknown key near it
+            "HEAD": {"NAME": "ClassifierHead", "DIM": 8, "NUM_CLASES": 10},
+        }
+    }
+    with pytest.raises(ConfigError) as info:
+        validate_run_config(config, source="typo.yaml")
+    assert [str(i) for i in info.value.issues] == [
+        "MODEL.BACKBONE.IN_FEATURES: required key is missing: "
+        "Number of input features; inputs are flattened after the batch axis",
+        "MODEL.HEAD.NUM_CLASES: unknown key; did you mean NUM_CLASSES?",
+    ]

@@ -5,16 +5,27 @@ invisible in the built site):
 
 - `<!-- test: run -->`: a `python` block is executed (the blocks of one page share a
   namespace, in page order); a `bash` block runs its `vertebra ...` and `python ...`
-  commands (and follows `cd`); all in a temporary folder per page. `run exit=2` expects
-  that exit status from the block's last command.
+  commands (and follows `cd`); a `console` block runs each `$ ` command and compares what
+  it printed (stdout and stderr, in order) with the lines under it, all of them (see
+  `matching.py`: `...` for any text or any lines, `tol=` for numbers). All in a temporary
+  folder per page that holds the repository's `examples/`. `run exit=2` expects that exit
+  status from the block's last command; `run tol=0.05` compares the numbers with a
+  decimal point of a console block within 0.05.
 - `<!-- test: file NAME -->`: the block's text is written to NAME in that folder;
   `file NAME invalid` marks a config that shows mistakes: it must fail validation.
-- `<!-- test: output -->`: each non-empty line of this block appears in what the run
-  block before it printed.
-- `<!-- test: skip -->`: the block is not even parsed (a deliberately broken example).
+- `<!-- test: same NAME -->`: the block is the text of file NAME, or a part of it, which a
+  command run before it wrote (a file that `vertebra plugins new` makes); `same NAME run`
+  also executes it, as `run` does.
+- `<!-- test: output -->`: the lines of this block appear, in their order, in what the run
+  block before it printed; `output exact` is all that it printed (`...` lines aside), so an
+  extra line fails too; `tol=` as for `run`.
+- `<!-- test: skip REASON -->`: the block is not run (nor parsed: a deliberately broken
+  example); REASON says why (`needs torchrun on 2 machines`), and a test checks that it
+  is there.
 
-Unmarked blocks are still checked: python compiles, YAML loads with vertebra's safe
-loader (and a complete run config, one with MODEL and no _BASE, validates), TOML parses.
+Every `bash`, `console` and `python` block is run, written as a file, compared with one,
+or skipped with a reason. Other blocks are still checked: YAML loads with vertebra's safe loader (and a
+complete run config, one with MODEL and no _BASE, validates), TOML and JSON parse.
 """
 
 from __future__ import annotations
@@ -50,6 +61,33 @@ class Block:
     @property
     def argument(self) -> str:
         return self.mark.partition(" ")[2].strip()
+
+    @property
+    def tolerance(self) -> float | None:
+        """The `tol=X` of the marker, if any."""
+        found = re.search(r"\btol=(\S+)", self.mark)
+        return float(found[1]) if found else None
+
+    @property
+    def expected_exit(self) -> int:
+        found = re.search(r"\bexit=(\d+)", self.mark)
+        return int(found[1]) if found else 0
+
+
+def console(code: str) -> list[tuple[str, str]]:
+    """The `$ ` commands of a console block (continued by `\\`), each with the text shown
+    under it."""
+    found: list[tuple[str, list[str]]] = []
+    lines = iter(code.splitlines())
+    for line in lines:
+        if line.startswith("$ "):
+            command = line[2:]
+            while command.endswith("\\"):
+                command = command[:-1] + " " + next(lines, "").strip()
+            found.append((command, []))
+        elif found:
+            found[-1][1].append(line)
+    return [(command, "\n".join(shown)) for command, shown in found]
 
 
 def pages() -> list[Path]:

@@ -41,5 +41,7 @@ def run(args: argparse.Namespace) -> int:
     folder = resolve(source if source.is_file() else locate(source)[0])
     out = Path(args.output)
     count, size = consolidate(folder, out, force=args.force)
-    print(f"wrote {out}: {count} tensors, {size / 2**20:.1f} MiB, from {folder.resolve()}")
+    # `best` and `last` name a step folder: say which, in the terms the user gave.
+    step = folder.parent / folder.resolve().name
+    print(f"wrote {out}: {count} tensors, {size / 2**20:.1f} MiB, from {step}")
     return 0

@@ -16,8 +16,9 @@ def add_parser(sub: Any) -> None:
         "validate",
         help="check a config against the schemas of its parts",
         description="Check a run config: every error at once, with its dotted path. Builds "
-        "nothing. Keys that are valid but have no effect are warned about on stderr. Exit "
-        "status 0 when valid (warnings or not), 2 with every error otherwise.",
+        "nothing. Keys that are valid but have no effect are warned about on stderr; a "
+        "config without DATA is said to build but not train. Exit status 0 when valid "
+        "(warnings or not), 2 with every error otherwise.",
     )
     add_config_arguments(p, "MODEL.HEAD.NUM_CLASSES=10")
     p.add_argument(
@@ -43,6 +44,12 @@ def run(args: argparse.Namespace) -> int:
         print(config_io.dump(cfg), end="")
         return 0
     print(f"{args.config}: valid. MODEL={cfg.MODEL.NAME}{_parts(cfg.MODEL)}")
+    if cfg.DATA is None:
+        # Valid is not trainable: `vertebra train` would refuse it for want of data.
+        print(
+            f"{args.config}: it builds, but cannot train: no DATA.TRAIN "
+            "(add a DATA block: DATA.TRAIN to train, DATA.VAL to evaluate)"
+        )
     return 0
 
 

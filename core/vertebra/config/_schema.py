@@ -441,10 +441,14 @@ def validate_into(schema: type[S], raw: Any, path: str, issues: list[ConfigIssue
     try:
         result = schema.model_validate(data)
     except ValidationError as exc:
-        for error in exc.errors():
+        errors = exc.errors()
+        restated = _typo_restated(schema, errors)
+        for error in errors:
             loc = error["loc"]
             if loc and loc[0] in failed:
                 continue  # already reported, at its own depth
+            if tuple(loc) in restated:
+                continue  # the unknown key's "did you mean" names it already
             key = loc[0] if loc and loc[0] in schema.model_fields else None
             found.setdefault(str(key) if key is not None else None, []).extend(
                 _issues_from_pydantic(schema, error, path)
@@ -556,6 +560,22 @@ def _expected_mapping(owner: type[BaseModel] | None, key: str) -> str:
     from vertebra.plugins._registries import registry_for
 
     return f"a mapping with a NAME from {registry_for(part[0].registry).name}"
+
+
+def _typo_restated(schema: type[BaseModel], errors: Sequence[Any]) -> set[tuple[Any, ...]]:
+    """Where a required key is missing because it was misspelt: the locations of "missing"
+    errors whose key is the close match of an unknown key beside it (`NUM_CLASES`)."""
+    missing = {tuple(e["loc"]) for e in errors if e["type"] == "missing" and e["loc"]}
+    restated = set()
+    for error in errors:
+        loc = list(error["loc"])
+        if error["type"] != "extra_forbidden" or not loc:
+            continue
+        owner = _model_at(schema, loc)
+        hint = close_match(str(loc[-1]), list(owner.model_fields) if owner else [])
+        if hint and (*loc[:-1], hint) in missing:
+            restated.add((*loc[:-1], hint))
+    return restated
 
 
 def _issues_from_pydantic(schema: type[BaseModel], error: Any, path: str) -> list[ConfigIssue]:

@@ -403,6 +403,8 @@ def _build_training(
             group.update(saved)
     if found is not None:
         _restore_optimizer(found, None if restored else optimizer, scheduler, scaler)
+        if getattr(scheduler, "adaptation", None):  # the run's length changed on resume
+            logger.info(scheduler.adaptation)
     return TrainingSetup(
         config=cfg,
         strategy=strategy,

@@ -1,14 +1,26 @@
-"""torch's learning-rate schedules as LR_SCHEDULERS parts, each with an optional warmup.
+"""Learning-rate schedules as LR_SCHEDULERS parts, each with an optional warmup.
 
 Built as `cls(cfg, logger=None, optimizer=..., total_steps=...)` and stepped after every
-optimizer step. A warmup is torch's `LinearLR` from `WARMUP_START_FACTOR` to 1 over
-`WARMUP_STEPS`, followed by the schedule, joined with torch's `SequentialLR`; lengths that
-default to "the rest of the run" count the steps after the warmup.
+optimizer step. Each is torch's schedule of the same name in its closed form (the rate at
+a step is a function of the step, not of the rate before it): a warmup is a linear ramp of
+the factor from `WARMUP_START_FACTOR` to 1 over `WARMUP_STEPS`, then the schedule starts
+at its own step 0; lengths that default to "the rest of the run" count the steps after the
+warmup.
+
+A run resumed with another length (TRAIN.EPOCHS or MAX_STEPS changed, or a batch size
+that changes the steps per epoch) adapts its schedule when the checkpoint's state is
+loaded, without a jump at the resume point: a schedule whose length follows the run has
+its rest (from the resume step to its end) stretched or squeezed over the steps the run
+now has left; a schedule of fixed length (STEP_SIZE, MILESTONES, T_MAX, TOTAL_ITERS
+given) goes on unchanged, so milestones passed stay passed and those ahead stay at their
+step. `adaptation` then says what was done, for the run to log.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
+import math
 from typing import Any, ClassVar
 
 import torch
@@ -37,10 +49,19 @@ class WarmupConfig(PartConfig):
     )
 
 
-class _Warmup(torch_sched.SequentialLR):
-    """A torch schedule after an optional linear warmup."""
+class _Warmup(torch_sched.LRScheduler):
+    """A schedule after an optional linear warmup, on a clock that a resume may stretch.
+
+    The schedule spans `span` steps of its own clock and reads its position there as
+    `origin + (q - start) * rate`, q counting the run's steps after the warmup: with
+    (start, origin, rate) = (0, 0, 1) until a resume changes the run's length.
+    """
 
     Config: ClassVar[type[PartConfig]] = WarmupConfig
+    # What a checkpoint holds; the rest of the object is rebuilt from the run config.
+    _STATE = ("last_epoch", "base_lrs", "_last_lr", "_step_count", "total_steps", "span", "clock")
+    # Whether the schedule's length defaults to the run's rest (then a resume stretches it).
+    FOLLOWS_RUN: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -51,27 +72,84 @@ class _Warmup(torch_sched.SequentialLR):
         total_steps: int,
     ) -> None:
         self.cfg = cfg
-        warmup = cfg.WARMUP_STEPS
-        rest = max(1, total_steps - warmup)
-        if warmup:
-            first = torch_sched.LinearLR(
-                optimizer, start_factor=cfg.WARMUP_START_FACTOR, end_factor=1.0, total_iters=warmup
-            )
-            super().__init__(
-                optimizer, [first, self.schedule(optimizer, rest)], milestones=[warmup]
-            )
-        else:
-            super().__init__(optimizer, [self.schedule(optimizer, rest)], milestones=[])
+        self.total_steps = total_steps
+        self.span = self.fixed_length() or self._run_length(total_steps)
+        self.clock = [0.0, 0.0, 1.0]
+        self.adaptation: str | None = None
+        super().__init__(optimizer)
 
-    def schedule(self, optimizer: torch.optim.Optimizer, steps: int) -> torch_sched.LRScheduler:
-        """The schedule after the warmup; `steps` is the number of steps left for it."""
+    def fixed_length(self) -> int | None:
+        """The schedule's length when its config sets it; None when it is the run's rest."""
+        return None
+
+    def rate_at(self, base: float, position: float) -> float:
+        """The learning rate `position` steps into the schedule (after the warmup)."""
         raise NotImplementedError
 
+    def beyond(self, end: int) -> str:
+        """What a fixed schedule does past its step `end` that the run no longer reaches."""
+        return ""
+
+    def _run_length(self, total_steps: int) -> int:
+        return max(1, total_steps - self.cfg.WARMUP_STEPS)
+
+    def _position(self, step: int) -> float:
+        """Where the schedule is at optimizer step `step` of the run (warmup over)."""
+        start, origin, rate = self.clock
+        return origin + (step - self.cfg.WARMUP_STEPS - start) * rate
+
+    def get_lr(self) -> list[float | torch.Tensor]:
+        step, warmup = self.last_epoch, self.cfg.WARMUP_STEPS
+        if step < warmup:
+            first = self.cfg.WARMUP_START_FACTOR
+            factor = first + (1.0 - first) * step / warmup
+            return [float(base) * factor for base in self.base_lrs]
+        where = self._position(step)
+        return [self.rate_at(float(base), where) for base in self.base_lrs]
+
     def state_dict(self) -> dict[str, Any]:
-        # The config is rebuilt from the run config; a checkpoint holds plain data only.
-        state = super().state_dict()
-        state.pop("cfg", None)
-        return state
+        return {key: getattr(self, key) for key in self._STATE}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        total = self.total_steps
+        for key in self._STATE:
+            if key in state_dict:  # a checkpoint of an older vertebra lacks the clock
+                setattr(self, key, state_dict[key])
+        saved, self.total_steps = self.total_steps, total
+        if saved != total:
+            self.adaptation = self._adapt(saved, total)
+
+    def _adapt(self, saved: int, total: int) -> str:
+        """Fit the rest of the schedule to a run of `total` steps, not `saved`; say how."""
+        step, warmup = self.last_epoch, self.cfg.WARMUP_STEPS
+        name = f"LR_SCHEDULER {type(self).__name__}: the run has {total} steps now, not {saved}"
+        lr = f"{float(self._last_lr[0]):.4g}"
+        if step >= total:
+            return f"{name}; it is at step {step} already, the schedule stays as it was"
+        if not self.FOLLOWS_RUN or self.fixed_length() is not None:
+            return (
+                f"{name}; the schedule's steps are set by its config, not by the run: it "
+                f"goes on unchanged from step {step} (learning rate {lr})"
+                f"{self.beyond(self._run_length(total))}"
+            )
+        # What was left of the schedule's own clock is spread over the steps left now.
+        after_warmup = max(step, warmup)
+        here = self._position(after_warmup)
+        left = total - after_warmup
+        if left <= 0:
+            return f"{name}; the run ends within the warmup, which goes on as it was"
+        if here >= self.span:
+            self.clock = [float(after_warmup - warmup), here, 0.0]
+            return (
+                f"{name}; the schedule had ended by step {step}: the learning rate stays at "
+                f"its last value {lr} for the {total - step} steps added (a new schedule "
+                "needs a new run)"
+            )
+        self.clock = [float(after_warmup - warmup), here, (self.span - here) / left]
+        return (
+            f"{name}; the rest of the schedule from step {after_warmup} is stretched over the "
+            f"{left} steps left: the learning rate goes on from {lr} without a jump"
+        )
 
 
 class StepLRConfig(WarmupConfig):
@@ -85,8 +163,8 @@ class StepLR(_Warmup):
     Config = StepLRConfig
     cfg: StepLRConfig
 
-    def schedule(self, optimizer: torch.optim.Optimizer, steps: int) -> torch_sched.LRScheduler:
-        return torch_sched.StepLR(optimizer, step_size=self.cfg.STEP_SIZE, gamma=self.cfg.GAMMA)
+    def rate_at(self, base: float, position: float) -> float:
+        return base * self.cfg.GAMMA ** math.floor(position / self.cfg.STEP_SIZE)
 
 
 class MultiStepLRConfig(WarmupConfig):
@@ -100,10 +178,13 @@ class MultiStepLR(_Warmup):
     Config = MultiStepLRConfig
     cfg: MultiStepLRConfig
 
-    def schedule(self, optimizer: torch.optim.Optimizer, steps: int) -> torch_sched.LRScheduler:
-        return torch_sched.MultiStepLR(
-            optimizer, milestones=self.cfg.MILESTONES, gamma=self.cfg.GAMMA
-        )
+    def rate_at(self, base: float, position: float) -> float:
+        passed = bisect.bisect_right(sorted(self.cfg.MILESTONES), position)
+        return base * self.cfg.GAMMA**passed
+
+    def beyond(self, end: int) -> str:
+        late = [m for m in self.cfg.MILESTONES if m >= end]
+        return f"; milestone(s) {late} lie past the run's end and are not reached" if late else ""
 
 
 class ExponentialLRConfig(WarmupConfig):
@@ -116,8 +197,8 @@ class ExponentialLR(_Warmup):
     Config = ExponentialLRConfig
     cfg: ExponentialLRConfig
 
-    def schedule(self, optimizer: torch.optim.Optimizer, steps: int) -> torch_sched.LRScheduler:
-        return torch_sched.ExponentialLR(optimizer, gamma=self.cfg.GAMMA)
+    def rate_at(self, base: float, position: float) -> float:
+        return base * float(self.cfg.GAMMA**position)
 
 
 class CosineAnnealingLRConfig(WarmupConfig):
@@ -132,11 +213,14 @@ class CosineAnnealingLR(_Warmup):
 
     Config = CosineAnnealingLRConfig
     cfg: CosineAnnealingLRConfig
+    FOLLOWS_RUN = True
 
-    def schedule(self, optimizer: torch.optim.Optimizer, steps: int) -> torch_sched.LRScheduler:
-        return torch_sched.CosineAnnealingLR(
-            optimizer, T_max=self.cfg.T_MAX or steps, eta_min=self.cfg.ETA_MIN
-        )
+    def fixed_length(self) -> int | None:
+        return self.cfg.T_MAX
+
+    def rate_at(self, base: float, position: float) -> float:
+        low = self.cfg.ETA_MIN
+        return low + (base - low) * (1 + math.cos(math.pi * position / self.span)) / 2
 
 
 class LinearLRConfig(WarmupConfig):
@@ -152,14 +236,14 @@ class LinearLR(_Warmup):
 
     Config = LinearLRConfig
     cfg: LinearLRConfig
+    FOLLOWS_RUN = True
 
-    def schedule(self, optimizer: torch.optim.Optimizer, steps: int) -> torch_sched.LRScheduler:
-        return torch_sched.LinearLR(
-            optimizer,
-            start_factor=self.cfg.START_FACTOR,
-            end_factor=self.cfg.END_FACTOR,
-            total_iters=self.cfg.TOTAL_ITERS or steps,
-        )
+    def fixed_length(self) -> int | None:
+        return self.cfg.TOTAL_ITERS
+
+    def rate_at(self, base: float, position: float) -> float:
+        first, last = self.cfg.START_FACTOR, self.cfg.END_FACTOR
+        return base * (first + (last - first) * min(position, self.span) / self.span)
 
 
 class ConstantLRConfig(WarmupConfig):
@@ -175,10 +259,8 @@ class ConstantLR(_Warmup):
     Config = ConstantLRConfig
     cfg: ConstantLRConfig
 
-    def schedule(self, optimizer: torch.optim.Optimizer, steps: int) -> torch_sched.LRScheduler:
-        return torch_sched.ConstantLR(
-            optimizer, factor=self.cfg.FACTOR, total_iters=self.cfg.TOTAL_ITERS
-        )
+    def rate_at(self, base: float, position: float) -> float:
+        return base * (self.cfg.FACTOR if position < self.cfg.TOTAL_ITERS else 1.0)
 
 
 class PolynomialLRConfig(WarmupConfig):
@@ -193,8 +275,10 @@ class PolynomialLR(_Warmup):
 
     Config = PolynomialLRConfig
     cfg: PolynomialLRConfig
+    FOLLOWS_RUN = True
 
-    def schedule(self, optimizer: torch.optim.Optimizer, steps: int) -> torch_sched.LRScheduler:
-        return torch_sched.PolynomialLR(
-            optimizer, total_iters=self.cfg.TOTAL_ITERS or steps, power=self.cfg.POWER
-        )
+    def fixed_length(self) -> int | None:
+        return self.cfg.TOTAL_ITERS
+
+    def rate_at(self, base: float, position: float) -> float:
+        return base * float((1.0 - min(position, self.span) / self.span) ** self.cfg.POWER)

@@ -239,6 +239,7 @@ def test_a_ported_scepter_part_file_converts_validates_trains_and_loads_a_checkp
     torch.save(state, tmp_path / "epoch-2.pth")
     out = "weights.safetensors"
     assert main(["convert", "scepter-checkpoint", "epoch-2.pth", "-o", out]) == 0
+    assert "1 entry maps to no tensor and was left out:\n  epoch: " in capsys.readouterr().err
     assert sorted(load_file(tmp_path / out)) == [
         "backbone.fc.bias",
         "backbone.fc.weight",

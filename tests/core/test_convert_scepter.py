@@ -724,6 +724,7 @@ def test_scepters_crops_carry_over_with_their_keys() -> None:
     transforms[1] = {"NAME": "CenterCrop", "SIZE": 24, "INPUT_KEY": ["img"]}
     raw["SOLVER"]["EVAL_DATA"]["TRANSFORMS"][1] = {"NAME": "CenterCrop", "SIZE": 0}
     raw["SOLVER"]["EVAL_DATA"]["TRANSFORMS"][3] = {"NAME": "RandomResizedCrop", "RATIO": [2, 1]}
+    raw["SOLVER"]["EVAL_DATA"]["TRANSFORMS"][4] = {"NAME": "FlexibleCenterCrop", "SIZE": 8}
     conversion = convert_scepter(raw)
     train = conversion.config["DATA"]["TRAIN"]["DATASET"]["TRANSFORMS"]
     assert train[:2] == [
@@ -740,4 +741,8 @@ def test_scepters_crops_carry_over_with_their_keys() -> None:
         "vertebra-vision's RandomResizedCrop refuses it (RATIO: "
     )
     assert "the first value is the lower bound" in unmapped["SOLVER.EVAL_DATA.TRANSFORMS[3]"]
+    assert unmapped["SOLVER.EVAL_DATA.TRANSFORMS[4]"] == (
+        "vertebra-vision has no transform FlexibleCenterCrop; it has Normalize, RandomCrop, "
+        "RandomHorizontalFlip, RandomResizedCrop, CenterCrop"
+    )
     assert_every_key_accounted_for(raw, conversion)

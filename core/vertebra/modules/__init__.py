@@ -2,3 +2,5 @@
 
 Only what ported part files import from there lives here: `modules.utils.config`.
 """
+
+__all__: list[str] = []

@@ -1,1 +1,3 @@
 """scepter's `scepter.modules.utils` import path (see `vertebra.modules`)."""
+
+__all__: list[str] = []

@@ -110,7 +110,6 @@ NOT_CARRIED_OVER = [
     "SOLVER.LOG_FILE",
     "SOLVER.SAVE_EVAL_DATA",
     "SOLVER.TRAIN_DATA.NAME",
-    "SOLVER.TRAIN_DATA.TRANSFORMS[0]",
     "SOLVER.TRAIN_DATA.TRANSFORMS[2]",
     "SOLVER.TRAIN_DATA.TRANSFORMS[4]",
     "SOLVER.TRAIN_DATA.TRANSFORMS[5]",
@@ -135,7 +134,7 @@ def test_scepters_classification_example_converts_to_a_valid_vertebra_config(
     out = tmp_path / "vertebra.yaml"
     assert main(["convert", "scepter", str(source), "-o", str(out)]) == 0
     err = capsys.readouterr().err
-    assert f"vertebra convert: 12 keys of {source} not carried over:" in err
+    assert f"vertebra convert: 11 keys of {source} not carried over:" in err
     listed = [line.strip().split(": ")[0] for line in err.splitlines() if line.startswith("  ")]
     assert listed == NOT_CARRIED_OVER
     assert (
@@ -143,7 +142,7 @@ def test_scepters_classification_example_converts_to_a_valid_vertebra_config(
         "downloads nothing. Written as vertebra-vision's ImageFolder with ROOT cifar10/train"
     ) in err
     assert "SyntheticImages" in err
-    assert "RandomResizedCrop" in err and f"wrote {out}" in err
+    assert f"wrote {out}" in err
     assert "more keys left out, as vertebra already does what they say (listed in" in err
 
     converted = config_io.load(out)
@@ -154,6 +153,13 @@ def test_scepters_classification_example_converts_to_a_valid_vertebra_config(
             "NAME": "ImageFolder",
             "ROOT": "cifar10/train",
             "TRANSFORMS": [
+                {  # scepter's keys, the same in vertebra-vision
+                    "NAME": "RandomResizedCrop",
+                    "SIZE": 32,
+                    "RATIO": [0.75, 1.33],
+                    "SCALE": [0.8, 1.0],
+                    "INTERPOLATION": "bilinear",
+                },
                 {"NAME": "RandomHorizontalFlip", "P": 0.5},
                 {
                     "NAME": "Normalize",
@@ -706,3 +712,37 @@ def test_a_part_that_takes_pretrained_model_itself_keeps_it(
     assert [n.path for n in conversion.notes if "PRETRAINED_MODEL" in n.path] == [
         "SOLVER.MODEL.HEAD.PRETRAINED_MODEL"
     ]
+
+
+def test_scepters_crops_carry_over_with_their_keys() -> None:
+    # The generation config: Resize 512 then CenterCrop 512.
+    dataset = convert_scepter(config_io.loads(SCEPTER_GENERATION)).config["DATA"]["TRAIN"]
+    assert {"NAME": "CenterCrop", "SIZE": 512} in dataset["DATASET"]["TRANSFORMS"]
+    raw = config_io.loads(SCEPTER_EXAMPLE)
+    transforms = raw["SOLVER"]["TRAIN_DATA"]["TRANSFORMS"]
+    transforms[0] = {"NAME": "RandomResizedCrop", "SIZE": [24, 32], "BACKEND": "cv2"}
+    transforms[1] = {"NAME": "CenterCrop", "SIZE": 24, "INPUT_KEY": ["img"]}
+    raw["SOLVER"]["EVAL_DATA"]["TRANSFORMS"][1] = {"NAME": "CenterCrop", "SIZE": 0}
+    raw["SOLVER"]["EVAL_DATA"]["TRANSFORMS"][3] = {"NAME": "RandomResizedCrop", "RATIO": [2, 1]}
+    raw["SOLVER"]["EVAL_DATA"]["TRANSFORMS"][4] = {"NAME": "FlexibleCenterCrop", "SIZE": 8}
+    conversion = convert_scepter(raw)
+    train = conversion.config["DATA"]["TRAIN"]["DATASET"]["TRANSFORMS"]
+    assert train[:2] == [
+        {"NAME": "RandomResizedCrop", "SIZE": [24, 32]},
+        {"NAME": "CenterCrop", "SIZE": 24},
+    ]
+    val = conversion.config["DATA"]["VAL"]["DATASET"]
+    assert [t["NAME"] for t in val["TRANSFORMS"]] == ["Normalize"]
+    unmapped = {u.path: u.reason for u in conversion.unmapped}
+    assert unmapped["SOLVER.EVAL_DATA.TRANSFORMS[1]"].startswith(
+        "vertebra-vision's CenterCrop refuses it (SIZE: "
+    )
+    assert unmapped["SOLVER.EVAL_DATA.TRANSFORMS[3]"].startswith(
+        "vertebra-vision's RandomResizedCrop refuses it (RATIO: "
+    )
+    assert "the first value is the lower bound" in unmapped["SOLVER.EVAL_DATA.TRANSFORMS[3]"]
+    assert unmapped["SOLVER.EVAL_DATA.TRANSFORMS[4]"] == (
+        "vertebra-vision has no transform FlexibleCenterCrop; it has Normalize, RandomCrop, "
+        "RandomHorizontalFlip, RandomResizedCrop, CenterCrop"
+    )
+    assert_every_key_accounted_for(raw, conversion)

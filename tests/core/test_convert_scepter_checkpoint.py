@@ -236,3 +236,73 @@ def test_an_existing_output_is_kept_unless_forced(
     assert torch.equal(load_file(str(out))["w"], torch.ones(1))
     assert main(["convert", "scepter-checkpoint", str(source), "-o", str(tmp_path / "a.pt")]) == 2
     assert "OUT must be a .safetensors file" in capsys.readouterr().err
+
+
+class ScepterCosineLinear(nn.Module):
+    """scepter's CosineLinear (SIGMA true): `weight` [classes, dim] and a learned `sigma` [1]."""
+
+    def __init__(self, dim: int, classes: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(classes, dim))
+        self.sigma = nn.Parameter(torch.tensor([1.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cosines = nn.functional.linear(
+            nn.functional.normalize(x, dim=1), nn.functional.normalize(self.weight, dim=1)
+        )
+        return self.sigma * cosines
+
+
+COSINE_NETWORK = {
+    "NAME": "Classifier",
+    "BACKBONE": {"NAME": "MLP", "IN_FEATURES": 8, "HIDDEN": [16]},
+    "HEAD": {"NAME": "CosineLinearHead", "IN_DIM": 16, "NUM_CLASSES": 3, "SIGMA": True},
+}
+
+
+@pytest.mark.parametrize("sigma", [1.0, 2.7182817459106445, 7.3, 0.031])
+def test_a_cosine_linear_heads_sigma_becomes_its_log_scale(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], sigma: float
+) -> None:
+    torch.manual_seed(3)
+    network = MODELS.build({**COSINE_NETWORK, "HEAD": {**COSINE_NETWORK["HEAD"], "SIGMA": False}})
+    head = ScepterCosineLinear(16, 3)
+    with torch.no_grad():
+        head.sigma.fill_(sigma)
+    scepter = nn.ModuleDict({"backbone": network.backbone, "head": nn.ModuleDict({"fc": head})})
+    source = tmp_path / "cosine.pth"
+    torch.save({"state_dict": Distributed(scepter).state_dict()}, source)
+    out = tmp_path / "cosine.safetensors"
+    assert main(["convert", "scepter-checkpoint", str(source), "-o", str(out)]) == 0
+    assert "renamed 2: took out scepter's CosineLinearHead's `fc.`" in capsys.readouterr().err
+    tensors = load_file(str(out))
+    assert {"head.weight", "head.log_scale"} <= tensors.keys() and "head.fc.sigma" not in tensors
+    # exp(log(sigma)) is sigma to float32 rounding: bit for bit where a float32 log gives it.
+    scale = tensors["head.log_scale"].exp()
+    torch.testing.assert_close(scale, torch.tensor(sigma), rtol=3e-7, atol=0)
+    if sigma in (1.0, 2.7182817459106445):  # scepter's initial scale; e in float32
+        assert torch.equal(scale, torch.tensor(sigma))
+
+    converted = MODELS.build({**COSINE_NETWORK, "WEIGHTS": str(out)}).eval()
+    assert torch.equal(converted.head.weight, head.weight)
+    img = torch.randn(5, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            converted.logits(img), head(network.backbone(img)), rtol=1e-6, atol=1e-7
+        )
+
+
+def test_a_scale_of_0_or_less_is_listed_not_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "cosine.pth"
+    weights = {"head.fc.weight": torch.ones(3, 4), "head.fc.sigma": torch.tensor([-0.5])}
+    torch.save({"state_dict": weights}, source)
+    out = tmp_path / "out.safetensors"
+    assert main(["convert", "scepter-checkpoint", str(source), "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert (
+        "head.fc.sigma: CosineLinearHead's learned scale is -0.5: vertebra's keeps its log "
+        "(log_scale), which a scale of 0 or less does not have"
+    ) in err
+    assert list(load_file(str(out))) == ["head.weight"]

@@ -114,3 +114,63 @@ def test_no_description_or_value_can_end_its_line(line_break: str) -> None:
     }
     text = dict_to_yaml("HEADS", "H", para_dict, set_name=True)
     assert yaml.safe_load(text) == {"HEADS": {"NAME": "H", "A": f"x{line_break}B: injected"}}
+
+
+#: A part file that imports both of scepter's helpers from their path, as scepter's
+#: Classifier does (`from scepter.modules.utils.config import Config, dict_to_yaml`).
+PORTED_WITH_CONFIG = """\
+import torch.nn as nn
+
+from vertebra.model.base_model import BaseModel
+from vertebra.model.registry import BACKBONES, NECKS
+from vertebra.modules.utils.config import Config, dict_to_yaml
+
+
+@BACKBONES.register_class()
+class NeckedMLP(BaseModel):
+    para_dict = {
+        'IN_DIM': {'value': 4, 'description': 'input width!'},
+        'OUT_DIM': {'value': 6, 'description': 'output width!'},
+    }
+
+    def __init__(self, cfg, logger=None):
+        super(NeckedMLP, self).__init__(cfg, logger=logger)
+        self.fc = nn.Linear(cfg.IN_DIM, cfg.OUT_DIM)
+        neck = cfg.get('NECK', Config(cfg_dict={'NAME': 'Identity'}, load=False))
+        self.neck = NECKS.build(neck, logger=logger)
+
+    def forward(self, x):
+        return self.neck(self.fc(x))
+
+    @staticmethod
+    def get_config_template():
+        return dict_to_yaml('BACKBONES',
+                            __class__.__name__,
+                            NeckedMLP.para_dict,
+                            set_name=True)
+"""
+
+
+def test_a_ported_file_imports_config_and_dict_to_yaml_from_scepters_path(
+    vertebra_plugins: PluginSandbox,
+) -> None:
+    import torch
+    from vertebra.config import Config
+    from vertebra.modules.utils import config as scepter_path
+
+    assert scepter_path.Config is Config  # one class: a block written in code
+    vertebra_plugins.add(
+        "vb-necked",
+        {"vertebra.backbones": {"NeckedMLP": "vb_necked.mlp:NeckedMLP"}},
+        {"vb_necked/__init__.py": "", "vb_necked/mlp.py": PORTED_WITH_CONFIG},
+    )
+    cls = BACKBONES.get("NeckedMLP")
+    block = yaml.safe_load(cls.get_config_template())["BACKBONES"]
+    assert block == {"NAME": "NeckedMLP", "IN_DIM": 4, "OUT_DIM": 6}
+    # Without NECK, the default block written with Config builds; with one, it is used.
+    plain = BACKBONES.build(block)
+    assert type(plain.neck).__name__ == "Identity"
+    assert plain(torch.zeros(2, 3, 4)).shape == (2, 3, 6)
+    flat = BACKBONES.build({**block, "NECK": {"NAME": "Flatten"}})
+    assert type(flat.neck).__name__ == "Flatten"
+    assert flat(torch.zeros(2, 3, 4)).shape == (2, 18)

@@ -396,6 +396,12 @@ def test_cosine_linear_head_takes_scepters_keys(vertebra_plugins: PluginSandbox)
     assert isinstance(head.log_scale, torch.nn.Parameter) and head.log_scale.exp().item() == 1.0
     fixed = HEADS.validate({"NAME": "CosineLinearHead", "NUM_CLASSES": 3, "SIGMA": False})
     assert (fixed.SCALE, fixed.LEARN_SCALE) == (1.0, False)
+    # scepter's form without SIGMA: scepter's code default (cfg.get('SIGMA', True)), not 16.
+    left_out = HEADS.validate({"NAME": "CosineLinearHead", "IN_DIM": 8, "NUM_CLASSES": 3})
+    assert (left_out.DIM, left_out.SCALE, left_out.LEARN_SCALE) == (8, 1.0, True)
+    own = HEADS.validate({"NAME": "CosineLinearHead", "IN_DIM": 8, "NUM_CLASSES": 3, "SCALE": 4})
+    assert (own.SCALE, own.LEARN_SCALE) == (4.0, False)
+    assert HEADS.validate({"NAME": "CosineLinearHead", "NUM_CLASSES": 3}).SCALE == 16.0
     assert _issues(
         HEADS, {"NAME": "CosineLinearHead", "IN_DIM": 8, "DIM": 8, "NUM_CLASSES": 3}
     ) == ["IN_DIM: scepter's form of DIM, given together with it; give one"]

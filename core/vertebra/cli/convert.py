@@ -42,7 +42,8 @@ def add_parser(sub: Any) -> None:
         description="Write the weights of a scepter checkpoint as a safetensors file that a "
         "part's WEIGHTS loads: MODEL.WEIGHTS for the whole network, or a part's WEIGHTS with "
         "--part. The checkpoint is read with torch.load(weights_only=True): nothing in it "
-        "runs. scepter's wrappers leave the names (module., _orig_mod., backbone.model.); "
+        "runs. scepter's wrappers leave the names (module., _orig_mod., backbone.model., a "
+        "CosineLinearHead's fc.); "
         "entries that map to no tensor are listed. Exit status 2 when FILE is not a "
         "checkpoint read that way or OUT exists.",
     )
@@ -119,8 +120,9 @@ def run_checkpoint(args: argparse.Namespace) -> int:
     if result.dropped:
         count = len(result.dropped)
         print(
-            f"vertebra convert: {count} entr{'ies' if count != 1 else 'y'} map to no tensor "
-            "and were left out:",
+            f"vertebra convert: {count} entries map to no tensor and were left out:"
+            if count != 1
+            else "vertebra convert: 1 entry maps to no tensor and was left out:",
             file=sys.stderr,
         )
         for key, why in result.dropped:

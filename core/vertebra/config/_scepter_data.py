@@ -35,6 +35,8 @@ _PUBLIC_NAMES = {
 #: Transforms that turn a decoded image into a tensor or pick keys: vertebra's image
 #: datasets already give `{"img": float tensor [C, H, W] in [0, 1], "label": int}`.
 _NOT_NEEDED = ("ImageToTensor", "ToTensor", "Select", "ToNumpy", "LoadImageFromFile")
+#: vertebra-vision's transforms; each takes scepter's keys of the transform of its name.
+_TRANSFORMS = ("Normalize", "RandomCrop", "RandomHorizontalFlip", "RandomResizedCrop", "CenterCrop")
 
 
 class DataConversion(Record):
@@ -146,16 +148,15 @@ class DataConversion(Record):
             elif name == "Resize" and "SIZE" in item:
                 self._resize(here, item, dataset, target)
             elif name == "RandomResizedCrop":
-                self.skip(
-                    here,
-                    "vertebra-vision has no RandomResizedCrop (a random scale and aspect ratio); "
-                    "the closest is RandomCrop {SIZE, PADDING}",
-                )
+                keys = ("SIZE", "SCALE", "RATIO", "INTERPOLATION")
+                self._take(here, "RandomResizedCrop", item, keys, out, target)
+            elif name == "CenterCrop":
+                self._take(here, "CenterCrop", item, ("SIZE",), out, target)
             else:
                 self.skip(
                     here,
                     f"vertebra-vision has no transform {printable(str(name))}; it has "
-                    "Normalize, RandomCrop and RandomHorizontalFlip",
+                    f"{', '.join(_TRANSFORMS)}",
                 )
         return out
 
@@ -208,12 +209,38 @@ class DataConversion(Record):
         out: list[dict[str, Any]],
         target: str,
     ) -> None:
-        """Append transform `name` with the `keys` of `item` to `out`; list the rest."""
+        """Append transform `name` with the `keys` of `item` to `out`; list the rest.
+
+        A block that vertebra-vision's transform refuses (a SIZE of 0, an INTERPOLATION it
+        lacks) is listed with why instead, so that the output validates.
+        """
         taken: dict[str, Any] = {"NAME": name}
         for key, value in item.items():
             if key in keys:
                 taken[key] = value
-            else:
+        refused = _refused(taken)
+        if refused:
+            self.skip(path, f"vertebra-vision's {name} refuses it ({printable(refused)})")
+            return
+        for key in item:
+            if key not in keys:
                 self.skip(f"{path}.{key}", f"vertebra-vision's {name} has no {key}")
         self.carry(path, f"{target}.TRANSFORMS[{len(out)}]")
         out.append(taken)
+
+
+def _refused(block: dict[str, Any]) -> str | None:
+    """Why vertebra-vision's transforms refuse `block`; None if they take it or are absent."""
+    try:
+        from vertebra_vision.transforms import TransformCfg
+    except ImportError:  # checked by `vertebra validate` once vertebra-vision is installed
+        return None
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        TypeAdapter(TransformCfg).validate_python(block)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = first["loc"][0] if first["loc"] else None  # what follows names union members
+        return f"{key}: {first['msg']}" if isinstance(key, str) else str(first["msg"])
+    return None

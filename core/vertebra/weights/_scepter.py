@@ -12,7 +12,13 @@ mappings are joined with dots, and scepter's wrappers are taken out of the names
 - `module.` in front: the DistributedDataParallel (or FSDP) wrapper of the network;
 - `_orig_mod.` anywhere: `torch.compile`'s wrapper;
 - `backbone.model.`: scepter's ResNet keeps torchvision's ResNet under `model`, vertebra's
-  ResNet is that network itself (`backbone.model.conv1.weight` -> `backbone.conv1.weight`).
+  ResNet is that network itself (`backbone.model.conv1.weight` -> `backbone.conv1.weight`);
+- `fc.` of scepter's CosineLinearHead, found by its learned scale `fc.sigma` (one value)
+  beside `fc.weight`: vertebra's CosineLinearHead (built from scepter's `SIGMA: true`) holds
+  `weight` and `log_scale`, the scale's log (so that it stays positive): `head.fc.weight`
+  -> `head.weight`, `head.fc.sigma` -> `head.log_scale` = log(sigma). A sigma of 0 or less
+  has no log: it is reported, not written. Built with `SIGMA: false`, scepter's head saves
+  `fc.weight` alone, which its names cannot tell from another layer's: loading reports it.
 
 Entries that are not tensors, or whose name is not a string, map to nothing: they are left
 out and reported, as are tensors outside `--part` when one part's weights are asked for.
@@ -39,6 +45,9 @@ _WRAPPERS = (
     ("backbone.model.", "backbone.", "scepter's ResNet's `model.` inside the backbone"),
 )
 _COMPILED = "_orig_mod."
+#: scepter's CosineLinearHead: its CosineLinear `fc` holds `weight` and, learned, `sigma`.
+_SIGMA = "fc.sigma"
+_COSINE = "scepter's CosineLinearHead's `fc.` (its `sigma` stored as `log_scale`, the log)"
 
 
 @dataclass
@@ -128,12 +137,20 @@ def _renamed(
 ) -> dict[str, Any]:
     import torch
 
-    tensors: dict[str, Any] = {}
+    named: list[tuple[str, str, Any]] = []
     for key, value in _flat(weights, "", result):
         if not isinstance(value, torch.Tensor):
             result.dropped.append((key, f"not a tensor ({type(value).__name__})"))
             continue
-        name = _unwrapped(key, result)
+        named.append((key, _unwrapped(key, result), value))
+    heads = _cosine_heads(named)
+    tensors: dict[str, Any] = {}
+    for key, name, value in named:
+        if any(name.startswith(f"{head}fc.") for head in heads):
+            name, value = _cosine_renamed(name, value, result)
+            if value is None:
+                result.dropped.append((key, name))
+                continue
         if part is not None:
             if not name.startswith(f"{part}."):
                 result.dropped.append((key, f"not a tensor of {part}"))
@@ -145,6 +162,51 @@ def _renamed(
         # Own storage for each: safetensors refuses tensors that share memory.
         tensors[name] = value.detach().to(device="cpu").contiguous().clone()
     return tensors
+
+
+def _cosine_heads(named: list[tuple[str, str, Any]]) -> set[str]:
+    """Prefixes (`head.`) of scepter's CosineLinearHeads: a one-value `fc.sigma` and `fc.weight`."""
+    names = {name for _, name, _ in named}
+    return {
+        name[: -len(_SIGMA)]
+        for _, name, value in named
+        if (name == _SIGMA or name.endswith(f".{_SIGMA}"))
+        and value.numel() == 1
+        and f"{name[: -len(_SIGMA)]}fc.weight" in names
+    }
+
+
+def _cosine_renamed(name: str, value: Any, result: CheckpointConversion) -> tuple[str, Any]:
+    """`name` and `value` as vertebra's CosineLinearHead holds them; `(why, None)` if none."""
+    import torch
+
+    head, _, leaf = name.rpartition("fc.")
+    result.unwrapped[_COSINE] = result.unwrapped.get(_COSINE, 0) + 1
+    if leaf != "sigma":
+        return f"{head}{leaf}", value
+    dtype = value.dtype if value.is_floating_point() else torch.float32
+    sigma = value.detach().to(device="cpu", dtype=dtype).reshape(())
+    if not bool(sigma > 0):
+        return (
+            f"CosineLinearHead's learned scale is {sigma.item()}: vertebra's keeps its log "
+            "(log_scale), which a scale of 0 or less does not have",
+            None,
+        )
+    return f"{head}log_scale", _log_of(sigma)
+
+
+def _log_of(sigma: Any) -> Any:
+    """The log of one-value tensor `sigma`, in its dtype, whose `exp()` is `sigma` again.
+
+    Of the rounded log and its two neighbours, the one whose exp gives `sigma` back bit for
+    bit (one nearly always does), so that the head's logits are scepter's exactly.
+    """
+    import torch
+
+    guess = sigma.double().log().to(sigma.dtype)
+    up = torch.nextafter(guess, torch.tensor(float("inf"), dtype=sigma.dtype))
+    down = torch.nextafter(guess, torch.tensor(float("-inf"), dtype=sigma.dtype))
+    return next((x for x in (guess, up, down) if torch.equal(x.exp(), sigma)), guess)
 
 
 def _flat(node: Mapping[Any, Any], prefix: str, result: CheckpointConversion) -> Any:

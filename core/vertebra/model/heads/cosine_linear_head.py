@@ -1,13 +1,16 @@
 """`CosineLinearHead`: logits are scaled cosine similarities to one weight vector per class.
 
 It takes scepter's keys too: `IN_DIM` for `DIM`, and `SIGMA` (true: a scale learned from 1;
-false: no scale) for `SCALE: 1` with `LEARN_SCALE: SIGMA`.
+false: no scale) for `SCALE: 1` with `LEARN_SCALE: SIGMA`. A block in scepter's form
+(`IN_DIM`) that says nothing of the scale gets scepter's code default, `SIGMA: true`, not
+vertebra's fixed `SCALE: 16`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -40,12 +43,19 @@ class CosineLinearHeadConfig(PartConfig):
     @model_validator(mode="before")
     @classmethod
     def _scepter_keys(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "IN_DIM" in data and not _SCALE_KEYS & data.keys():
+            # scepter's form without SIGMA: scepter's code reads cfg.get('SIGMA', True).
+            data = {**data, "SIGMA": True}
         return renamed_keys(data, {"IN_DIM": "DIM", "SIGMA": _from_sigma})
 
     @property
     def in_dim(self) -> int:
         """Width of the features this head takes."""
         return self.DIM
+
+
+#: Keys that say how the cosines are scaled, in either form.
+_SCALE_KEYS = {"SIGMA", "SCALE", "LEARN_SCALE"}
 
 
 def _from_sigma(value: Any) -> dict[str, Any]:

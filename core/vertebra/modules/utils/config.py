@@ -1,4 +1,4 @@
-"""`dict_to_yaml` at scepter's import path (`scepter.modules.utils.config`).
+"""`dict_to_yaml` and `Config` at scepter's import path (`scepter.modules.utils.config`).
 
 scepter's parts, hooks and solvers write their config template with it, from their
 `para_dict`, in a `get_config_template()` static method:
@@ -9,7 +9,9 @@ scepter's parts, hooks and solvers write their config template with it, from the
     def get_config_template():
         return dict_to_yaml("BACKBONES", __class__.__name__, ResNet.para_dict, set_name=True)
 
-so a ported file runs unchanged. The text is YAML that any safe loader reads: under
+so a ported file runs unchanged; so does `from vertebra.modules.utils.config import Config`
+for a block written in code, `Config(cfg_dict={'NAME': 'Identity'}, load=False)` (it is
+`vertebra.config.Config`). The text is YAML that any safe loader reads: under
 `MODULE_NAME:`, each key's description and type as a comment above `KEY: default`, nested
 sections and lists as blocks. (`vertebra template REGISTRY NAME` writes the template of a
 registered part from its schema.) Imports nothing heavy.
@@ -21,7 +23,9 @@ import json
 from collections.abc import Collection, Mapping
 from typing import Any
 
-__all__ = ["dict_to_yaml"]
+from vertebra.config import Config
+
+__all__ = ["Config", "dict_to_yaml"]
 
 _INDENT = "  "
 

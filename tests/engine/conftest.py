@@ -146,7 +146,8 @@ FIXTURE_FILES = {
         def vertebra_step_end(run, step, outputs):
             # KILL_SIGNAL (default SIGKILL) KILL_TIMES times at step KILL_AT_STEP, on every
             # process or on rank KILL_RANK only; to the whole process group with KILL_GROUP;
-            # in the middle of the evaluation (its end hook) with KILL_IN_EVALUATION.
+            # in the middle of the evaluation (its end hook) with KILL_IN_EVALUATION; to the
+            # launcher (the parent process: torchrun's agent) with KILL_PARENT.
             if not os.environ.get("KILL_IN_EVALUATION"):
                 kill(run, step)
 
@@ -164,7 +165,9 @@ FIXTURE_FILES = {
                 return
             signum = signal.Signals[os.environ.get("KILL_SIGNAL", "SIGKILL")]
             for _ in range(int(os.environ.get("KILL_TIMES", "1"))):
-                if os.environ.get("KILL_GROUP"):
+                if os.environ.get("KILL_PARENT"):
+                    os.kill(os.getppid(), signum)
+                elif os.environ.get("KILL_GROUP"):
                     os.killpg(os.getpgrp(), signum)
                 else:
                     os.kill(os.getpid(), signum)
@@ -194,6 +197,7 @@ def subprocess_env(sandbox: PluginSandbox | None = None, **extra: str) -> dict[s
         "KILL_RANK",
         "KILL_TIMES",
         "KILL_GROUP",
+        "KILL_PARENT",
         "KILL_IN_EVALUATION",
         "READ_LOG",
     ):

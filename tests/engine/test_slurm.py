@@ -7,8 +7,10 @@ Two local processes stand for two srun tasks: each gets the variables srun would
 
 from __future__ import annotations
 
+import json
 import random
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -19,6 +21,7 @@ import torch
 from safetensors.torch import load_file
 from vertebra.engine import slurm
 from vertebra.engine._run_folder import LOCK_FILE
+from vertebra.engine._trainer import STOPPED_MARKER
 from vertebra.engine.checkpoints import read_state
 from vertebra.engine.distributed import World, from_env, rendezvous_timeout_s
 from vertebra.engine.logs import read_records
@@ -240,11 +243,23 @@ def test_sigusr1_checkpoints_every_rank_and_resume_auto_continues(
     # Said once: the workers leave the signal to their rank (they would inherit its handler).
     assert err0.count("SIGUSR1 received: the run stops") == 1, err0
     assert read_state(run / "checkpoints" / "last")["step"] == 4
+    # What a batch script requeues on, whatever srun's status: written once the checkpoint
+    # of the stop is complete. The command printed is an srun command of the step's size.
+    assert json.loads((run / STOPPED_MARKER).read_text()) == {
+        "signal": "SIGUSR1",
+        "step": 4,
+        "checkpoint": "checkpoints/step-00000004",
+    }
+    line = next(x for x in err0.splitlines() if "Continue with: " in x)
+    printed = shlex.split(line.split("Continue with: ")[1])
+    assert printed[:6] == ["srun", "--nodes", "1", "--ntasks", "2", "vertebra"], printed
+    assert printed[-3:] == ["--output", str(run), "--resume"], printed
     # The requeued job runs the same command: it resumes and ends the run.
     second = srun(*command, sandbox=fixture_plugins)
     for status, _, err in second:
         assert status == 0, err[-3000:]
     assert "at step 4" in second[0][2]
+    assert not (run / STOPPED_MARKER).exists()  # the run it marked goes on: requeue no more
     state = read_state(run / "checkpoints" / "last")
     assert (state["step"], state["world_size"]) == (8, 2)
     for file in ("model.safetensors", "train.safetensors"):

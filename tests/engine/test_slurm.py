@@ -24,6 +24,7 @@ from vertebra.engine._run_folder import LOCK_FILE
 from vertebra.engine._trainer import STOPPED_MARKER
 from vertebra.engine.checkpoints import read_state
 from vertebra.engine.distributed import World, from_env, rendezvous_timeout_s
+from vertebra.engine.launcher import launch_command
 from vertebra.engine.logs import read_records
 from vertebra.errors import UserError
 from vertebra.testing import PluginSandbox
@@ -153,6 +154,28 @@ def test_conflicting_rank_variables_are_a_user_error() -> None:
         from_env(task(0, WORLD_SIZE="4"))
 
 
+def test_the_resume_command_names_the_launcher() -> None:
+    train = ["train", "c.yaml", "--output", "runs/c", "--resume"]
+    assert launch_command(train, env={}, own_args=train[:2]) == ["vertebra", *train]
+    step = task(1, SLURM_STEP_NUM_NODES="2", SLURM_STEP_NUM_TASKS="8")
+    srun = ["srun", "--nodes", "2", "--ntasks", "8"]
+    assert launch_command(train, env=step) == [*srun, "vertebra", *train]
+    # torchrun's command line is read from its process; where it cannot be (not this test's
+    # parent), torchrun's variables give its options.
+    agents = {"TORCHELASTIC_RUN_ID": "x", "WORLD_SIZE": "8", "LOCAL_WORLD_SIZE": "4"}
+    rebuilt = ["torchrun", "--nnodes", "2", "--nproc-per-node", "4", "-m", "vertebra"]
+    assert launch_command(train, env=agents, own_args=["x"]) == [*rebuilt, *train]
+    one = {"TORCHELASTIC_RUN_ID": "x", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"}
+    assert launch_command(train, env=one, own_args=["x"])[:3] == [
+        "torchrun",
+        "--standalone",
+        "--nproc-per-node",
+    ]
+    # `srun torchrun`: srun's part, then torchrun's.
+    both = launch_command(train, env={**step, **agents}, own_args=["x"])
+    assert both == [*srun, *rebuilt, *train]
+
+
 # -- real processes ---------------------------------------------------------------------
 
 
@@ -252,7 +275,7 @@ def test_sigusr1_checkpoints_every_rank_and_resume_auto_continues(
     }
     line = next(x for x in err0.splitlines() if "Continue with: " in x)
     printed = shlex.split(line.split("Continue with: ")[1])
-    assert printed[:6] == ["srun", "--nodes", "1", "--ntasks", "2", "vertebra"], printed
+    assert printed[:4] == ["srun", "--ntasks", "2", "vertebra"], printed
     assert printed[-3:] == ["--output", str(run), "--resume"], printed
     # The requeued job runs the same command: it resumes and ends the run.
     second = srun(*command, sandbox=fixture_plugins)

@@ -77,7 +77,7 @@ def _shorter(agent: list[str]) -> list[str]:
 
 
 def _srun_part(env: Mapping[str, str]) -> list[str]:
-    """`srun --nodes N --ntasks M`, the step's numbers."""
-    nodes = env.get("SLURM_STEP_NUM_NODES") or env.get("SLURM_NNODES") or "1"
+    """`srun --nodes N --ntasks M`, the step's numbers (the job's when the step's are unset)."""
+    nodes = env.get("SLURM_STEP_NUM_NODES") or env.get("SLURM_NNODES")
     tasks = env.get("SLURM_STEP_NUM_TASKS") or env.get("SLURM_NTASKS") or "1"
-    return ["srun", "--nodes", nodes, "--ntasks", tasks]
+    return ["srun", *(("--nodes", nodes) if nodes else ()), "--ntasks", tasks]

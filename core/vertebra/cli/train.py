@@ -3,7 +3,8 @@
 Exit status: 0 when the run ends (or a plugin stops it), 2 for bad input (config, data
 files, output folder, checkpoint, launch variables), 3 when the training loss becomes NaN
 or infinite, 130, 143 or 138 when SIGINT, SIGTERM or SIGUSR1 stopped it (with a checkpoint
-to resume from), 1 for other failures.
+to resume from, the command that continues it printed, and `.vertebra-stopped` in the run
+folder), 1 for other failures. Under torchrun, torchrun's own status is 1 for a stop too.
 """
 
 from __future__ import annotations

@@ -161,7 +161,22 @@ def cluster(home: Path) -> Iterator[dict[str, str]]:
             time.sleep(1)
         wait_for(lambda: "idle" in slurm(env, "sinfo", "-h", "-o", "%T"), 60, "an idle node")
         yield env
+    except SystemExit:
+        for name in ("slurmctld.log", "slurmd.log"):  # what Slurm says about the failure
+            lines = (home / "log" / name).read_text(errors="replace").splitlines()
+            say(f"--- the end of {name}:\n" + "\n".join(lines[-25:]))
+        raise
     finally:
+        if len(daemons) == len(commands):  # no job outlives the cluster
+            subprocess.run(["scancel", f"--user={os.getuid()}"], env=env, check=False)
+            deadline = time.monotonic() + 60
+            while (
+                time.monotonic() < deadline
+                and subprocess.run(
+                    ["squeue", "-h"], env=env, capture_output=True, text=True
+                ).stdout.strip()
+            ):
+                time.sleep(1)
         for name, daemon in reversed(daemons):
             daemon.send_signal(signal.SIGTERM)
             try:
@@ -252,7 +267,9 @@ def run_job(
             return fields.get("Restarts") == "1" and fields.get("JobState") == "PENDING"
 
         wait_for(requeued, JOB_TIMEOUT_S, "requeue")
-        # Slurm holds a requeued job for about two minutes (Reason=BeginTime): start it now.
+        # Slurm holds a requeued job for about two minutes (Reason=BeginTime): start it now,
+        # once the node is done with the first start (not "completing" any more).
+        wait_for(lambda: slurm(env, "sinfo", "-h", "-o", "%T").strip() == "idle", 120, "idle node")
         slurm(env, "scontrol", "update", f"JobId={job}", "StartTime=now")
         say("  requeued; started again")
     ended: dict[str, str] = {}
@@ -283,9 +300,10 @@ def check_stopped(work: Path, run_dir: str, ended: dict[str, str], text: str) ->
     """What a stopped-and-requeued job must show; returns lines for the summary."""
     run = work / run_dir
     if ended.get("JobState") != "COMPLETED" or ended.get("Restarts") != "1":
-        fail(
-            f"{run_dir}: JobState={ended.get('JobState')} Restarts={ended.get('Restarts')}\n{text}"
+        state = " ".join(
+            f"{k}={ended.get(k)}" for k in ("JobState", "Reason", "ExitCode", "Restarts")
         )
+        fail(f"{run_dir}: {state}\n{text}")
     stop = re.search(r"(SIGUSR1) stopped the run at step (\d+)", text)
     if stop is None:
         fail(f"{run_dir}: no stop message in the log:\n{text}")
@@ -327,11 +345,15 @@ def main() -> None:
             if (work / "runs/reference" / MARKER).exists():
                 fail(f"{MARKER} after a run that finished")
             summary.append(f"digits.sbatch, no stop: finished in {seconds:.0f} s, no marker")
-            for recipe, run_dir, stop in (
+            stops = [
                 (plain, "runs/stopped", ["--signal=USR1"]),
                 (batch, "runs/batch-signal", ["--batch", "--signal=USR1"]),
                 (torchrun, "runs/torchrun", ["--signal=USR1"]),
-            ):
+            ]
+            chosen = sys.argv[1:]  # recipe names to run (all when none)
+            for recipe, run_dir, stop in stops:
+                if chosen and recipe.name not in chosen:
+                    continue
                 ended, text, seconds = run_job(env, work, recipe, run_dir, stop)
                 lines = check_stopped(work, run_dir, ended, text)
                 same = same_weights(work / "runs/reference", work / run_dir)

@@ -267,10 +267,12 @@ def run_job(
             return fields.get("Restarts") == "1" and fields.get("JobState") == "PENDING"
 
         wait_for(requeued, JOB_TIMEOUT_S, "requeue")
-        # Slurm holds a requeued job for about two minutes (Reason=BeginTime): start it now,
-        # once the node is done with the first start (not "completing" any more).
+        # Slurm holds a requeued job for about two minutes (Reason=BeginTime): start it
+        # sooner, once the node is done with the first start (not "completing" any more)
+        # and a few seconds after the requeue: slurmd refuses a start in the second its
+        # credential was revoked ("Job credential revoked").
         wait_for(lambda: slurm(env, "sinfo", "-h", "-o", "%T").strip() == "idle", 120, "idle node")
-        slurm(env, "scontrol", "update", f"JobId={job}", "StartTime=now")
+        slurm(env, "scontrol", "update", f"JobId={job}", "StartTime=now+10")
         say("  requeued; started again")
     ended: dict[str, str] = {}
 

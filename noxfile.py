@@ -48,6 +48,15 @@ def newuser(session: nox.Session) -> None:
 
 
 @nox.session
+def slurm(session: nox.Session) -> None:
+    """docs/distributed.md's sbatch scripts on a real one-node Slurm (Debian's slurm-wlm and
+    munge, installed with apt when missing: run as root): a stop by `scancel --signal USR1`,
+    the requeue, and the resumed run ending with the weights of one never stopped."""
+    install_project(session)
+    session.run("python", "tests/slurm/run.py")
+
+
+@nox.session
 def vision(session: nox.Session) -> None:
     """The vertebra-vision plugin's own test suite, against the core."""
     install_project(session)

@@ -147,7 +147,8 @@ FIXTURE_FILES = {
         def vertebra_step_end(run, step, outputs):
             # KILL_SIGNAL (default SIGKILL) KILL_TIMES times at step KILL_AT_STEP, on every
             # process or on rank KILL_RANK only; to the whole process group with KILL_GROUP;
-            # in the middle of the evaluation (its end hook) with KILL_IN_EVALUATION.
+            # in the middle of the evaluation (its end hook) with KILL_IN_EVALUATION; to the
+            # launcher (the parent process: torchrun's agent) with KILL_PARENT.
             if not os.environ.get("KILL_IN_EVALUATION"):
                 kill(run, step)
 
@@ -166,6 +167,9 @@ FIXTURE_FILES = {
             signum = signal.Signals[os.environ.get("KILL_SIGNAL", "SIGKILL")]
             for _ in range(int(os.environ.get("KILL_TIMES", "1"))):
                 handler = signal.getsignal(signum)
+                if os.environ.get("KILL_PARENT"):
+                    os.kill(os.getppid(), signum)
+                    continue  # the launcher passes it on: nothing to wait for here
                 if os.environ.get("KILL_GROUP"):
                     os.killpg(os.getpgrp(), signum)
                 else:
@@ -201,6 +205,7 @@ def subprocess_env(sandbox: PluginSandbox | None = None, **extra: str) -> dict[s
         "KILL_RANK",
         "KILL_TIMES",
         "KILL_GROUP",
+        "KILL_PARENT",
         "KILL_IN_EVALUATION",
         "READ_LOG",
     ):

@@ -3,18 +3,22 @@ exit status 128 + the signal, and a resume that ends with the uninterrupted weig
 
 from __future__ import annotations
 
+import json
 import shlex
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
 from torch.utils.data import DataLoader, Dataset
+from vertebra.engine._trainer import STOPPED_MARKER
 from vertebra.engine.checkpoints import read_state
 from vertebra.engine.logs import read_records
 from vertebra.engine.seeding import seed_worker
 from vertebra.testing import PluginSandbox
 
 from .conftest import (
+    PYTHON,
     RESUMABLE,
     assert_same_weights,
     cli,
@@ -27,6 +31,10 @@ from .conftest import (
 from .test_distributed import torchrun
 
 RUN = RESUMABLE
+
+#: What torchrun returns when a signal stopped its processes (measured: torch 2.13.0). It
+#: reports them as failed (`exitcode: 143`) and exits 1.
+TORCHRUN_STOPPED = 1
 
 
 def test_sigterm_checkpoints_the_step_and_resume_gives_the_uninterrupted_weights(
@@ -50,6 +58,12 @@ def test_sigterm_checkpoints_the_step_and_resume_gives_the_uninterrupted_weights
     records = read_records(run / "metrics.jsonl")
     assert [r["step"] for r in records if r["event"] == "eval"] == [23]  # none at the stop
     assert stopped.stdout == ""  # no "best validation" line: the run did not end
+    # The marker a batch script requeues on: the signal, the step, its complete checkpoint.
+    assert json.loads((run / STOPPED_MARKER).read_text()) == {
+        "signal": "SIGTERM",
+        "step": 33,
+        "checkpoint": "checkpoints/step-00000033",
+    }
 
     # The message says how to go on; that very command finishes the run.
     line = next(x for x in stopped.stderr.splitlines() if "stopped the run at step 33" in x)
@@ -61,6 +75,36 @@ def test_sigterm_checkpoints_the_step_and_resume_gives_the_uninterrupted_weights
 
     assert_same_weights(expected, last_weights(run))
     assert read_state(run / "checkpoints" / "last")["step"] == 46
+    assert not (run / STOPPED_MARKER).exists()  # a finished run is not one to requeue
+
+
+def test_a_run_that_crashes_after_a_stop_leaves_no_marker(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fixture_plugins: PluginSandbox
+) -> None:
+    config = write_config(tmp_path, RUN)
+    run = tmp_path / "run"
+    stopped = vertebra(
+        "train", str(config), sandbox=fixture_plugins, KILL_AT_STEP="4", KILL_SIGNAL="SIGUSR1"
+    )
+    assert stopped.returncode == 138, stopped.stderr
+    assert json.loads((run / STOPPED_MARKER).read_text())["step"] == 4
+    # The requeued start dies (the OOM killer, a node failure): nothing says "requeue me".
+    crashed = vertebra("train", str(config), "--resume", sandbox=fixture_plugins, KILL_AT_STEP="8")
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    assert "at step 4" in crashed.stderr
+    assert not (run / STOPPED_MARKER).exists()
+    # A second signal ends the run at once, without the checkpoint of its step: no marker.
+    twice = vertebra(
+        "train",
+        str(config),
+        "--resume",
+        sandbox=fixture_plugins,
+        KILL_AT_STEP="6",
+        KILL_SIGNAL="SIGTERM",
+        KILL_TIMES="2",
+    )
+    assert twice.returncode == -signal.SIGTERM, twice.stderr  # its default action
+    assert not (run / STOPPED_MARKER).exists()
 
 
 def test_ctrl_c_stops_after_the_step_and_gives_the_handlers_back(
@@ -143,6 +187,44 @@ def test_under_torchrun_every_process_stops_at_the_same_step(
     assert read_state(tmp_path / "run" / "checkpoints" / "last")["step"] == 4
     records = read_records(tmp_path / "run" / "metrics.jsonl")
     assert max(r["step"] for r in records) == 4
+
+
+def test_sigterm_to_torchrun_prints_a_torchrun_command_that_resumes(
+    tmp_path: Path, fixture_plugins: PluginSandbox
+) -> None:
+    # SIGTERM to torchrun's agent at step 3 (as `kill <torchrun>` or a scheduler does): the
+    # agent passes it on to both processes, which agree to stop at the next log step, 4.
+    run_cfg = {"TRAIN": {"EPOCHS": None, "MAX_STEPS": 10, "LOG_EVERY": 2, "NUM_THREADS": 1}}
+    config = write_config(tmp_path, run_cfg)
+    run = tmp_path / "run"
+    env = subprocess_env(
+        fixture_plugins,
+        KILL_AT_STEP="3",
+        KILL_SIGNAL="SIGTERM",
+        KILL_RANK="0",
+        KILL_PARENT="1",
+    )
+    done = torchrun("-m", "vertebra", "train", str(config), env=env)
+    # torchrun's own status for a stop (docs/training.md says so): 1, after its report.
+    assert done.returncode == TORCHRUN_STOPPED, done.stderr[-3000:]
+    assert read_state(run / "checkpoints" / "last")["step"] == 4
+    assert json.loads((run / STOPPED_MARKER).read_text())["step"] == 4
+    line = next(x for x in done.stderr.splitlines() if "Continue with: " in x)
+    command = shlex.split(line.split("Continue with: ")[1])
+    # torchrun's command as it was launched (here `python -m torch.distributed.run`), then
+    # vertebra's arguments.
+    launcher = [PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    assert command[:6] == launcher, command
+    assert command[6:] == [
+        *("-m", "vertebra", "train", str(config), "--output", str(run), "--resume")
+    ], command
+    resumed = subprocess.run(
+        command, env=subprocess_env(fixture_plugins), capture_output=True, text=True, timeout=180
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "at step 4" in resumed.stderr
+    assert read_state(run / "checkpoints" / "last")["step"] == 10
+    assert not (run / STOPPED_MARKER).exists()
 
 
 class _IgnoresSigint(Dataset[int]):

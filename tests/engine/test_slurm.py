@@ -7,8 +7,10 @@ Two local processes stand for two srun tasks: each gets the variables srun would
 
 from __future__ import annotations
 
+import json
 import random
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -22,8 +24,10 @@ from vertebra.config._files import limits as config_limits
 from vertebra.engine import slurm
 from vertebra.engine._run_folder import LOCK_FILE
 from vertebra.engine._trainer import stop_grace_s
+from vertebra.engine._trainer import STOPPED_MARKER
 from vertebra.engine.checkpoints import read_state
 from vertebra.engine.distributed import World, from_env, rendezvous_timeout_s
+from vertebra.engine.launcher import launch_command
 from vertebra.engine.logs import read_records
 from vertebra.errors import ConfigError, UserError
 from vertebra.plugins._loader import import_time_limit
@@ -259,6 +263,28 @@ def test_conflicting_rank_variables_are_a_user_error() -> None:
         from_env(task(0, WORLD_SIZE="4"))
 
 
+def test_the_resume_command_names_the_launcher() -> None:
+    train = ["train", "c.yaml", "--output", "runs/c", "--resume"]
+    assert launch_command(train, env={}, own_args=train[:2]) == ["vertebra", *train]
+    step = task(1, SLURM_STEP_NUM_NODES="2", SLURM_STEP_NUM_TASKS="8")
+    srun = ["srun", "--nodes", "2", "--ntasks", "8"]
+    assert launch_command(train, env=step) == [*srun, "vertebra", *train]
+    # torchrun's command line is read from its process; where it cannot be (not this test's
+    # parent), torchrun's variables give its options.
+    agents = {"TORCHELASTIC_RUN_ID": "x", "WORLD_SIZE": "8", "LOCAL_WORLD_SIZE": "4"}
+    rebuilt = ["torchrun", "--nnodes", "2", "--nproc-per-node", "4", "-m", "vertebra"]
+    assert launch_command(train, env=agents, own_args=["x"]) == [*rebuilt, *train]
+    one = {"TORCHELASTIC_RUN_ID": "x", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"}
+    assert launch_command(train, env=one, own_args=["x"])[:3] == [
+        "torchrun",
+        "--standalone",
+        "--nproc-per-node",
+    ]
+    # `srun torchrun`: srun's part, then torchrun's.
+    both = launch_command(train, env={**step, **agents}, own_args=["x"])
+    assert both == [*srun, *rebuilt, *train]
+
+
 # -- real processes ---------------------------------------------------------------------
 
 
@@ -349,11 +375,23 @@ def test_sigusr1_checkpoints_every_rank_and_resume_auto_continues(
     # Said once: the workers leave the signal to their rank (they would inherit its handler).
     assert err0.count("SIGUSR1 received: the run stops") == 1, err0
     assert read_state(run / "checkpoints" / "last")["step"] == 4
+    # What a batch script requeues on, whatever srun's status: written once the checkpoint
+    # of the stop is complete. The command printed is an srun command of the step's size.
+    assert json.loads((run / STOPPED_MARKER).read_text()) == {
+        "signal": "SIGUSR1",
+        "step": 4,
+        "checkpoint": "checkpoints/step-00000004",
+    }
+    line = next(x for x in err0.splitlines() if "Continue with: " in x)
+    printed = shlex.split(line.split("Continue with: ")[1])
+    assert printed[:4] == ["srun", "--ntasks", "2", "vertebra"], printed
+    assert printed[-3:] == ["--output", str(run), "--resume"], printed
     # The requeued job runs the same command: it resumes and ends the run.
     second = srun(*command, sandbox=fixture_plugins)
     for status, _, err in second:
         assert status == 0, err[-3000:]
     assert "at step 4" in second[0][2]
+    assert not (run / STOPPED_MARKER).exists()  # the run it marked goes on: requeue no more
     state = read_state(run / "checkpoints" / "last")
     assert (state["step"], state["world_size"]) == (8, 2)
     for file in ("model.safetensors", "train.safetensors"):

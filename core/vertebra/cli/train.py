@@ -3,7 +3,8 @@
 Exit status: 0 when the run ends (or a plugin stops it), 2 for bad input (config, data
 files, output folder, checkpoint, launch variables), 3 when the training loss becomes NaN
 or infinite, 130, 143 or 138 when SIGINT, SIGTERM or SIGUSR1 stopped it (with a checkpoint
-to resume from), 1 for other failures.
+to resume from, the command that continues it printed, and `.vertebra-stopped` in the run
+folder), 1 for other failures. Under torchrun, torchrun's own status is 1 for a stop too.
 """
 
 from __future__ import annotations
@@ -45,33 +46,37 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vertebra.engine import NonFiniteLossError, load_and_train
+    from vertebra.engine import NonFiniteLossError, RunSummary, load_and_train
+    from vertebra.engine.launcher import launch_command
+
+    def continue_with(summary: RunSummary) -> None:
+        sets = [arg for value in args.overrides for arg in ("--set", value)]
+        train = ["train", args.config, *sets, "--output", str(summary.output_dir), "--resume"]
+        print(
+            f"vertebra train: {summary.stop_signal} stopped the run at step {summary.step}; "
+            f"checkpoint {summary.last_checkpoint}. Continue with: "
+            f"{shlex.join(launch_command(train))}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     try:
         summary = load_and_train(
-            args.config, args.overrides, output_dir=args.output, resume=args.resume
+            args.config,
+            args.overrides,
+            output_dir=args.output,
+            resume=args.resume,
+            on_interrupted=continue_with,
         )
     except NonFiniteLossError as exc:
         print(f"vertebra train: error: {exc}", file=sys.stderr)
         return EXIT_DIVERGED
-    from vertebra.engine import distributed
-
-    main_process = distributed.from_env().is_main
     if summary.status == "interrupted":
         import signal
 
-        name = summary.stop_signal or "SIGTERM"
-        if main_process:
-            sets = [arg for value in args.overrides for arg in ("--set", value)]
-            command = shlex.join(
-                ["vertebra", "train", args.config, *sets, "--output", str(summary.output_dir)]
-            )
-            print(
-                f"vertebra train: {name} stopped the run at step {summary.step}; checkpoint "
-                f"{summary.last_checkpoint}. Continue with: {command} --resume",
-                file=sys.stderr,
-            )
-        return 128 + int(signal.Signals[name])
-    if main_process:
+        return 128 + int(signal.Signals[summary.stop_signal or "SIGTERM"])
+    from vertebra.engine import distributed
+
+    if distributed.from_env().is_main:
         print(summary.line())
     return 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import inspect
+import json
 import math
 import multiprocessing
 import os
@@ -21,7 +22,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,6 +67,12 @@ TRAINING_HOOKS = tuple(
 STOP_SIGNALS: tuple[int, ...] = tuple(
     s for s in (getattr(signal, "SIGUSR1", None), signal.SIGTERM, signal.SIGINT) if s is not None
 )
+
+#: The file in the run folder that says the run stopped for a signal with a checkpoint of
+#: the step it stopped at (JSON: signal, step, checkpoint). Rank 0 writes it once that
+#: checkpoint is complete and removes it when a run starts in the folder, so a batch script
+#: can requeue on it whatever the launcher's exit status (docs/distributed.md, Requeue).
+STOPPED_MARKER = ".vertebra-stopped"
 
 #: Seconds a run may take, after a stop signal, to end a step before it is ended at once.
 ENV_STOP_GRACE = "VERTEBRA_STOP_GRACE"
@@ -193,6 +200,7 @@ class Trainer:
             self._sanity_eval()
         self.metrics_log = MetricsLog(self.output_dir / "metrics.jsonl")
         if self.is_main:
+            (self.output_dir / STOPPED_MARKER).unlink(missing_ok=True)  # this run's to write
             tc = self.train_cfg
             resolved = self.config.model_copy(
                 update={"TRAIN": tc.model_copy(update={"OUTPUT_DIR": str(self.output_dir)})}
@@ -756,6 +764,24 @@ class Trainer:
                 self.logger.warning(f"note: could not write curves.png: {exc}")
         if self.stop_reason:
             self.logger.info(f"stopped at step {self.step}: {self.stop_reason}")
+        if status == "interrupted":
+            self._mark_stopped()
+
+    def _mark_stopped(self) -> None:
+        """Write STOPPED_MARKER: the checkpoint of the step the signal stopped is complete
+        (`_after_step` saved it, on every rank, before the loop ended)."""
+        last = self.built.store.latest()
+        record = {
+            "signal": self.interrupted_by,
+            "step": self.step,
+            "checkpoint": str(last.resolve().relative_to(self.output_dir.resolve()))
+            if last is not None
+            else None,
+        }
+        marker = self.output_dir / STOPPED_MARKER
+        partial = marker.with_name(marker.name + ".tmp")
+        partial.write_text(json.dumps(record) + "\n", encoding="utf-8")
+        partial.replace(marker)
 
     def close(self, synchronize: bool = True) -> None:
         """Leave the process group (a run launched by torchrun); see `distributed.teardown`.
@@ -876,8 +902,13 @@ def load_and_train(
     *,
     output_dir: str | None = None,
     resume: str | bool | None = None,
+    on_interrupted: Callable[[RunSummary], None] | None = None,
 ) -> RunSummary:
-    """What `vertebra train` does: load and validate the config, train, return the summary."""
+    """What `vertebra train` does: load and validate the config, train, return the summary.
+
+    `on_interrupted` is called on rank 0 when a signal stopped the run, before the ranks'
+    last barrier: under torchrun a rank that leaves first gets the others killed.
+    """
     from vertebra.config import load_run_config
 
     cfg = load_run_config(config_path, overrides or [])
@@ -885,6 +916,8 @@ def load_and_train(
     before = multiprocessing.active_children()
     try:
         summary = trainer.fit()
+        if on_interrupted is not None and summary.status == "interrupted" and trainer.is_main:
+            on_interrupted(summary)
     except BaseException:
         end_loader_workers(keep=before)
         trainer.close(synchronize=False)

@@ -107,7 +107,7 @@ def _render_list(data: dict[str, Any], problems: list[Problem], checked: bool) -
     for d in data["distributions"]:
         state = "" if d["enabled"] else "  (not loaded: VERTEBRA_PLUGINS leaves it out)"
         lines.append(f"{d['name']} {d['version']}{state}")
-        width = max(len(w) for w in d["parts"])
+        width = max(map(len, d["parts"]))
         for word, names in sorted(d["parts"].items()):
             lines.append(f"  {word:<{width}}  {', '.join(names)}")
     if not data["distributions"]:

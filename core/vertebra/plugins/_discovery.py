@@ -345,7 +345,13 @@ def fingerprint(path: Sequence[str]) -> str:
 
 #: Whether a folder's files can be looked up relative to its open descriptor (POSIX):
 #: about three times faster than by full path for a thousand distributions.
-_BY_FD = os.stat in os.supports_dir_fd and os.scandir in os.supports_fd
+_BY_FD = os.stat in os.supports_dir_fd and os.listdir in os.supports_fd
+
+
+def _is_metadata(name: str) -> bool:
+    """Whether `name` is a `*.dist-info` or `*.egg-info` folder's, in any case."""
+    # The tail first: most names in a site folder are modules and packages.
+    return name[-5:].lower() == "-info" and name.lower().endswith(_METADATA_SUFFIXES)
 
 
 def _metadata_stats(folder: str) -> list[tuple[str, os.stat_result | None]]:
@@ -353,8 +359,7 @@ def _metadata_stats(folder: str) -> list[tuple[str, os.stat_result | None]]:
     when it has none); raises `OSError` when `folder` is no folder."""
     out: list[tuple[str, os.stat_result | None]] = []
     if not _BY_FD:
-        with os.scandir(folder) as it:
-            names = [i.name for i in it if i.name.lower().endswith(_METADATA_SUFFIXES)]
+        names = [n for n in os.listdir(folder) if _is_metadata(n)]
         for name in names:
             try:
                 out.append((name, os.stat(os.path.join(folder, name, "entry_points.txt"))))
@@ -363,8 +368,7 @@ def _metadata_stats(folder: str) -> list[tuple[str, os.stat_result | None]]:
         return out
     fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
-        with os.scandir(fd) as it:
-            names = [i.name for i in it if i.name.lower().endswith(_METADATA_SUFFIXES)]
+        names = [n for n in os.listdir(fd) if _is_metadata(n)]
         for name in names:
             try:
                 out.append((name, os.stat(f"{name}/entry_points.txt", dir_fd=fd)))
@@ -507,20 +511,35 @@ def distribution_table(index: PluginIndex) -> list[dict[str, Any]]:
     JSON-ready mappings, the core first, then by name; names sorted within each group.
     """
     dists: dict[str, dict[str, Any]] = {}
+    cut = len(GROUP_PREFIX)
     for e in index.entries:
-        d = dists.setdefault(
-            e.distribution,
-            {
+        d = dists.get(e.distribution)
+        if d is None:
+            d = dists[e.distribution] = {
                 "name": e.distribution,
                 "version": e.version,
                 "enabled": e.enabled,
                 "parts": {},
                 "entry_points": {},
-            },
-        )
-        d["parts"].setdefault(e.group.removeprefix(GROUP_PREFIX), []).append(e.name)
-        d["entry_points"].setdefault(e.group, {})[e.name] = e.value
+            }
+        group = e.group
+        word = group[cut:] if group.startswith(GROUP_PREFIX) else group
+        parts = d["parts"]
+        if word in parts:
+            parts[word].append(e.name)
+        else:
+            parts[word] = [e.name]
+        points = d["entry_points"]
+        if group in points:
+            points[group][e.name] = e.value
+        else:
+            points[group] = {e.name: e.value}
     for d in dists.values():
         for names in d["parts"].values():
-            names.sort(key=str.lower)
-    return sorted(dists.values(), key=lambda d: (d["name"] != CORE_DISTRIBUTION, d["name"].lower()))
+            if len(names) > 1:
+                names.sort(key=str.lower)
+    return sorted(dists.values(), key=_table_order)
+
+
+def _table_order(d: dict[str, Any]) -> tuple[bool, str]:
+    return d["name"] != CORE_DISTRIBUTION, d["name"].lower()

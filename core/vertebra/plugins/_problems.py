@@ -103,14 +103,19 @@ def metadata_problems(index: PluginIndex | None = None) -> list[Problem]:
 
 
 def _duplicates(entries: list[EntryPointInfo]) -> list[Problem]:
-    owners: dict[tuple[str, str], list[str]] = {}
+    first: dict[tuple[str, str], str] = {}
+    more: dict[tuple[str, str], list[str]] = {}  # only the names offered twice or more
     for e in entries:
-        if e.group != HOOK_GROUP:  # hook modules are known as DISTRIBUTION:name: no clash
-            owners.setdefault((e.group, e.name), []).append(e.distribution)
-    out = []
-    for (group, name), found in owners.items():
-        if len(found) < 2:
+        if e.group == HOOK_GROUP:  # hook modules are known as DISTRIBUTION:name: no clash
             continue
+        key = (e.group, e.name)
+        if key in first:
+            more.setdefault(key, [first[key]]).append(e.distribution)
+        else:
+            first[key] = e.distribution
+    out = []
+    for group, name in [key for key in first if key in more] if more else []:  # first seen first
+        found = more[group, name]
         offers = ", ".join(f"'{dist}:{name}'" for dist in found)
         out.append(
             Problem(
@@ -152,10 +157,13 @@ def _unknown_group(e: EntryPointInfo, known: list[str]) -> Problem:
 
 
 def _allowlist(index: PluginIndex) -> list[Problem]:
+    allowlist = discovery.allowlist_from_env()
+    if not allowlist:
+        return []
     installed = sorted({e.distribution for e in index.entries})
     known = {discovery.normalize(d) for d in installed} | {discovery.CORE_DISTRIBUTION}
     out = []
-    for wanted in discovery.allowlist_from_env() or []:
+    for wanted in allowlist:
         if discovery.normalize(wanted) in known:
             continue
         hint = close_match(wanted, installed)

@@ -14,7 +14,8 @@ new interpreter (where the platform cannot fork, a new child is started). A modu
 once is not tried again. A module that merely raises is left to the normal import, which
 reports the error with its fix.
 
-A module still importing after `IMPORT_NOTICE_S` seconds is named on standard error with
+A module still importing when the command has waited `IMPORT_NOTICE_S` seconds (the
+child's start-up counts, the module's own second at least) is named on standard error with
 the limit, once. The child and its grandchild run in a session of their own (a Ctrl-C
 meant for the command does not reach them) and end whenever the command does: when it
 returns or raises, on SIGTERM or SIGHUP (the handlers end them, then the command ends by
@@ -136,6 +137,10 @@ while pending:
     pending = pending[pending.index(started) + 1 :]
 """
 _POLL_S = 0.05
+#: The least time a module has been importing when it is named: the command's wait counts
+#: from the child's start (it imports torch first), so the first notice comes about
+#: `IMPORT_NOTICE_S` into the wait even when torch took most of it.
+_NOTICE_MIN_S = 1.0
 #: Seconds the child may take to start and import torch and vertebra, before any module.
 _START_S = 300.0
 
@@ -274,7 +279,7 @@ def _run_child(
         )
     slow: list[str] = []
     view = _read(log)
-    since = time.monotonic()
+    since = began = time.monotonic()
     noticed: set[str] = set()
     try:
         with _ended_with_this_process(child):
@@ -292,7 +297,9 @@ def _run_child(
                     view.ready
                     and importing is not None
                     and importing not in noticed
-                    and IMPORT_NOTICE_S <= waited < limit  # a short limit needs no notice
+                    and _NOTICE_MIN_S <= waited < limit  # a short limit needs no notice
+                    and time.monotonic() - began >= IMPORT_NOTICE_S  # the child's start counts
+                    and (waited >= IMPORT_NOTICE_S or not noticed)  # early for the first only
                 ):
                     noticed.add(importing)
                     print(still_importing(importing, waited, limit), file=sys.stderr)

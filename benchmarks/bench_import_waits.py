@@ -8,8 +8,10 @@ components backbones` and `vertebra validate CONFIG` with `VERTEBRA_IMPORT_TIMEO
 and reports, for each: the seconds until standard error names the module still
 importing (the notice), the seconds until the command ends with its verdict, the verdict
 / limit ratio, and how many of the processes it started are still running 3 s after it
-ended (found by a marker in their environment; any found are killed). Targets: the
-notice within 5 s, the verdict within the limit plus start-up, nothing left running.
+ended (found by a marker in their environment; any found are killed). Then stops
+`plugins doctor` with SIGTERM and with SIGKILL while it waits, and counts the processes
+left the same way. Targets: the notice within 5 s, the verdict within the limit plus
+start-up, nothing left running.
 
 `--baseline-core DIR` runs the same with the `vertebra` package of DIR (the `core`
 folder of another checkout) first on PYTHONPATH, in the same run.
@@ -29,6 +31,8 @@ import uuid
 from pathlib import Path
 
 NOTICE = "is still importing"
+#: When the stopped runs are sent their signal: the looping module is being waited on.
+STOP_AFTER_S = 8.0
 TARGET_NOTICE_S = 5.0
 
 CONFIG = """\
@@ -81,14 +85,16 @@ def marked(marker: str) -> list[int]:
     return found
 
 
-def run(cmd: list[str], env: dict[str, str]) -> dict[str, object]:
-    """Run `cmd`; seconds until the notice and until the end, exit status, what is left."""
+def run(cmd: list[str], env: dict[str, str], stop: int | None = None) -> dict[str, object]:
+    """Run `cmd`; seconds until the notice and until the end, exit status, what is left.
+
+    With `stop`, the command is sent that signal `STOP_AFTER_S` seconds after it started
+    (while it waits on the looping module), as `timeout` or a job scheduler would."""
     marker = f"vb-bench-{uuid.uuid4().hex}"
     env = {**env, "VB_BENCH_MARKER": marker}
     started = time.monotonic()
-    process = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
+    out = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed below, after the reads)
+    process = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.PIPE, text=True)
     notice: list[float] = []
     lines: list[str] = []
 
@@ -101,6 +107,11 @@ def run(cmd: list[str], env: dict[str, str]) -> dict[str, object]:
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
+    if stop is not None:
+        try:
+            process.wait(timeout=STOP_AFTER_S)
+        except subprocess.TimeoutExpired:
+            process.send_signal(stop)
     code = process.wait()
     ended = time.monotonic() - started
     reader.join()
@@ -108,7 +119,9 @@ def run(cmd: list[str], env: dict[str, str]) -> dict[str, object]:
     left = marked(marker) if Path("/proc").is_dir() else []
     for pid in left:  # what the command left behind, ended here
         os.kill(pid, signal.SIGKILL)
-    said = "did not finish within" in "".join(lines)
+    out.seek(0)
+    said = "did not finish within" in "".join(lines) + out.read()  # stderr, or the table
+    out.close()
     return {
         "notice": notice[0] if notice else None,
         "end": ended,
@@ -159,6 +172,15 @@ def main() -> int:
                     f"{name:<24} {label:<14} {notice:>9} {end:>10.1f} "
                     f"{end / args.limit:>7.2f}x {found['code']:>5} {found['said']!s:>8} "
                     f"{found['left']:>5}"
+                )
+        print(f"\nplugins doctor stopped after {STOP_AFTER_S:g} s, while it waits:")
+        for label, path in variants.items():
+            env = {**base, "PYTHONPATH": path}
+            for stop in (signal.SIGTERM, signal.SIGKILL):
+                found = run([sys.executable, "-m", "vertebra", "plugins", "doctor"], env, stop)
+                print(
+                    f"  {label:<14} {stop.name:<8} exit {found['code']:>4}, processes left "
+                    f"running: {found['left']}"
                 )
         print(
             f"targets: notice within {TARGET_NOTICE_S:g} s, verdict within the limit plus "

@@ -1,6 +1,7 @@
 """Named weights: listing 200 installed weights packages, and loading ResNet-50 weights.
 
-    python benchmarks/bench_weights.py [--packages 200] [--repeats 7]
+    python benchmarks/bench_weights.py [--packages 200] [--repeats 7] [--only list|load]
+                                       [--baseline-core DIR]
 
 1. Writes `--packages` weights distributions (`.dist-info` with a `vertebra.weights` entry
    point, a package whose `__init__` raises if imported, a manifest and a small safetensors
@@ -12,9 +13,11 @@
    against `safetensors.torch.load_file` plus `load_state_dict` on the same file, timed in
    the same process each: the first load ever (a new process, no digest cached: it hashes
    every byte), a second new process (the verified digest read from the cache file of the
-   vertebra cache folder) and the same process again (the digest in memory). Target: at
-   most 1.2x for the second process, which must hash no file (checked); the first load
-   ever is printed with its ratio too.
+   vertebra cache folder) and the same process again (the digest in memory). Targets: at
+   most 1.2x for the second process, which must hash no file (checked); at most 1.6x for
+   the first load ever, which hashes every byte in a thread over the same mapped file
+   while the tensors load. `--baseline-core DIR` also times the first load with the
+   `vertebra` package of DIR (another checkout's `core` folder) in the same rounds.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import statistics
@@ -33,6 +37,8 @@ from pathlib import Path
 
 TARGET_LIST = 1.5
 TARGET_LOAD = 1.2
+#: The first load ever hashes every byte, over the same mapping while the tensors load.
+TARGET_FIRST = 1.6
 
 
 def write_package(root: Path, name: str, file_bytes: bytes, part: str = "MLP") -> None:
@@ -153,7 +159,7 @@ print(json.dumps({**found, "hashed": len(_digest.hashed())}))
 """
 
 
-def bench_load(repeats: int) -> bool:
+def bench_load(repeats: int, baseline_core: str | None = None) -> bool:
     import torch
     from safetensors.torch import load_file, save_file
     from vertebra.model.registry import BACKBONES
@@ -188,13 +194,23 @@ def bench_load(repeats: int) -> bool:
 
             # 1. New processes: the first load ever (no digest on disk), then a second process.
             runs: dict[str, list[dict[str, float]]] = {"first": [], "second": []}
+            envs = {"first": env, "second": env}
+            if baseline_core:  # the first load with another checkout's code, same rounds
+                runs["baseline"] = []
+                envs["baseline"] = {
+                    **env,
+                    "PYTHONPATH": os.pathsep.join(
+                        [os.path.abspath(baseline_core), env["PYTHONPATH"]]
+                    ),
+                }
             for i in range(repeats):
                 order = "plain,named" if i % 2 == 0 else "named,plain"
-                clear_cache(disk=True)
-                for key in ("first", "second"):
+                for key in runs:
+                    if key != "second":  # the first load ever: no digest remembered
+                        clear_cache(disk=True)
                     done = subprocess.run(
                         [sys.executable, "-c", _CHILD, str(file), order],
-                        env=env,
+                        env=envs[key],
                         capture_output=True,
                         text=True,
                         check=True,
@@ -208,10 +224,16 @@ def bench_load(repeats: int) -> bool:
             def named() -> None:
                 load_into_part(model, "resnet50-bench", registry="BACKBONES", part="ResNet")
 
+            def sha256_alone() -> None:
+                with open(file, "rb") as handle:
+                    mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+                with mapped, memoryview(mapped) as view:
+                    hashlib.sha256(view).hexdigest()
+
             named()
-            same: dict[str, list[float]] = {"plain": [], "named": []}
+            same: dict[str, list[float]] = {"plain": [], "named": [], "sha256": []}
             for _ in range(repeats):
-                for key, fn in (("plain", plain), ("named", named)):
+                for key, fn in (("plain", plain), ("named", named), ("sha256", sha256_alone)):
                     start = time.perf_counter()
                     fn()
                     same[key].append(time.perf_counter() - start)
@@ -224,6 +246,11 @@ def bench_load(repeats: int) -> bool:
         ),
         "same": (med(same["named"]), med(same["plain"])),
     }
+    if "baseline" in runs:
+        rows["baseline"] = (
+            med(r["named"] for r in runs["baseline"]),
+            med(r["plain"] for r in runs["baseline"]),
+        )
     hashed = (
         sorted({int(r["hashed"]) for r in runs["first"]}),
         sorted({int(r["hashed"]) for r in runs["second"]}),
@@ -236,17 +263,29 @@ def bench_load(repeats: int) -> bool:
         "first": "first load ever (new process, sha256 of every byte)",
         "second": "second process (digest from the cache file)",
         "same": "same process again (digest in memory)",
+        "baseline": f"first load ever, vertebra from {baseline_core}",
     }
     for key, (by_name, by_file) in rows.items():
         print(
             f"  {labels[key]:<52} {by_name * 1000:7.1f} ms vs {by_file * 1000:7.1f} ms  "
             f"{by_name / by_file:.2f}x"
         )
+    floor = med(same["sha256"]) / med(same["plain"])
+    print(
+        f"  {'sha256 of the mapped file alone (this process)':<52} "
+        f"{med(same['sha256']) * 1000:7.1f} ms vs {med(same['plain']) * 1000:7.1f} ms  "
+        f"{floor:.2f}x: the floor of a first load that hashes while it loads"
+    )
     print(f"  files hashed per process: first {hashed[0]}, second {hashed[1]}")
     ratio = rows["second"][0] / rows["second"][1]
     first = rows["first"][0] / rows["first"][1]
     print(
-        f"  target at most {TARGET_LOAD}x: second process {ratio:.2f}x, first load ever {first:.2f}x"
+        f"  target at most {TARGET_LOAD}x: second process {ratio:.2f}x: "
+        f"{'met' if ratio <= TARGET_LOAD else 'MISSED'}"
+    )
+    print(
+        f"  target at most {TARGET_FIRST}x: first load ever {first:.2f}x: "
+        f"{'met' if first <= TARGET_FIRST else 'MISSED'}"
     )
     return ratio <= TARGET_LOAD and hashed[1] == [0]
 
@@ -256,9 +295,15 @@ def main() -> int:
     parser.add_argument("--packages", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--only", choices=("list", "load"), help="run one of the two")
+    parser.add_argument(
+        "--baseline-core",
+        metavar="DIR",
+        help="also time the first load with the vertebra package of DIR (another checkout's "
+        "core folder) first on PYTHONPATH",
+    )
     args = parser.parse_args()
     ok_list = args.only == "load" or bench_list(args.packages, args.repeats)
-    ok_load = args.only == "list" or bench_load(args.repeats)
+    ok_load = args.only == "list" or bench_load(args.repeats, args.baseline_core)
     return 0 if ok_list and ok_load else 1
 
 

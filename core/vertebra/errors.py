@@ -8,8 +8,6 @@ status 1, also without a traceback.
 
 from __future__ import annotations
 
-import difflib
-import shlex
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
@@ -62,6 +60,8 @@ def _shell_word(text: str) -> str:
     """`text` as a shell needs it typed (`'A=[1, 2]'`), cut short when it is long."""
     if len(text) > 60:
         text = text[:57] + "..."
+    import shlex  # here: every command imports this module, few print a shell word
+
     return shlex.quote(text)
 
 
@@ -150,6 +150,8 @@ class NonFiniteLossError(VertebraError):
 
 def close_match(word: str, choices: Sequence[str]) -> str | None:
     """The choice closest to `word`, case-insensitively, if any is close (for "did you mean")."""
+    import difflib  # here: every command imports this module, few suggest a name
+
     by_upper = {c.upper(): c for c in choices}
     found = difflib.get_close_matches(word.upper(), list(by_upper), n=1, cutoff=0.6)
     return by_upper[found[0]] if found else None

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -136,6 +137,45 @@ def test_comments_blank_lines_and_odd_spacing_in_entry_points_txt(tmp_path: Path
     assert (info.module, info.attr) == ("vb_spacing", "Spaced")
 
 
+def test_the_scan_finds_what_importlib_metadata_finds(tmp_path: Path) -> None:
+    """Folders listed directly, a zip file and an egg on the path: the same rows, same order."""
+    import importlib_metadata
+
+    site = tmp_path / "site"
+    _dist(site, "vb-plain", {"Plain": ""})
+    _dist(site, "vb-plain", {"Shadowed": ""}, version="0.9")  # a second copy in one folder
+    upper = write_distribution(site, "vb-upper", "1.0", {"vertebra.heads": {"Up": "vb_upper:Up"}})
+    upper.rename(site / "vb_upper-1.0.DIST-INFO")  # suffixes match in any case
+    source = site / "vb_nover.egg-info"  # no version in the folder name: read from PKG-INFO
+    source.mkdir()
+    (source / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: vb-nover\nVersion: 0.3\n")
+    (source / "entry_points.txt").write_text("[vertebra.necks]\nN = vb_nover:N\n")
+    egg = tmp_path / "vb_egg-2.0-py3.11.egg"
+    (egg / "EGG-INFO").mkdir(parents=True)
+    (egg / "EGG-INFO" / "PKG-INFO").write_text(
+        "Metadata-Version: 1.0\nName: vb-egg\nVersion: 2.0\n"
+    )
+    (egg / "EGG-INFO" / "entry_points.txt").write_text("[vertebra.losses]\nL = vb_egg:L\n")
+    zipped = tmp_path / "zipped.zip"
+    with zipfile.ZipFile(zipped, "w") as archive:
+        archive.writestr("vb_zipped-1.5.dist-info/METADATA", "Name: vb-zipped\nVersion: 1.5\n")
+        archive.writestr(
+            "vb_zipped-1.5.dist-info/entry_points.txt", "[vertebra.backbones]\nZ = vb_zipped:Z\n"
+        )
+    path = [str(site), str(egg), str(zipped), str(tmp_path / "missing"), str(site / "vb_plain.py")]
+    rows = discovery.read_entry_points(path)
+    assert len(rows) == 5, rows
+    assert [r for r in rows if r[3] == "vb-plain"] in (
+        [("vertebra.backbones", "Plain", "vb_plain:Plain", "vb-plain", "1.0")],
+        [("vertebra.backbones", "Shadowed", "vb_plain:Shadowed", "vb-plain", "0.9")],
+    )
+    assert ("vertebra.necks", "N", "vb_nover:N", "vb-nover", "0.3") in rows
+    assert ("vertebra.losses", "L", "vb_egg:L", "vb-egg", "2.0") in rows
+    assert ("vertebra.backbones", "Z", "vb_zipped:Z", "vb-zipped", "1.5") in rows
+    assert rows == discovery.read_entry_points(path, metadata=importlib.metadata)
+    assert rows == discovery.read_entry_points(path, metadata=importlib_metadata)
+
+
 def _cache_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("entry-points-*.json"))
 
@@ -173,6 +213,23 @@ def test_the_cache_is_used_and_invalidated_by_any_change(tmp_path: Path, cache_d
     for item in _cache_files(cache_dir):
         item.write_text("{not json")
     assert [e.name for e in discovery.PluginIndex.scan(path).entries] == ["Uno"]
+
+
+def test_a_cache_file_is_read_only_for_the_state_stored_in_it(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    site = tmp_path / "site"
+    _dist(site, "vb-one", {"One": ""})
+    path = [str(site)]
+    discovery.PluginIndex.scan(path)
+    (file,) = _cache_files(cache_dir)
+    # Another state whose checksum names the same file (as a collision would): scanned again.
+    data = json.loads(file.read_text())
+    data["state"] = data["state"].replace("vb_one", "vb_other")
+    data["entries"] = [["vertebra.heads", "Planted", "x:Planted", "vb-one", "1.0"]]
+    file.write_text(json.dumps(data))
+    assert [e.name for e in discovery.PluginIndex.scan(path).entries] == ["One"]
+    assert json.loads(file.read_text())["entries"][0][1] == "One"  # and stored again
 
 
 def test_the_cache_can_be_switched_off_and_keeps_few_files(
@@ -309,3 +366,16 @@ def test_the_installed_project_is_found_once(tmp_path: Path) -> None:
     ) in core
     assert len(core) == len(set(core))
     assert os.path.isdir(ROOT / "core" / "vertebra")
+
+
+def test_listing_knows_every_registry_group_without_importing_the_registries() -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        from vertebra.plugins._registries import CORE_GROUPS, all_registries
+        assert "vertebra.model.registry" not in sys.modules
+        print(sorted(CORE_GROUPS) == sorted(r.group for r in all_registries().values()))
+        """
+    )
+    result = run_python(code)
+    assert result.stdout.strip() == "True", result.stderr

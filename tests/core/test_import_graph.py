@@ -1,4 +1,5 @@
-"""The import graph of core/vertebra has no cycle, counting imports inside functions too.
+"""The import graph of core/vertebra has no cycle, counting imports inside functions too;
+and the light commands (`--help`, `plugins list`) import only the modules they need.
 
 Imports under `if TYPE_CHECKING:` never run and are left out.
 
@@ -10,8 +11,12 @@ the dependencies pointing one way: errors <- plugins <- config <- model/data <- 
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import vertebra
 
 ROOT = Path(vertebra.__file__).parent
@@ -135,3 +140,116 @@ def test_every_module_names_its_public_surface() -> None:
         if path.name != "__main__.py" and "__all__" not in _assigned_names(path)
     ]
     assert not missing, f"modules without __all__: {', '.join(missing)}"
+
+
+# -- what the light commands import ---------------------------------------------------------
+
+#: Every module that `vertebra --help`, `vertebra plugins list` and `plugins list --json`
+#: may import beyond the interpreter's start-up (Python 3.10 to 3.13): argparse and what it
+#: needs, json, typing, and the few vertebra modules listing uses. `NAME.*` allows the
+#: submodules of NAME too. Not here, so a failure: the checker (`_checks`: inspect, ast),
+#: the registry type, tempfile, random, hashlib, pathlib, dataclasses, any metadata module,
+#: pluggy, pydantic, torch, numpy, plugin code.
+LIGHT_COMMAND_MODULES = frozenset(
+    {
+        # the standard library
+        "__future__",
+        "argparse",
+        "bz2",
+        "collections",
+        "collections.*",
+        "contextlib",
+        "copyreg",
+        "enum",
+        "errno",
+        "fnmatch",
+        "functools",
+        "gettext",
+        "importlib",
+        "importlib._bootstrap",
+        "importlib._bootstrap_external",
+        "itertools",
+        "json",
+        "json.*",
+        "keyword",
+        "locale",
+        "lzma",
+        "operator",
+        "re",
+        "re.*",
+        "reprlib",
+        "shutil",
+        "textwrap",
+        "types",
+        "typing",
+        "typing.*",
+        "warnings",
+        "zlib",
+        # vertebra
+        "vertebra",
+        "vertebra.cli",
+        "vertebra.cli.plugins",
+        "vertebra.errors",
+        "vertebra.plugins",
+        "vertebra.plugins._discovery",
+        "vertebra.plugins._problems",
+        "vertebra.plugins._registries",
+    }
+)
+
+#: Runs the command line as the console script does and names every module it imported.
+_RECORD_IMPORTS = """\
+import sys
+before = set(sys.modules)
+from vertebra.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+sys.stderr.write("IMPORTED " + " ".join(sorted(set(sys.modules) - before)) + "\\n")
+"""
+
+
+def _allowed(module: str) -> bool:
+    if module in LIGHT_COMMAND_MODULES:
+        return True
+    parts = module.split(".")
+    if any(".".join(parts[:i]) + ".*" in LIGHT_COMMAND_MODULES for i in range(1, len(parts))):
+        return True
+    # C accelerators of the standard library (_json, _sre, _bz2): their modules are checked.
+    return module.startswith("_") and module in sys.stdlib_module_names
+
+
+def _imported_by(args: list[str], cache: Path) -> list[str]:
+    env = {**os.environ, "VERTEBRA_CACHE_DIR": str(cache)}
+    env.pop("VERTEBRA_PLUGINS", None)
+    done = subprocess.run(
+        [sys.executable, "-c", _RECORD_IMPORTS, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    line = next(line for line in done.stderr.splitlines() if line.startswith("IMPORTED "))
+    assert done.stdout, done.stderr  # the command ran and printed its result
+    return line.split()[1:]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["plugins", "list"], ["plugins", "list", "--json"], ["--help"]],
+    ids=["plugins-list", "plugins-list-json", "help"],
+)
+def test_light_commands_import_only_what_they_need(args: list[str], tmp_path: Path) -> None:
+    # Twice: with a cold entry-point cache (a scan, the cache written), then a warm one.
+    for state in ("cold", "warm"):
+        imported = _imported_by(args, tmp_path / "cache")
+        assert "vertebra.cli" in imported  # the record is of the command line
+        extra = sorted(m for m in imported if not _allowed(m))
+        assert not extra, f"`vertebra {' '.join(args)}` ({state} cache) imports {extra}"
+
+
+def test_the_allowed_set_catches_what_listing_must_not_import() -> None:
+    for module in ("inspect", "ast", "tempfile", "vertebra.plugins._checks", "importlib.metadata"):
+        assert not _allowed(module), module
+    assert _allowed("re._parser") and _allowed("_json") and _allowed("vertebra.cli.plugins")

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -313,3 +316,118 @@ def test_the_child_imports_torch_once_and_goes_on_after_a_module_hangs_or_exits(
     assert "ended the process (exit status 0" in found["vb_quits"]
     parents = {(tmp_path / f"{n}.ppid").read_text() for n in ("first", "middle", "last")}
     assert len(parents) == 1 and parents != {str(os.getpid())}
+
+
+# -- waiting on a module that never finishes importing ---------------------------------------
+
+#: A limit far longer than the tests wait: the notice must come well before it.
+LONG_LIMIT_S = 120
+#: How long a test waits for the notice, or for the processes to go.
+WAIT_S = 90
+
+
+class _Running:
+    """`python -m vertebra ARGS` started in the background, its standard error collected;
+    every process it starts carries `marker` in its environment."""
+
+    def __init__(self, sandbox: PluginSandbox, allow: str, *args: str) -> None:
+        self.marker = f"vb-probe-{uuid.uuid4().hex}"
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(sandbox.root),
+            "VERTEBRA_PLUGINS": allow,
+            "VERTEBRA_IMPORT_TIMEOUT": str(LONG_LIMIT_S),
+            "VB_TEST_MARKER": self.marker,
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "vertebra", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.append(line)
+
+    def wait_for(self, text: str) -> str:
+        """The first line of standard error that holds `text` (waits up to WAIT_S)."""
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            found = [line for line in self.lines if text in line]
+            if found:
+                return found[0]
+            assert self.process.poll() is None, "".join(self.lines)
+            time.sleep(0.1)
+        raise AssertionError(f"no {text!r} on standard error in {WAIT_S} s: {''.join(self.lines)}")
+
+    def stop(self, signum: int) -> None:
+        self.process.send_signal(signum)
+        self.process.wait(timeout=WAIT_S)
+        self._reader.join(timeout=WAIT_S)
+
+
+def _marked(marker: str) -> list[int]:
+    """Processes alive (zombies aside) whose environment holds `marker`."""
+    found = []
+    for folder in Path("/proc").iterdir():
+        if not folder.name.isdigit():
+            continue
+        try:
+            state = (folder / "stat").read_text().rpartition(")")[2].split()[0]
+            environ = (folder / "environ").read_bytes()
+        except OSError:
+            continue  # gone, or not ours to read
+        if state != "Z" and marker.encode() in environ:
+            found.append(int(folder.name))
+    return found
+
+
+def _none_left(marker: str) -> list[int]:
+    deadline = time.monotonic() + WAIT_S
+    while (left := _marked(marker)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds processes in /proc")
+@pytest.mark.parametrize(
+    ("args", "module", "signum"),
+    [
+        (["plugins", "doctor"], "vb_loop.parts", signal.SIGTERM),  # as `timeout` sends
+        (["plugins", "doctor"], "vb_loop.parts", signal.SIGKILL),  # no handler runs at all
+        (["plugins", "doctor"], "vb_loop.parts", signal.SIGINT),
+        (["plugins", "doctor"], "vb_loop.parts", signal.SIGHUP),
+        (["components", "backbones"], "vb_loop.parts", signal.SIGTERM),
+        (["validate", "CONFIG"], "vb_loop.hooks", signal.SIGKILL),
+    ],
+    ids=lambda v: (
+        v.name if isinstance(v, signal.Signals) else "-".join(v) if isinstance(v, list) else v
+    ),
+)
+def test_a_module_that_never_finishes_importing_is_named_and_nothing_outlives_the_command(
+    looping: PluginSandbox, tmp_path: Path, args: list[str], module: str, signum: int
+) -> None:
+    args = [str(_config(tmp_path)) if a == "CONFIG" else a for a in args]
+    running = _Running(looping, "vertebra-vision,vb-good,vb-loop", *args)
+    try:
+        notice = running.wait_for("is still importing")
+        # Named with its limit, long before the limit: the wait is not silent.
+        assert f"plugin module '{module}' is still importing after " in notice
+        assert f"given up after {LONG_LIMIT_S} s (VERTEBRA_IMPORT_TIMEOUT)" in notice
+        assert int(notice.split("after ")[1].split(" s")[0]) < LONG_LIMIT_S
+        if args[0] != "validate":
+            assert _marked(running.marker), "the trial processes should be running now"
+        running.stop(signum)
+    finally:
+        if running.process.poll() is None:
+            running.process.kill()
+            running.process.wait()
+    # The command ends as that signal ends it (SIGINT: the command says "interrupted").
+    assert running.process.returncode == (130 if signum == signal.SIGINT else -signum)
+    assert _none_left(running.marker) == []

@@ -81,6 +81,28 @@ def test_a_changed_file_fails_its_checksum_and_no_part_is_returned(weights: Weig
         _build(WEIGHTS="mlp-digits")
 
 
+def test_a_file_changed_inside_a_tensor_is_refused_every_time_and_hashed_once(
+    weights: WeightsSandbox,
+) -> None:
+    # Same size, same names and shapes: only the sha256 can tell, and it is computed
+    # while the tensors are copied. The part they were copied into is never returned.
+    file = weights.add("mlp-digits", mlp_tensors(seed=1))
+    data = bytearray(file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    file.write_bytes(bytes(data))
+    _digest.clear_cache(disk=True)
+    before = len(_digest.hashed())
+    for _ in range(2):  # a remembered digest of the changed file refuses it just the same
+        with pytest.raises(UserError, match="fail their checksum") as info:
+            _build(WEIGHTS="mlp-digits")
+        assert str(file) in str(info.value)
+    assert _digest.hashed()[before:] == [os.path.realpath(file)]
+    # The file as published loads again (hashed again: it changed).
+    weights.add("mlp-digits-fixed", mlp_tensors(seed=1))
+    part = _build(WEIGHTS="mlp-digits-fixed")
+    assert torch.equal(part.state_dict()["layers.0.weight"], mlp_tensors(seed=1)["layers.0.weight"])
+
+
 def test_the_digest_is_computed_once_per_file(
     weights: WeightsSandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:

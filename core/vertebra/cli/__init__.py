@@ -1,8 +1,10 @@
 """The `vertebra` command line (also `python -m vertebra`).
 
 Each subcommand lives in its own module with `add_parser(subparsers)` and `run(args)`.
-Subcommand modules import nothing heavy at module level: `vertebra --help` and
-`vertebra plugins list` never import torch.
+Only the module of the command given is imported (`COMMANDS` holds every command's
+one-line help for `vertebra --help`), and subcommand modules import nothing heavy at
+module level: `vertebra --help` and `vertebra plugins list` import no more than listing
+needs, never torch (tests/core/test_import_graph.py keeps it so).
 """
 
 from __future__ import annotations
@@ -17,22 +19,23 @@ from vertebra import __version__
 from vertebra.env_numbers import check_environment
 from vertebra.errors import UserError, VertebraError
 
-__all__ = ["main"]
+__all__ = ["COMMANDS", "add_config_arguments", "build_parser", "main"]
 
-#: Subcommand modules, in the order `--help` lists them.
-COMMANDS = (
-    "train",
-    "eval",
-    "validate",
-    "plugins",
-    "weights",
-    "checkpoint",
-    "components",
-    "schema",
-    "template",
-    "convert",
-    "plugin",
-)
+#: Subcommand modules (`vertebra.cli.NAME`) in the order `--help` lists them, each with
+#: its one-line help; None leaves it out of `--help` (the old spelling `plugin`).
+COMMANDS: dict[str, str | None] = {
+    "train": "train the network a run config describes",
+    "eval": "evaluate a checkpoint on the validation data",
+    "validate": "check a config against the schemas of its parts",
+    "plugins": "list, check and write plugin distributions",
+    "weights": "list, show, verify and pack pretrained weights",
+    "checkpoint": "work with checkpoints (consolidate sharded ones)",
+    "components": "table of parts: registry, name, distribution, description",
+    "schema": "JSON Schema of a run config, for editors",
+    "template": "YAML block of a part with every key, its default and description",
+    "convert": "turn another framework's config into a vertebra run config",
+    "plugin": None,
+}
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, example: str) -> None:
@@ -48,7 +51,14 @@ def add_config_arguments(parser: argparse.ArgumentParser, example: str) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of the command line.
+
+    With `command` (a name in `COMMANDS`), the parser of that command alone: only its
+    module is imported. Without, every command by name and one-line help, no module
+    imported: enough for `vertebra --help`, and to name the choices when the command
+    given is none of them.
+    """
     parser = argparse.ArgumentParser(
         prog="vertebra",
         description="Build, check and train PyTorch networks from plugin parts.",
@@ -56,20 +66,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vertebra {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"vertebra.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"vertebra.cli.{name}":
-                continue  # a command not built yet
-            raise
-        module.add_parser(sub)
+    if command is not None:
+        importlib.import_module(f"vertebra.cli.{command}").add_parser(sub)
+        return parser
+    for name, text in COMMANDS.items():
+        if text is None:
+            sub.add_parser(name)  # a command left out of `--help`
+        else:
+            sub.add_parser(name, help=text)
     return parser
 
 
+def _command(argv: Sequence[str]) -> str | None:
+    """The command `argv` names, if it names one of `COMMANDS`."""
+    # The options before the command (--help, --version) take no value: the first word
+    # that is no option is the command. Help asked before it lists every command.
+    for word in argv:
+        if word in ("-h", "--help"):
+            return None
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command(words))
+    args = parser.parse_args(words)
     try:
         check_environment()  # a crafted launch or limit variable: refused before any work
         code = int(args.run(args) or 0)

@@ -6,13 +6,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from vertebra.cli import COMMANDS
+
 __all__ = ["add_parser", "run"]
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "checkpoint",
-        help="work with checkpoints (consolidate sharded ones)",
+        help=COMMANDS["checkpoint"],
         description="Work with the checkpoints of a run.",
     )
     actions = p.add_subparsers(dest="action", metavar="ACTION")

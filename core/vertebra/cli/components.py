@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from vertebra.cli import COMMANDS
 from vertebra.errors import UnknownPartError
 
 __all__ = ["add_parser", "run"]
@@ -33,7 +34,7 @@ REGISTRY_ORDER = (
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "components",
-        help="table of parts: registry, name, distribution, description",
+        help=COMMANDS["components"],
         description=(
             "List registered parts with their distribution and the first line of their "
             "docstring. REGISTRY is BACKBONES or backbones (any case); PATTERN a shell-style "

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vertebra.cli import COMMANDS
 from vertebra.errors import UserError
 
 __all__ = ["add_parser", "run"]
@@ -16,7 +17,7 @@ __all__ = ["add_parser", "run"]
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "convert",
-        help="turn another framework's config into a vertebra run config",
+        help=COMMANDS["convert"],
         description="Turn another framework's run config into a vertebra run config.",
     )
     formats = p.add_subparsers(dest="format", metavar="FORMAT")

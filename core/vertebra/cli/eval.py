@@ -9,13 +9,15 @@ import argparse
 import json
 from typing import Any
 
+from vertebra.cli import COMMANDS
+
 __all__ = ["add_parser", "run"]
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "eval",
-        help="evaluate a checkpoint on the validation data",
+        help=COMMANDS["eval"],
         description="Load a checkpoint's network and print its metrics over DATA.VAL (every sample "
         "counted once, also under torchrun). PATH is a run folder (its best checkpoint, else its "
         "last, with the run's config.yaml) or a checkpoint folder (with the config its state "

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vertebra.cli import COMMANDS
 from vertebra.cli._output import write_text
 
 __all__ = ["add_parser", "run"]
@@ -16,7 +17,7 @@ __all__ = ["add_parser", "run"]
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "schema",
-        help="JSON Schema of a run config, for editors",
+        help=COMMANDS["schema"],
         description=(
             "Write one JSON Schema for a whole run config, generated from the installed parts: "
             "each block's NAME is one of the registered names and brings that part's keys, "

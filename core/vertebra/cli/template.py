@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
+from vertebra.cli import COMMANDS
+
 __all__ = ["add_parser", "run"]
 
 if TYPE_CHECKING:
@@ -15,7 +17,7 @@ if TYPE_CHECKING:
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "template",
-        help="YAML block of a part with every key, its default and description",
+        help=COMMANDS["template"],
         description=(
             "Print the config block of one part: every key with its default and its description "
             "as a comment; keys without a default read ???. REGISTRY is BACKBONES or backbones "

@@ -14,7 +14,7 @@ import shlex
 import sys
 from typing import Any
 
-from vertebra.cli import add_config_arguments
+from vertebra.cli import COMMANDS, add_config_arguments
 
 __all__ = ["add_parser", "run"]
 
@@ -24,7 +24,7 @@ EXIT_DIVERGED = 3
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "train",
-        help="train the network a run config describes",
+        help=COMMANDS["train"],
         description="Validate the config, then train. The run folder gets config.yaml, metrics.jsonl, "
         "checkpoints/ (last, best) and curves.png; the last line printed states the best validation "
         "metrics and where they are. Launch on several processes with torchrun, or with srun "

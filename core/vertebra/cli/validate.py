@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from vertebra.cli import add_config_arguments
+from vertebra.cli import COMMANDS, add_config_arguments
 
 __all__ = ["add_parser", "run"]
 
@@ -14,7 +14,7 @@ __all__ = ["add_parser", "run"]
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "validate",
-        help="check a config against the schemas of its parts",
+        help=COMMANDS["validate"],
         description="Check a run config: every error at once, with its dotted path. Builds "
         "nothing. Keys that are valid but have no effect are warned about on stderr; a "
         "config without DATA is said to build but not train. Exit status 0 when valid "

@@ -11,13 +11,15 @@ import argparse
 import json
 from typing import Any
 
+from vertebra.cli import COMMANDS
+
 __all__ = ["add_parser"]
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "weights",
-        help="list, show, verify and pack pretrained weights",
+        help=COMMANDS["weights"],
         description="Pretrained weights shipped as Python distributions (entry-point group "
         "vertebra.weights), named in configs with WEIGHTS.",
     )

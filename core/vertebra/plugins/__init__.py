@@ -1,24 +1,17 @@
 """Find parts: entry-point discovery, the registry type, the plugin manager and the checker.
 
-Importing this package is cheap (no torch, no pydantic, no pluggy): `vertebra plugins
-list` and every `name in REGISTRY` read entry-point metadata alone. The hook names
-(`hookimpl`, `get_plugin_manager`, ...) import pluggy when first used; the hook
-specifications are the public module `vertebra.plugins.hookspecs`.
+Importing this package is cheap: it imports the entry-point discovery alone (no torch, no
+pydantic, no pluggy, not even `inspect` or `ast`), so that `vertebra plugins list` and
+every `name in REGISTRY` read entry-point metadata and nothing more. The other public
+names (the registry type, the checker, the hook names) import their module when first
+used; the hook specifications are the public module `vertebra.plugins.hookspecs`.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from vertebra.plugins._checks import (
-    Diagnosis,
-    PartDiagnosis,
-    Problem,
-    diagnose,
-    diagnose_part,
-    load_problems,
-    metadata_problems,
-)
 from vertebra.plugins._discovery import (
     CORE_DISTRIBUTION,
     ENV_PLUGINS,
@@ -33,11 +26,17 @@ from vertebra.plugins._discovery import (
     refresh,
     use_index,
 )
-from vertebra.plugins._loader import import_object
-from vertebra.plugins._registries import all_registries, registry_for
-from vertebra.plugins._registry import PartOrigin, Registry
 
 if TYPE_CHECKING:
+    from vertebra.plugins._checks import (
+        Diagnosis,
+        PartDiagnosis,
+        Problem,
+        diagnose,
+        diagnose_part,
+        load_problems,
+        metadata_problems,
+    )
     from vertebra.plugins._hooks import (
         broken_plugins,
         call_each,
@@ -45,6 +44,9 @@ if TYPE_CHECKING:
         hook_names,
         hookimpl,
     )
+    from vertebra.plugins._loader import import_object
+    from vertebra.plugins._registries import all_registries, registry_for
+    from vertebra.plugins._registry import PartOrigin, Registry
 
 __all__ = [
     "CORE_DISTRIBUTION",
@@ -78,13 +80,40 @@ __all__ = [
     "use_index",
 ]
 
-#: Names that import pluggy, loaded on first use.
-_HOOK_NAMES = ("broken_plugins", "call_each", "get_plugin_manager", "hook_names", "hookimpl")
+#: Public names imported on first use, with their module: listing needs none of them
+#: (the checker alone brings `inspect`, `ast` and `tempfile`; the hook names pluggy).
+_LAZY = {
+    **dict.fromkeys(
+        (
+            "Diagnosis",
+            "PartDiagnosis",
+            "Problem",
+            "diagnose",
+            "diagnose_part",
+            "load_problems",
+            "metadata_problems",
+        ),
+        "_checks",
+    ),
+    **dict.fromkeys(
+        ("broken_plugins", "call_each", "get_plugin_manager", "hook_names", "hookimpl"), "_hooks"
+    ),
+    "import_object": "_loader",
+    "all_registries": "_registries",
+    "registry_for": "_registries",
+    "PartOrigin": "_registry",
+    "Registry": "_registry",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _HOOK_NAMES:
-        from vertebra.plugins import _hooks
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vertebra.plugins' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"vertebra.plugins.{module}"), name)
+    globals()[name] = value  # found directly from now on
+    return value
 
-        return getattr(_hooks, name)
-    raise AttributeError(f"module 'vertebra.plugins' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

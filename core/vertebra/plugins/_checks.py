@@ -4,7 +4,8 @@ Three depths, each doing more than the last:
 
 - `metadata_problems()` reads entry-point metadata alone (no imports): a name offered by
   several distributions, a value that does not name `module:Class`, a group that no
-  registry reads, a `VERTEBRA_PLUGINS` name that matches no distribution;
+  registry reads, a `VERTEBRA_PLUGINS` name that matches no distribution (it lives in
+  `vertebra.plugins._problems` with the `Problem` type, so that listing imports no more);
 - `load_problems()` imports every entry point: a module that fails to import, a class of
   the wrong base, a `Config` that is no `PartConfig`, a broken hook module;
 - `diagnose_part(registry, name)` checks one part the way a run uses it: it loads, every
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import vertebra.plugins._discovery as discovery
 from vertebra.errors import (
@@ -35,6 +36,15 @@ from vertebra.errors import (
 )
 from vertebra.plugins._discovery import HOOK_GROUP, WEIGHTS_GROUP, EntryPointInfo, PluginIndex
 from vertebra.plugins._loader import ImportRefused
+from vertebra.plugins._problems import (
+    ERROR,
+    REINSTALL,
+    WARNING,
+    Problem,
+    entry_problem,
+    metadata_problems,
+    section,
+)
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -53,159 +63,6 @@ __all__ = [
     "load_problems",
     "metadata_problems",
 ]
-
-ERROR = "error"
-WARNING = "warning"
-_REINSTALL = "then reinstall it (`pip install -e .` in its folder) so its metadata updates"
-
-
-class Problem(NamedTuple):
-    """One thing wrong with installed plugins, and how to fix it.
-
-    `kind` is one of: `duplicate`, `malformed`, `unknown-group`, `allowlist` (found in
-    metadata); `import`, `base-class`, `hook` (found by importing); `schema`, `docstring`,
-    `build` (found by checking a part). `distributions` are those at fault (several for a
-    duplicate name; for `allowlist`, the name that matches none); `group` and `name` are
-    the entry point's, where there is one.
-    """
-
-    kind: str
-    where: str
-    message: str
-    fix: str
-    distributions: tuple[str, ...] = ()
-    group: str = ""
-    name: str = ""
-    severity: str = ERROR
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "severity": self.severity,
-            "distributions": list(self.distributions),
-            "group": self.group,
-            "name": self.name,
-            "where": self.where,
-            "message": self.message,
-            "fix": self.fix,
-        }
-
-
-def _entry_problem(
-    e: EntryPointInfo, kind: str, message: str, fix: str, severity: str = ERROR
-) -> Problem:
-    dists = (e.distribution,) if e.distribution else ()  # none for a part of this process
-    return Problem(kind, _where(e), message, fix, dists, e.group, e.name, severity)
-
-
-def _where(e: EntryPointInfo) -> str:
-    return f"{e.group.removeprefix(discovery.GROUP_PREFIX)} '{e.name}' ({e.value})"
-
-
-def _section(e: EntryPointInfo) -> str:
-    return f'[project.entry-points."{e.group}"] of {e.distribution}\'s pyproject.toml'
-
-
-# -- metadata alone ---------------------------------------------------------------------
-
-
-def metadata_problems(index: PluginIndex | None = None) -> list[Problem]:
-    """What the entry-point metadata shows to be wrong; imports no plugin code."""
-    index = discovery.current_index() if index is None else index
-    entries = [e for e in index.entries if e.enabled]
-    problems = _duplicates(entries)
-    known = _known_groups()
-    for e in entries:
-        if ":" not in e.value and e.group != HOOK_GROUP:
-            problems.append(
-                _entry_problem(
-                    e,
-                    "malformed",
-                    f"{e.describe()} does not name 'module:Class'",
-                    f"write it as '{e.value}:ClassName' in {_section(e)}, {_REINSTALL}",
-                )
-            )
-        if e.group not in known:
-            problems.append(_unknown_group(e, known))
-    problems.extend(_allowlist(index))
-    return problems
-
-
-def _duplicates(entries: list[EntryPointInfo]) -> list[Problem]:
-    owners: dict[tuple[str, str], list[str]] = {}
-    for e in entries:
-        if e.group != HOOK_GROUP:  # hook modules are known as DISTRIBUTION:name: no clash
-            owners.setdefault((e.group, e.name), []).append(e.distribution)
-    out = []
-    for (group, name), found in owners.items():
-        if len(found) < 2:
-            continue
-        offers = ", ".join(f"'{dist}:{name}'" for dist in found)
-        out.append(
-            Problem(
-                "duplicate",
-                f"{group.removeprefix(discovery.GROUP_PREFIX)} '{name}'",
-                f"'{name}' in group '{group}' is offered by {', '.join(found)}; "
-                f"configs must name one: {offers}",
-                f"rename the entry point '{name}' in [project.entry-points.\"{group}\"] of the "
-                f"pyproject.toml of all but one of {', '.join(found)} (entry names are part "
-                f"names), {_REINSTALL}; or leave all but one out with "
-                f"{discovery.ENV_PLUGINS}",
-                tuple(found),
-                group,
-                name,
-            )
-        )
-    return out
-
-
-def _known_groups() -> list[str]:
-    from vertebra.plugins._registries import all_registries
-
-    return [*(reg.group for reg in all_registries().values()), HOOK_GROUP, WEIGHTS_GROUP]
-
-
-def _unknown_group(e: EntryPointInfo, known: list[str]) -> Problem:
-    hint = close_match(e.group, known)
-    message = f"{e.describe()}: no registry reads group '{e.group}'"
-    if hint:  # a typo of a real group
-        return _entry_problem(
-            e,
-            "unknown-group",
-            f"{message}; did you mean '{hint}'?",
-            f'rename the section [project.entry-points."{e.group}"] to "{hint}" in '
-            f"{e.distribution}'s pyproject.toml, {_REINSTALL}",
-        )
-    # Perhaps the group of a registry that a plugin defines itself: worth a look only.
-    return _entry_problem(
-        e,
-        "unknown-group",
-        f"{message}, so '{e.name}' is never found",
-        f"use one of the groups {', '.join(sorted(known))} in {e.distribution}'s pyproject.toml",
-        WARNING,
-    )
-
-
-def _allowlist(index: PluginIndex) -> list[Problem]:
-    installed = sorted({e.distribution for e in index.entries})
-    known = {discovery.normalize(d) for d in installed} | {discovery.CORE_DISTRIBUTION}
-    out = []
-    for wanted in discovery.allowlist_from_env() or []:
-        if discovery.normalize(wanted) in known:
-            continue
-        hint = close_match(wanted, installed)
-        out.append(
-            Problem(
-                "allowlist",
-                discovery.ENV_PLUGINS,
-                f"{discovery.ENV_PLUGINS} names '{wanted}', but no installed distribution of "
-                "that name offers vertebra parts" + (f"; did you mean '{hint}'?" if hint else ""),
-                f"write '{hint}' instead" if hint else "remove it, or install that distribution",
-                (wanted,),
-                severity=WARNING,
-            )
-        )
-    return out
 
 
 # -- importing ----------------------------------------------------------------------------
@@ -232,13 +89,13 @@ def _load_problem(registry: Registry, e: EntryPointInfo) -> Problem | None:
     try:
         registry._import(e)
     except PluginLoadError as exc:
-        return _entry_problem(e, "import", str(exc), _import_fix(e, exc.__cause__))
+        return entry_problem(e, "import", str(exc), _import_fix(e, exc.__cause__))
     qualified = f"{e.distribution}:{e.name}"
     try:
         cls = registry.get(qualified)
     except PluginLoadError as exc:
         base = registry.base
-        return _entry_problem(
+        return entry_problem(
             e,
             "base-class",
             str(exc),
@@ -247,7 +104,7 @@ def _load_problem(registry: Registry, e: EntryPointInfo) -> Problem | None:
             "belongs to",
         )
     except UnknownPartError as exc:  # one distribution declares the name twice
-        return _entry_problem(e, "duplicate", str(exc), f"declare '{e.name}' once in {_section(e)}")
+        return entry_problem(e, "duplicate", str(exc), f"declare '{e.name}' once in {section(e)}")
     try:
         registry.schema(qualified)
     except PluginLoadError as exc:
@@ -266,7 +123,7 @@ def _config_class_problem(e: EntryPointInfo, cls: type, exc: PluginLoadError) ->
             f"set `Config = {cls.__name__}Config`, a subclass of vertebra.schema.PartConfig, "
             f"on {_qualname(cls)}"
         )
-    return _entry_problem(e, "schema", str(exc), fix)
+    return entry_problem(e, "schema", str(exc), fix)
 
 
 def _import_fix(e: EntryPointInfo, cause: BaseException | None) -> str:
@@ -281,13 +138,13 @@ def _import_fix(e: EntryPointInfo, cause: BaseException | None) -> str:
         if missing and (e.module == missing or e.module.startswith(f"{missing}.")):
             return (
                 f"the module '{missing}' does not exist: correct the value '{e.value}' in "
-                f"{_section(e)}, {_REINSTALL}"
+                f"{section(e)}, {REINSTALL}"
             )
         return f"install '{missing}', and list it in the dependencies of {e.distribution}"
     if isinstance(cause, AttributeError):
         return (
             f"module '{e.module}' has no '{e.attr}': correct the value '{e.value}' in "
-            f"{_section(e)}, {_REINSTALL}"
+            f"{section(e)}, {REINSTALL}"
         )
     if cause is not None and isinstance(cause.__cause__, SystemExit):
         return (
@@ -320,7 +177,7 @@ def _hook_problems() -> list[Problem]:
                 "vertebra.plugins.hookspecs, with its arguments, and marked @vertebra.hookimpl "
                 "(see the hook reference)"
             )
-        out.append(_entry_problem(e, "hook", str(error), fix))
+        out.append(entry_problem(e, "hook", str(error), fix))
     return out
 
 
@@ -372,7 +229,7 @@ def diagnose_part(
     doc = cls.__dict__.get("__doc__") if isinstance(cls, type) else getattr(cls, "__doc__", None)
     if not doc:
         result.problems.append(
-            _entry_problem(
+            entry_problem(
                 e,
                 "docstring",
                 f"{cls.__qualname__} has no docstring, so listings and the parts reference "
@@ -390,7 +247,7 @@ def diagnose_part(
         json.dumps(part_schema(registry, name))
     except Exception as exc:
         result.problems.append(
-            _entry_problem(
+            entry_problem(
                 e,
                 "schema",
                 f"its JSON Schema cannot be written: {type(exc).__name__}: {exc}",
@@ -417,7 +274,7 @@ def _check_fields(
         path = f"{prefix}{key}"
         if not (info.description or "").strip():
             problems.append(
-                _entry_problem(
+                entry_problem(
                     e,
                     "schema",
                     f"key {path} has no description",
@@ -427,7 +284,7 @@ def _check_fields(
             )
         if key != key.upper():
             problems.append(
-                _entry_problem(
+                entry_problem(
                     e,
                     "schema",
                     f"key {path} is not upper case, as config keys are",
@@ -476,7 +333,7 @@ def _check_build(
         validated = registry.validate({"NAME": name})
     except UserError as exc:
         result.problems.append(
-            _entry_problem(
+            entry_problem(
                 e,
                 "schema",
                 f"its defaults do not pass its own schema: {exc}",
@@ -492,7 +349,7 @@ def _check_build(
         return
     except Exception as exc:
         result.problems.append(
-            _entry_problem(
+            entry_problem(
                 e,
                 "build",
                 f"does not build from its defaults: {type(exc).__name__}: {exc}",
@@ -612,16 +469,16 @@ def _weights_problems(e: EntryPointInfo) -> list[Problem]:
         found = problems(manifest_of(e), fresh=True)
     except UserError as exc:
         return [
-            _entry_problem(
+            entry_problem(
                 e,
                 "weights",
                 str(exc),
                 f"point the entry point at the package's manifest ('package:manifest.json') in "
-                f"{_section(e)}, {_REINSTALL}",
+                f"{section(e)}, {REINSTALL}",
             )
         ]
     return [
-        _entry_problem(
+        entry_problem(
             e,
             "weights",
             f"weights '{e.name}': {problem}",

@@ -12,7 +12,9 @@ Two limits keep plugin code from blocking a command. A module that the diagnosti
 commands found to loop or to end the process at import (`vertebra.plugins._probe`, in a
 child process) is *refused*: importing it raises at once. And `load(..., timed=True)`, which
 the plugin manager uses for hook modules, imports in a helper thread and gives up after
-`import_time_limit()` seconds (`VERTEBRA_IMPORT_TIMEOUT`, 60 by default).
+`import_time_limit()` seconds (`VERTEBRA_IMPORT_TIMEOUT`, 60 by default). Either way, a
+module still importing after `IMPORT_NOTICE_S` (3) seconds is named on standard error with
+the limit, so that a wait is never silent.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import contextlib
 import importlib
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENV_IMPORT_TIMEOUT",
+    "IMPORT_NOTICE_S",
     "ImportRefused",
     "import_object",
     "import_time_limit",
@@ -40,6 +44,7 @@ __all__ = [
     "refuse",
     "refused",
     "set_screen",
+    "still_importing",
 ]
 
 
@@ -50,6 +55,9 @@ class ImportRefused(ImportError):
 #: Seconds one plugin module may take to import where a limit applies.
 ENV_IMPORT_TIMEOUT = "VERTEBRA_IMPORT_TIMEOUT"
 _DEFAULT_IMPORT_TIMEOUT = 60.0
+#: Seconds a plugin module may import, where a limit applies, before standard error says
+#: which one the command waits for.
+IMPORT_NOTICE_S = 3.0
 
 #: Module -> why it is not imported in this process (it loops or exits at import).
 _refused: dict[str, str] = {}
@@ -69,6 +77,14 @@ def import_time_limit() -> float:
     """Seconds one plugin module may take to import: `VERTEBRA_IMPORT_TIMEOUT`, else 60."""
     given = seconds(ENV_IMPORT_TIMEOUT)
     return _DEFAULT_IMPORT_TIMEOUT if given is None else given
+
+
+def still_importing(module: str, waited: float, limit: float) -> str:
+    """The notice that `module` has been importing for `waited` seconds of its `limit`."""
+    return (
+        f"vertebra: plugin module '{module}' is still importing after {waited:.0f} s; "
+        f"it is given up after {limit:g} s ({ENV_IMPORT_TIMEOUT})"
+    )
 
 
 def refuse(module: str, reason: str) -> None:
@@ -155,8 +171,12 @@ def _import_timed(value: str) -> Any:
 
     limit = import_time_limit()
     worker = threading.Thread(target=target, name=f"vertebra import {module}", daemon=True)
+    started = time.monotonic()
     worker.start()
-    worker.join(limit)
+    worker.join(min(IMPORT_NOTICE_S, limit))
+    if worker.is_alive() and limit > IMPORT_NOTICE_S:  # a short limit needs no notice
+        print(still_importing(module, time.monotonic() - started, limit), file=sys.stderr)
+        worker.join(max(0.0, limit - (time.monotonic() - started)))
     if worker.is_alive():
         reason = (
             f"importing '{module}' did not finish within {limit:g} s "

@@ -13,10 +13,20 @@ happens in a forked grandchild, so a module that hangs costs its limit and a for
 new interpreter (where the platform cannot fork, a new child is started). A module refused
 once is not tried again. A module that merely raises is left to the normal import, which
 reports the error with its fix.
+
+A module still importing when the command has waited `IMPORT_NOTICE_S` seconds (the
+child's start-up counts, the module's own second at least) is named on standard error with
+the limit, once. The child and its grandchild run in a session of their own (a Ctrl-C
+meant for the command does not reach them) and end whenever the command does: when it
+returns or raises, on SIGTERM or SIGHUP (the handlers end them, then the command ends by
+the signal as it would have), at exit, and when it is killed outright (each process
+watches its parent: `PR_SET_PDEATHSIG` on Linux, a thread polling the parent's id
+everywhere).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -24,19 +34,23 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import NamedTuple
+from types import FrameType
+from typing import Any, NamedTuple
 
 import vertebra.plugins._discovery as discovery
 from vertebra.plugins._discovery import HOOK_GROUP, PluginIndex
 from vertebra.plugins._loader import (
     ENV_IMPORT_TIMEOUT,
+    IMPORT_NOTICE_S,
     import_time_limit,
     refuse,
     refused,
     set_screen,
+    still_importing,
 )
 
 __all__ = ["screen", "screening", "try_imports"]
@@ -52,7 +66,25 @@ _cleared: set[str] = set()
 #: `os.fork` the child imports them itself, and the parent starts a new child instead.
 #: Plugin output goes to /dev/null (see `try_imports`).
 _CHILD = """\
-import importlib, json, os, sys
+import importlib, json, os, sys, threading, time
+
+def watch(parent):
+    # This process ends when `parent` does, however it ends (SIGKILL too): on Linux the
+    # kernel sends SIGKILL (PR_SET_PDEATHSIG); everywhere a thread polls the parent's id.
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+    except Exception:
+        pass
+    def poll():
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+    if os.getppid() != parent:
+        os._exit(1)  # it ended before the watch began
+    threading.Thread(target=poll, daemon=True).start()
+
+watch(int(sys.argv[2]))
 import torch, vertebra.schema  # what every part module imports: not timed as its own
 log = open(sys.argv[1], "a", encoding="utf-8")
 
@@ -71,14 +103,16 @@ def run(modules):
         note("done", module, failure)
 
 note("ready")
-pending = sys.argv[2:]
+pending = sys.argv[3:]
 if not hasattr(os, "fork"):
     run(pending)
     pending = []
 while pending:
+    me = os.getpid()
     pid = os.fork()
     if pid == 0:
         try:
+            watch(me)
             run(pending)
         finally:
             os._exit(0)
@@ -103,6 +137,10 @@ while pending:
     pending = pending[pending.index(started) + 1 :]
 """
 _POLL_S = 0.05
+#: The least time a module has been importing when it is named: the command's wait counts
+#: from the child's start (it imports torch first), so the first notice comes about
+#: `IMPORT_NOTICE_S` into the wait even when torch took most of it.
+_NOTICE_MIN_S = 1.0
 #: Seconds the child may take to start and import torch and vertebra, before any module.
 _START_S = 300.0
 
@@ -232,7 +270,7 @@ def _run_child(
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)  # a sandbox's folders too
     with open(os.devnull, "wb") as devnull:
         child = subprocess.Popen(
-            [sys.executable, "-c", _CHILD, str(log), *modules],
+            [sys.executable, "-c", _CHILD, str(log), str(os.getpid()), *modules],
             stdin=subprocess.DEVNULL,
             stdout=devnull,
             stderr=devnull,
@@ -241,28 +279,96 @@ def _run_child(
         )
     slow: list[str] = []
     view = _read(log)
-    since = time.monotonic()
+    since = began = time.monotonic()
+    noticed: set[str] = set()
     try:
-        while True:
-            code = child.poll()
-            progress = view
-            view = _read(log)
-            if _progress(view) != _progress(progress):
-                since = time.monotonic()
-            if code is not None:
-                return slow, _ended(view, slow), code
-            # A module, or the child's exit, hangs (or, before it is ready, its start-up).
-            if time.monotonic() - since > (limit if view.ready else max(limit, _START_S)):
-                culprit = view.started if view.started not in view.finished else None
-                if view.grandchild is None or culprit is None:
-                    return slow, _ended(view, slow), None
-                slow.append(culprit)
-                with contextlib.suppress(OSError):
-                    os.kill(view.grandchild, signal.SIGKILL)  # the child goes on after it
-                since = time.monotonic()
-            time.sleep(_POLL_S)
+        with _ended_with_this_process(child):
+            while True:
+                code = child.poll()
+                progress = view
+                view = _read(log)
+                if _progress(view) != _progress(progress):
+                    since = time.monotonic()
+                if code is not None:
+                    return slow, _ended(view, slow), code
+                waited = time.monotonic() - since
+                importing = view.started if view.started not in view.finished else None
+                if (
+                    view.ready
+                    and importing is not None
+                    and importing not in noticed
+                    and _NOTICE_MIN_S <= waited < limit  # a short limit needs no notice
+                    and time.monotonic() - began >= IMPORT_NOTICE_S  # the child's start counts
+                    and (waited >= IMPORT_NOTICE_S or not noticed)  # early for the first only
+                ):
+                    noticed.add(importing)
+                    print(still_importing(importing, waited, limit), file=sys.stderr)
+                # A module, or the child's exit, hangs (or, before it is ready, its start-up).
+                if waited > (limit if view.ready else max(limit, _START_S)):
+                    if view.grandchild is None or importing is None:
+                        return slow, _ended(view, slow), None
+                    slow.append(importing)
+                    with contextlib.suppress(OSError):
+                        os.kill(view.grandchild, signal.SIGKILL)  # the child goes on after it
+                    since = time.monotonic()
+                time.sleep(_POLL_S)
     finally:
         _stop(child)
+
+
+#: Children running now; whatever is left of them is ended at exit.
+_LIVE: set[subprocess.Popen[bytes]] = set()
+#: Signals that end a command without running its `finally` blocks.
+_ENDING_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+@contextlib.contextmanager
+def _ended_with_this_process(child: subprocess.Popen[bytes]) -> Iterator[None]:
+    """While inside, SIGTERM or SIGHUP to this process ends `child` (and its session)
+    first; this process then ends by the signal as it would have, or the handler that was
+    there runs. A signal this process ignores stays ignored."""
+    _LIVE.add(child)
+    saved: dict[int, Any] = {}
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        _kill_session(child)
+        previous = saved.get(signum, signal.SIG_DFL)
+        signal.signal(signum, previous)
+        saved.pop(signum, None)
+        if callable(previous):
+            previous(signum, frame)
+        else:
+            os.kill(os.getpid(), signum)  # the default: end by the signal, as `timeout` expects
+
+    if threading.current_thread() is threading.main_thread():  # only there can it be set
+        for signum in _ENDING_SIGNALS:
+            current = signal.getsignal(signum)
+            if current is not signal.SIG_IGN and current is not None:
+                saved[signum] = current
+                signal.signal(signum, on_signal)
+    try:
+        yield
+    finally:
+        for signum, previous in saved.items():
+            signal.signal(signum, previous)
+        _LIVE.discard(child)
+
+
+def _kill_session(child: subprocess.Popen[bytes]) -> None:
+    """SIGKILL to the child and whatever it started (its own session: one process group)."""
+    with contextlib.suppress(OSError):
+        if hasattr(os, "killpg"):
+            os.killpg(child.pid, signal.SIGKILL)
+        else:
+            child.kill()
+
+
+@atexit.register
+def _end_live_children() -> None:
+    for child in list(_LIVE):
+        _kill_session(child)
 
 
 def _progress(view: _View) -> tuple[bool, str | None, int, int | None, int]:
@@ -276,11 +382,7 @@ def _ended(view: _View, slow: list[str]) -> dict[str, int]:
 def _stop(child: subprocess.Popen[bytes]) -> None:
     """End the child and whatever it started (its own session: one process group)."""
     if child.poll() is None or hasattr(os, "killpg"):
-        with contextlib.suppress(OSError):
-            if hasattr(os, "killpg"):
-                os.killpg(child.pid, signal.SIGKILL)
-            else:
-                child.kill()
+        _kill_session(child)
     with contextlib.suppress(subprocess.TimeoutExpired):
         child.wait(timeout=10)
 

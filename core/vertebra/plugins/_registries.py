@@ -10,18 +10,32 @@ import importlib
 from typing import TYPE_CHECKING
 
 from vertebra.errors import RegistrationError, UnknownPartError, close_match
-from vertebra.plugins._discovery import GROUP_PREFIX
+from vertebra.plugins._discovery import GROUP_PREFIX, HOOK_GROUP, WEIGHTS_GROUP
 
 if TYPE_CHECKING:
     from vertebra.plugins._registry import Registry
 
-__all__ = ["add", "all_registries", "registry_for"]
+__all__ = ["CORE_GROUPS", "add", "all_registries", "known_groups", "registry_for"]
 
 #: Modules that define registries; `all_registries()` imports them (none imports torch).
 _REGISTRY_MODULES = (
     "vertebra.model.registry",
     "vertebra.data.registry",
     "vertebra.engine.registry",
+)
+#: The group of every registry those modules define, so that listing can check groups
+#: without importing them (`known_groups`; a test keeps it equal to `all_registries()`).
+CORE_GROUPS = (
+    "vertebra.backbones",
+    "vertebra.necks",
+    "vertebra.heads",
+    "vertebra.losses",
+    "vertebra.metrics",
+    "vertebra.tokenizers",
+    "vertebra.models",
+    "vertebra.datasets",
+    "vertebra.optimizers",
+    "vertebra.lr_schedulers",
 )
 _REGISTRIES: dict[str, Registry] = {}
 _BY_KEY: dict[str, Registry] = {}
@@ -39,6 +53,13 @@ def all_registries() -> dict[str, Registry]:
     for module in _REGISTRY_MODULES:
         importlib.import_module(module)
     return dict(_REGISTRIES)
+
+
+def known_groups() -> list[str]:
+    """Every group that vertebra reads: the registries' (the core's, and any made in this
+    process), the hook modules' and the weights'. Imports no registry module."""
+    found = [*CORE_GROUPS, *(reg.group for reg in _REGISTRIES.values()), HOOK_GROUP, WEIGHTS_GROUP]
+    return list(dict.fromkeys(found))
 
 
 def registry_for(key: str) -> Registry:

@@ -16,14 +16,24 @@ import contextlib
 import hashlib
 import io
 import json
+import mmap
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from vertebra.plugins._discovery import ENV_CACHE, cache_dir
 from vertebra.weights._manifest import Manifest
 
-__all__ = ["cache_file", "clear_cache", "file_sha256", "hashed", "is_verified", "problems"]
+__all__ = [
+    "cache_file",
+    "clear_cache",
+    "file_sha256",
+    "hashed",
+    "is_verified",
+    "mapped_sha256",
+    "problems",
+]
 
 #: What a file was when its digest was computed: (size, mtime_ns, inode, ctime_ns).
 _Stat = tuple[int, int, int, int]
@@ -115,12 +125,32 @@ def file_sha256(path: Path, fresh: bool = False) -> str:
             return known[1]
         digest = _digest(handle)
         after = _stat_of(os.fstat(handle.fileno()))
+    _remember(key, before, digest, after == before)
+    return digest
+
+
+def mapped_sha256(path: Path, handle: io.BufferedReader, mapped: mmap.mmap) -> str:
+    """The hex sha256 of `path`, read from `mapped`, the whole file that `handle` (open on
+    `path`) maps: the bytes the tensors are loaded from are the bytes hashed, and no byte is
+    read twice. Remembered like `file_sha256`'s while the file stays the same."""
+    key = os.path.abspath(os.path.realpath(path))
+    before = _stat_of(os.fstat(handle.fileno()))
+    with memoryview(mapped) as view:
+        digest = _digest(view)
+    try:  # unchanged, and `path` still names it (not replaced meanwhile)
+        unchanged = _stat_of(os.fstat(handle.fileno())) == before == _stat_of(os.stat(key))
+    except OSError:
+        unchanged = False
+    _remember(key, before, digest, unchanged)
+    return digest
+
+
+def _remember(key: str, stat: _Stat, digest: str, unchanged: bool) -> None:
     _HASHED.append(key)
     _CACHE.pop(key, None)  # re-entered last: the newest survive pruning
-    if after == before:  # a file written while it was read is not remembered
-        _CACHE[key] = (before, digest)
+    if unchanged:  # a file written while it was read is not remembered
+        _CACHE[key] = (stat, digest)
         _store()
-    return digest
 
 
 def hashed() -> list[str]:
@@ -128,13 +158,15 @@ def hashed() -> list[str]:
     return list(_HASHED)
 
 
-def _digest(handle: io.BufferedReader) -> str:
+def _digest(source: io.BufferedReader | memoryview) -> str:
+    if isinstance(source, memoryview):  # one call: hashlib releases the GIL all along
+        return hashlib.sha256(source).hexdigest()
     if hasattr(hashlib, "file_digest"):  # Python 3.11+: hashes without copies into Python
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+        return hashlib.file_digest(source, "sha256").hexdigest()
     h = hashlib.sha256()
     buffer = bytearray(1 << 20)
     view = memoryview(buffer)
-    while size := handle.readinto(buffer):
+    while size := source.readinto(buffer):
         h.update(view[:size])
     return h.hexdigest()
 
@@ -163,11 +195,17 @@ def clear_cache(disk: bool = False) -> None:
             os.remove(file)
 
 
-def problems(manifest: Manifest, sizes_only: bool = False, fresh: bool = False) -> list[str]:
+def problems(
+    manifest: Manifest,
+    sizes_only: bool = False,
+    fresh: bool = False,
+    digest_of: Callable[[Path], str] | None = None,
+) -> list[str]:
     """What differs between the manifest's files and the files on disk; empty when none.
 
     `sizes_only` compares sizes alone (no file is read); `fresh` hashes every file again
-    (`vertebra weights verify`, `plugins doctor`), whatever the cache holds.
+    (`vertebra weights verify`, `plugins doctor`), whatever the cache holds; `digest_of`
+    gives a file's sha256 instead of `file_sha256` (loading hashes the mapped file).
     """
     out = []
     for entry, path in zip(manifest.files, manifest.file_paths(), strict=True):
@@ -184,7 +222,7 @@ def problems(manifest: Manifest, sizes_only: bool = False, fresh: bool = False) 
             continue
         if sizes_only:
             continue
-        digest = file_sha256(path, fresh)
+        digest = file_sha256(path, fresh) if digest_of is None else digest_of(path)
         if digest != entry.sha256:
             out.append(
                 f"{path}: sha256 {digest}, the manifest of '{manifest.name}' states "

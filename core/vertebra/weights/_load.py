@@ -1,21 +1,26 @@
 """Loading named weights into a built part: checksum, names and shapes, then the tensors.
 
 `Registry.build` calls `load_into_part` after constructing a part whose config sets
-`WEIGHTS`. Files are safetensors only: loading never unpickles. Everything is checked
-before the first tensor is copied, so a part is never half-loaded.
+`WEIGHTS`. Files are safetensors only: loading never unpickles. Names, shapes and sizes
+are checked before the first tensor is copied; the sha256 is computed over the same
+mapped file while the tensors are copied, and a mismatch raises before the part is
+returned, so a part with changed weights is never used.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import io
+import mmap
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from vertebra.errors import ConfigError, ConfigIssue, UserError
 from vertebra.state_dicts import mismatches
-from vertebra.weights._digest import is_verified
+from vertebra.weights._digest import file_sha256, is_verified, mapped_sha256
 from vertebra.weights._digest import problems as digest_problems
 from vertebra.weights._index import find, is_local_path
 from vertebra.weights._manifest import Manifest
@@ -68,13 +73,18 @@ def _checksum_message(value: str, changed: list[str]) -> str:
 class _Verification:
     """The sha256 of a manifest's files, computed in a thread while the tensors load.
 
-    hashlib releases the GIL while it hashes, so the checksum costs little beyond the
-    load itself.
+    The thread hashes the same mapping of each file that the tensors are read from:
+    hashlib releases the GIL while it hashes, the pages are read from disk once for both,
+    and the bytes checked are the bytes loaded. A first load costs about the longer of
+    the two, not their sum.
     """
 
-    def __init__(self, value: str, manifest: Manifest | None) -> None:
+    def __init__(
+        self, value: str, manifest: Manifest | None, maps: dict[Path, _MappedFile]
+    ) -> None:
         self.value = value
         self.manifest = manifest
+        self.maps = maps
         self.changed: list[str] = []
         self.error: BaseException | None = None
         self.thread: threading.Thread | None = None
@@ -82,10 +92,16 @@ class _Verification:
             self.thread = threading.Thread(target=self._run, name="vertebra-sha256", daemon=True)
             self.thread.start()
 
+    def _digest_of(self, path: Path) -> str:
+        found = self.maps.get(path)
+        if found is None or is_verified(path):
+            return file_sha256(path)  # remembered (or not mapped): from the cache or the disk
+        return mapped_sha256(path, *found)
+
     def _run(self) -> None:
         assert self.manifest is not None
         try:
-            self.changed = digest_problems(self.manifest)
+            self.changed = digest_problems(self.manifest, digest_of=self._digest_of)
         except BaseException as exc:  # raised in the caller's thread by check()
             self.error = exc
 
@@ -100,6 +116,23 @@ class _Verification:
             self.changed = digest_problems(self.manifest)  # cached: no file read
         if self.changed:
             raise WeightsError(_checksum_message(self.value, self.changed))
+
+
+class _MappedFile(NamedTuple):
+    """A weights file open for reading, and the whole of it mapped copy-on-write."""
+
+    handle: io.BufferedReader
+    mapped: mmap.mmap
+
+
+def _map(file: Path, stack: contextlib.ExitStack) -> _MappedFile:
+    """`file` mapped into memory (private, copy-on-write: writable for torch, never written
+    back); its handle closes with `stack`, the mapping once nothing views it."""
+    try:
+        handle = stack.enter_context(open(file, "rb"))  # noqa: SIM115 (closed by `stack`)
+        return _MappedFile(handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY))
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"cannot read weights file {file}: {exc}") from None
 
 
 def check_name(value: str) -> None:
@@ -156,29 +189,31 @@ def load_into_part(
     if not isinstance(module, nn.Module):
         raise WeightsError(f"{what} is not a torch module: WEIGHTS cannot be loaded into it")
     files, manifest = resolve_files(value, registry, part, verify=False)
-    verification = _Verification(value, manifest)
-    try:
-        wanted, where = _fitting_tensors(module, value, files, ignore, strict, part, what)
-    except WeightsError:
-        verification.check()  # a changed file explains a file that does not fit best
-        raise
-    by_file: dict[Path, list[str]] = {}
-    for key in wanted:
-        by_file.setdefault(where[key], []).append(key)
-    loaded: dict[str, Any] = {}
-    try:
-        for file, keys in by_file.items():
-            found = _mapped_tensors(file, keys)
-            if found is None:  # a dtype this reader does not map: safetensors reads it
-                data = load_file(str(file))
-                found = {k: data[k] for k in keys}
-            loaded.update(found)
-    except WeightsError:
-        verification.check()  # a changed file explains an unreadable one best
-        raise
-    module.load_state_dict(loaded, strict=False)
-    loaded.clear()  # the views go, and with them the mapped files
-    verification.check()
+    with contextlib.ExitStack() as stack:
+        maps = {file: _map(file, stack) for file in files}
+        verification = _Verification(value, manifest, maps)
+        try:
+            wanted, where = _fitting_tensors(module, value, files, ignore, strict, part, what)
+        except WeightsError:
+            verification.check()  # a changed file explains a file that does not fit best
+            raise
+        by_file: dict[Path, list[str]] = {}
+        for key in wanted:
+            by_file.setdefault(where[key], []).append(key)
+        loaded: dict[str, Any] = {}
+        try:
+            for file, keys in by_file.items():
+                found = _mapped_tensors(file, keys, maps[file].mapped)
+                if found is None:  # a dtype this reader does not map: safetensors reads it
+                    data = load_file(str(file))
+                    found = {k: data[k] for k in keys}
+                loaded.update(found)
+        except WeightsError:
+            verification.check()  # a changed file explains an unreadable one best
+            raise
+        module.load_state_dict(loaded, strict=False)
+        loaded.clear()  # the views go, and with them the mappings
+        verification.check()
 
 
 #: safetensors dtype names and the torch dtypes `_mapped_tensors` reads them as.
@@ -196,9 +231,10 @@ _DTYPES = {
 }
 
 
-def _mapped_tensors(file: Path, keys: list[str]) -> dict[str, Any] | None:
-    """The tensors `keys` of safetensors `file`, as views of the file mapped into memory
-    (unmapped once no tensor views it); None when a tensor has a dtype not in `_DTYPES`.
+def _mapped_tensors(file: Path, keys: list[str], mapped: mmap.mmap) -> dict[str, Any] | None:
+    """The tensors `keys` of safetensors `file`, as views of `mapped`, the whole file mapped
+    into memory (unmapped once nothing views it); None when a tensor has a dtype not in
+    `_DTYPES`.
 
     `load_file` copies every tensor out of the file and `load_state_dict` copies it again
     into the part; a view of the mapped file is copied once. The file was opened with
@@ -206,7 +242,6 @@ def _mapped_tensors(file: Path, keys: list[str]) -> dict[str, Any] | None:
     nothing is unpickled.
     """
     import json
-    import mmap
     import sys
 
     import torch
@@ -214,9 +249,6 @@ def _mapped_tensors(file: Path, keys: list[str]) -> dict[str, Any] | None:
     if sys.byteorder != "little":
         return None  # safetensors stores little-endian numbers
     try:
-        with open(file, "rb") as handle:
-            # A private copy-on-write mapping: writable for torch, never written back.
-            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
         size = int.from_bytes(mapped[:8], "little")
         header = json.loads(mapped[8 : 8 + size])
         start = 8 + size

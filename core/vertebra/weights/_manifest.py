@@ -6,12 +6,11 @@ of group `vertebra.weights` locates it. Reading one imports nothing heavy.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vertebra.errors import UserError
+from vertebra.errors import ConfigError, UserError
 
 __all__ = ["FORMAT", "Manifest", "ManifestError", "WeightsFile", "parse_manifest", "read_manifest"]
 
@@ -78,15 +77,20 @@ class Manifest:
 
 
 def read_manifest(file: Path) -> Manifest:
-    """The manifest in `file`; `ManifestError` naming the file and the problem otherwise."""
+    """The manifest in `file`; `ManifestError` naming the file and the problem otherwise.
+
+    The file is read within the config limits (`vertebra.config.Limits`: its size, nesting
+    and number of values), so a crafted manifest can neither hang nor exhaust the process.
+    """
+    from vertebra.config._files import read_json
+
+    if not file.exists():
+        raise ManifestError(f"manifest {file} does not exist")
     try:
-        raw = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ManifestError(f"manifest {file} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"cannot read manifest {file}: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ManifestError(f"manifest {file} is not valid JSON: {exc}") from None
+        raw = read_json(file, "manifest")
+    except ConfigError as exc:
+        problems = "; ".join(str(issue) for issue in exc.issues)
+        raise ManifestError(f"manifest {file} cannot be read: {problems}") from None
     return parse_manifest(raw, file)
 
 

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 from vertebra.cli import main
+from vertebra.model.registry import BACKBONES
 
 from tests.crafting import (
     METADATA_INJECTIONS,
+    PARA_DICT_OWN_WEIGHTS,
     alias_bomb_yaml,
     deep_json,
     deep_yaml,
@@ -225,3 +227,36 @@ def test_a_weights_file_linked_from_outside_its_package_is_refused(
     file.symlink_to(outside)
     err = _refused(capsys, "weights", "show", "mlp-digits")
     assert f"weights file {file} leads out of its package" in err
+
+
+# --- a part's own weights keys ------------------------------------------------------------
+
+
+def test_a_para_dict_part_keeps_its_own_weights_keys(
+    weights: WeightsSandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    weights.sandbox.add(
+        "own-weights",
+        {"vertebra.backbones": {"OwnWeights": "own_weights_pkg:OwnWeights"}},
+        {"own_weights_pkg/__init__.py": PARA_DICT_OWN_WEIGHTS},
+    )
+    part = BACKBONES.build({"NAME": "OwnWeights", "WEIGHTS": ["x.pth"], "WEIGHTS_STRICT": 3})
+    assert part.files == ["x.pth"] and part.strict == 3
+    assert BACKBONES.validate({"NAME": "OwnWeights"}).model_dump()["WEIGHTS"] == [
+        "a.pth",
+        "b.pth",
+    ]
+    config = write_config(
+        tmp_path,
+        replace={
+            "MODEL": {
+                "NAME": "Classifier",
+                "BACKBONE": {"NAME": "OwnWeights", "WEIGHTS": ["c.pth"], "WIDTH": 64},
+                "HEAD": {"NAME": "ClassifierHead", "DIM": 64, "NUM_CLASSES": 10},
+                "LOSS": {"NAME": "CrossEntropy"},
+            }
+        },
+    )
+    status, _, err = cli(capsys, "validate", str(config))
+    assert status == 0, err
+    assert "Traceback" not in err

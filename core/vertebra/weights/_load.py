@@ -1,8 +1,10 @@
 """Loading named weights into a built part: checksum, names and shapes, then the tensors.
 
 `Registry.build` calls `load_into_part` after constructing a part whose config sets
-`WEIGHTS`. Files are safetensors only: loading never unpickles. Everything is checked
-before the first tensor is copied, so a part is never half-loaded.
+`WEIGHTS` (or `PRETRAINED: true`). Files are safetensors only: loading never unpickles.
+Everything is checked before the first tensor is copied, so a part is never half-loaded.
+Each load is recorded (`loaded()`): a run prints one line per part, with the weights'
+distribution, name and sha256.
 """
 
 from __future__ import annotations
@@ -10,28 +12,68 @@ from __future__ import annotations
 import fnmatch
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vertebra.errors import ConfigError, ConfigIssue, UserError
 from vertebra.state_dicts import mismatches
-from vertebra.weights._digest import is_verified
+from vertebra.weights._digest import file_sha256, is_verified
 from vertebra.weights._digest import problems as digest_problems
-from vertebra.weights._index import find, is_local_path
+from vertebra.weights._index import InstalledWeights, find, is_local_path
 from vertebra.weights._manifest import Manifest
 
 __all__ = [
+    "Loaded",
     "WeightsError",
     "check_name",
     "check_part",
     "load_configured",
     "load_into_part",
+    "loaded",
     "resolve_files",
 ]
 
 
 class WeightsError(UserError):
     """Weights that cannot be used for a part: not installed, changed, or not fitting."""
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """Weights loaded into a part, as a run confirms them: what, from where, which bytes."""
+
+    #: The `WEIGHTS` value (or the default `PRETRAINED: true` chose).
+    value: str
+    #: The part they went into: `BACKBONES 'MLP'`.
+    into: str
+    #: Each file and its sha256 (verified against the manifest, for installed weights).
+    files: tuple[tuple[Path, str], ...]
+    #: The installed weights; None for a local file.
+    installed: InstalledWeights | None = None
+
+    def describe(self) -> str:
+        """One line: `weights NAME (distribution D 1.0, sha256 ...) loaded into PART`."""
+        digests = ", ".join(
+            digest if len(self.files) == 1 else f"{digest} ({file.name})"
+            for file, digest in self.files
+        )
+        if self.installed is not None:
+            w = self.installed
+            source = f"weights '{w.name}' (distribution {w.distribution} {w.version}"
+        else:
+            source = f"weights file {self.files[0][0] if self.files else self.value} (local"
+        return f"{source}, sha256 {digests}) loaded into {self.into}"
+
+
+#: What `load_into_part` loaded in this process, in order (`loaded()`).
+_LOADED: list[Loaded] = []
+
+
+def loaded() -> list[Loaded]:
+    """The weights this process has loaded into parts, in order (a run prints the ones
+    its model's build added)."""
+    return list(_LOADED)
 
 
 def resolve_files(
@@ -66,31 +108,37 @@ def _checksum_message(value: str, changed: list[str]) -> str:
 
 
 class _Verification:
-    """The sha256 of a manifest's files, computed in a thread while the tensors load.
+    """The sha256 of the files, computed in a thread while the tensors load.
 
     hashlib releases the GIL while it hashes, so the checksum costs little beyond the
-    load itself.
+    load itself. An installed file is checked against its manifest; a local file's digest
+    is computed to be shown (cached like any other).
     """
 
-    def __init__(self, value: str, manifest: Manifest | None) -> None:
+    def __init__(self, value: str, manifest: Manifest | None, files: list[Path]) -> None:
         self.value = value
         self.manifest = manifest
+        self.files = files
         self.changed: list[str] = []
+        self.digests: list[str] = []
         self.error: BaseException | None = None
         self.thread: threading.Thread | None = None
-        if manifest is not None and not all(is_verified(p) for p in manifest.file_paths()):
+        if not all(is_verified(p) for p in files):
             self.thread = threading.Thread(target=self._run, name="vertebra-sha256", daemon=True)
             self.thread.start()
 
     def _run(self) -> None:
-        assert self.manifest is not None
         try:
-            self.changed = digest_problems(self.manifest)
+            if self.manifest is not None:
+                self.changed = digest_problems(self.manifest)
+            else:
+                self.digests = [file_sha256(p) for p in self.files]
         except BaseException as exc:  # raised in the caller's thread by check()
             self.error = exc
 
-    def check(self) -> None:
-        """Wait for the checksum; `WeightsError` naming each changed file."""
+    def check(self) -> list[str]:
+        """Wait for the checksum; the files' sha256, or `WeightsError` naming each changed
+        file."""
         if self.thread is not None:
             self.thread.join()
             self.thread = None
@@ -98,8 +146,13 @@ class _Verification:
                 raise WeightsError(f"cannot verify weights '{self.value}': {self.error}")
         elif self.manifest is not None:
             self.changed = digest_problems(self.manifest)  # cached: no file read
+        else:
+            self.digests = [file_sha256(p) for p in self.files]  # cached: no file read
         if self.changed:
             raise WeightsError(_checksum_message(self.value, self.changed))
+        if self.manifest is not None:
+            self.digests = [f.sha256 for f in self.manifest.files]
+        return self.digests
 
 
 def check_name(value: str) -> None:
@@ -141,8 +194,9 @@ def load_into_part(
     registry: str | None = None,
     part: str | None = None,
     what: str = "the part",
-) -> None:
-    """Load the weights `value` names into `module` (an `nn.Module`), every check first.
+) -> Loaded:
+    """Load the weights `value` names into `module` (an `nn.Module`), every check first;
+    what was loaded (also kept for `loaded()`).
 
     Keys matching a glob of `ignore` are skipped on both sides; with `strict=False`, keys
     of the module that the files lack keep their initial values. Names, shapes and file
@@ -156,7 +210,7 @@ def load_into_part(
     if not isinstance(module, nn.Module):
         raise WeightsError(f"{what} is not a torch module: WEIGHTS cannot be loaded into it")
     files, manifest = resolve_files(value, registry, part, verify=False)
-    verification = _Verification(value, manifest)
+    verification = _Verification(value, manifest, files)
     try:
         wanted, where = _fitting_tensors(module, value, files, ignore, strict, part, what)
     except WeightsError:
@@ -165,20 +219,28 @@ def load_into_part(
     by_file: dict[Path, list[str]] = {}
     for key in wanted:
         by_file.setdefault(where[key], []).append(key)
-    loaded: dict[str, Any] = {}
+    copied: dict[str, Any] = {}
     try:
         for file, keys in by_file.items():
             found = _mapped_tensors(file, keys)
             if found is None:  # a dtype this reader does not map: safetensors reads it
                 data = load_file(str(file))
                 found = {k: data[k] for k in keys}
-            loaded.update(found)
+            copied.update(found)
     except WeightsError:
         verification.check()  # a changed file explains an unreadable one best
         raise
-    module.load_state_dict(loaded, strict=False)
-    loaded.clear()  # the views go, and with them the mapped files
-    verification.check()
+    module.load_state_dict(copied, strict=False)
+    copied.clear()  # the views go, and with them the mapped files
+    digests = verification.check()
+    record = Loaded(
+        value,
+        f"{registry} '{part}'" if registry and part else what,
+        tuple(zip(files, digests, strict=True)),
+        None if manifest is None else find(value),
+    )
+    _LOADED.append(record)
+    return record
 
 
 #: safetensors dtype names and the torch dtypes `_mapped_tensors` reads them as.
@@ -240,7 +302,7 @@ def _mapped_tensors(file: Path, keys: list[str]) -> dict[str, Any] | None:
             else:
                 flat = torch.frombuffer(mapped, dtype=dtype, count=count, offset=begin)
                 out[key] = flat.view(shape)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         raise WeightsError(f"cannot read weights file {file}: {exc}") from None
     return out
 
@@ -287,14 +349,17 @@ def _fitting_tensors(
 
 def load_configured(
     part: Any, cfg: Any, registry: str, singular: str = "part", weights: str | None = None
-) -> None:
+) -> Loaded:
     """Load the weights that `cfg` (a validated part config) names into `part`, built from
-    it; `weights` names them instead of `cfg.WEIGHTS` (the default `PRETRAINED` chose)."""
-    load_into_part(
+    it; `weights` names them instead of `cfg.core_weights()` (the default `PRETRAINED`
+    chose); what was loaded."""
+    value = weights or cfg.core_weights()
+    ignore, strict = cfg.core_weights_options()
+    return load_into_part(
         part,
-        weights or cfg.WEIGHTS,
-        ignore=cfg.WEIGHTS_IGNORE,
-        strict=cfg.WEIGHTS_STRICT,
+        value,
+        ignore=ignore,
+        strict=strict,
         registry=registry,
         part=cfg.NAME,
         what=f"{singular} '{cfg.NAME}'",

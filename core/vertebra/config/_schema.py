@@ -13,6 +13,7 @@ and raises them together as one `ConfigError`.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, NamedTuple, TypeVar
@@ -63,6 +64,8 @@ S = TypeVar("S", bound=BaseModel)
 
 #: Keys of every part block that name pretrained weights (docs/weights.md).
 WEIGHTS_KEYS = ("WEIGHTS", "WEIGHTS_IGNORE", "WEIGHTS_STRICT", "PRETRAINED")
+#: The weights keys each part schema declares itself (`PartConfig.declares`).
+_DECLARED: weakref.WeakKeyDictionary[type, frozenset[str]] = weakref.WeakKeyDictionary()
 
 
 #: The largest integer torch stores (int64); no integer setting may be larger.
@@ -223,12 +226,21 @@ class PartConfig(Settings):
         """Whether this schema declares `key` itself rather than taking the one every part
         has (`WEIGHTS`, `PRETRAINED`, ...): the part then reads it, and the core leaves it be.
         A part ported from scepter may declare such a key in its `para_dict`."""
-        import inspect
+        own = _DECLARED.get(cls)
+        if own is None:  # once per schema: validation and dumps ask on every config
+            import inspect
 
-        for klass in cls.__mro__:
-            if key in inspect.get_annotations(klass):
-                return klass is not PartConfig
-        return False
+            found: set[str] = set()
+            for name in WEIGHTS_KEYS:
+                for klass in cls.__mro__:
+                    if name in inspect.get_annotations(klass):
+                        if klass is not PartConfig:
+                            found.add(name)
+                        break
+            own = _DECLARED[cls] = frozenset(found)
+        if key in WEIGHTS_KEYS:
+            return key in own
+        return key in cls.model_fields and key not in PartConfig.model_fields
 
     @classmethod
     def declares_pretrained(cls) -> bool:

@@ -247,7 +247,7 @@ def _check_output(out: Path, target: Path, force: bool) -> None:
         raise PackError(f"{target} is a folder: give another --output or --version")
     if target.exists() and not force:
         raise PackError(
-            f"{target} exists (packed before, with the same name and version); give another "
+            f"{target} exists (a wheel of the same name and version); give another "
             "--version or --output, or --force to replace it"
         )
 

@@ -174,6 +174,16 @@ def test_a_manifest_larger_than_the_limit_is_not_read(
     assert "manifest.json" in err and "larger than 2000 bytes" in err
 
 
+def test_a_manifest_text_that_would_move_the_terminal_is_a_broken_entry(
+    weights: WeightsSandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    weights.add("mlp-digits", description="fine\x1b[2J\x1b[Hmlp-digits  all verified")
+    status, out, err = cli(capsys, "weights", "list")
+    assert status == 0, err
+    assert "\x1b" not in out and "BROKEN" in out
+    assert "'description' holds the control character '\\x1b'" in out
+
+
 def _outside_manifest(weights: WeightsSandbox, tmp_path: Path) -> Path:
     """A well-formed manifest outside every package, its weights file beside it."""
     outside = tmp_path / "outside"

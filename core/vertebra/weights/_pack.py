@@ -15,7 +15,6 @@ import json
 import os
 import re
 import tempfile
-import unicodedata
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 from vertebra import __version__
 from vertebra.errors import UserError
 from vertebra.weights._index import WEIGHTS_GROUP
-from vertebra.weights._manifest import Manifest, WeightsFile
+from vertebra.weights._manifest import Manifest, WeightsFile, control_character
 
 __all__ = ["PackError", "find_checkpoint", "pack", "wheel_name"]
 
@@ -70,18 +69,13 @@ def _check_request(name: str, version: str, license: str, description: str) -> N
             "(e.g. 1.0, 0.2.1, 1.0rc1)"
         )
     for option, text in (("--license", license), ("--description", description)):
-        bad = _line_breaker(text)
+        bad = control_character(text)
         if bad is not None:
             problems.append(
                 f"{option} {text[:80]!r} holds the control character {bad!r}: give one line of text"
             )
     if problems:
         raise PackError("; ".join(problems))
-
-
-def _line_breaker(text: str) -> str | None:
-    """The first control character or line or paragraph separator in `text`; None if none."""
-    return next((c for c in text if unicodedata.category(c) in ("Cc", "Zl", "Zp")), None)
 
 
 def find_checkpoint(source: Path) -> Path:

@@ -252,10 +252,7 @@ def test_a_para_dict_part_keeps_its_own_weights_keys(
     )
     part = BACKBONES.build({"NAME": "OwnWeights", "WEIGHTS": ["x.pth"], "WEIGHTS_STRICT": 3})
     assert part.files == ["x.pth"] and part.strict == 3
-    assert BACKBONES.validate({"NAME": "OwnWeights"}).model_dump()["WEIGHTS"] == [
-        "a.pth",
-        "b.pth",
-    ]
+    assert BACKBONES.validate({"NAME": "OwnWeights"}).WEIGHTS == ["a.pth", "b.pth"]
     config = write_config(
         tmp_path,
         replace={

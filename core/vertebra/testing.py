@@ -161,8 +161,9 @@ def check_part(
       `backbones`), its class loads and has the registry's base class;
     - its schema is a `PartConfig` whose every key has a description, and its JSON Schema
       (what `vertebra schema` writes) can be generated;
-    - its template (`vertebra template`) has no tabs, loads with `yaml.safe_load`, holds
-      every key with its default, and validates once each `???` has a value (taken from
+    - its template (`vertebra template`) has no tabs, loads with vertebra's YAML reader,
+      holds every key with its default (the weights keys for model parts only), and
+      validates once each `???` has a value (taken from
       `example_cfg`, else from the field's `examples`, else made up from its type);
     - it builds from its defaults alone where they suffice, and from
       `{"NAME": name, **example_cfg}`; `build_kwargs` go to `build` (an optimizer's
@@ -171,9 +172,14 @@ def check_part(
       keyword arguments, anything else as the one argument; floating-point tensors in the
       output must be finite.
     """
-    import yaml
-
-    from vertebra.config._template import PLACEHOLDER, example_config, placeholders, render
+    from vertebra.config._files import loads
+    from vertebra.config._template import (
+        PLACEHOLDER,
+        example_config,
+        left_out,
+        placeholders,
+        render,
+    )
     from vertebra.errors import VertebraError
 
     reg = plugins.registry_for(registry) if isinstance(registry, str) else registry
@@ -199,8 +205,12 @@ def check_part(
     text = render(reg, name)
     if "\t" in text:
         raise AssertionError(f"{label}: its template holds a tab, which YAML rejects:\n{text}")
-    loaded = yaml.safe_load(text)
-    missing = [k for k in schema.model_fields if k not in loaded]
+    try:
+        loaded = loads(text, source=f"the template of {label}")
+    except VertebraError as exc:
+        raise AssertionError(f"{label}: its template does not load: {exc}\n{text}") from exc
+    hidden = left_out(reg, name)
+    missing = [k for k in schema.model_fields if k not in loaded and k not in hidden]
     if missing or loaded.get("NAME") != name:
         raise AssertionError(f"{label}: its template lacks {missing or ['NAME']}:\n{text}")
     given = dict(example_cfg or {})

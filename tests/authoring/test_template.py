@@ -11,6 +11,8 @@ import yaml
 from pydantic_core import to_jsonable_python
 from vertebra.cli import main
 from vertebra.config import PLACEHOLDER, example_config, placeholders
+from vertebra.config._schema import WEIGHTS_KEYS
+from vertebra.config._template import left_out
 from vertebra.plugins import all_registries, registry_for
 from vertebra.testing import PluginSandbox
 
@@ -48,9 +50,13 @@ def test_template_round_trips(
     assert "\t" not in text
     loaded = yaml.safe_load(text)
     assert loaded["NAME"] == name
-    assert list(loaded) == list(schema.model_fields)
+    hidden = left_out(registry, name)  # the weights keys, on parts that are not model parts
+    assert hidden in (set(), set(WEIGHTS_KEYS))
+    assert list(loaded) == [k for k in schema.model_fields if k not in hidden]
     required = {k for k, info in schema.model_fields.items() if info.is_required() and k != "NAME"}
     for key, info in schema.model_fields.items():
+        if key in hidden:
+            continue
         if key != "NAME" and not info.is_required():
             default = to_jsonable_python(info.get_default(call_default_factory=True))
             assert loaded[key] == default, (
@@ -84,6 +90,25 @@ def test_registry_in_any_case(capsys: pytest.CaptureFixture[str]) -> None:
 def test_qualified_name(capsys: pytest.CaptureFixture[str]) -> None:
     text = _template(capsys, "BACKBONES", "vertebra:MLP")
     assert yaml.safe_load(text)["IN_FEATURES"] == PLACEHOLDER
+
+
+def test_only_model_parts_offer_the_weights_keys(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    dataset = yaml.safe_load(_template(capsys, "DATASETS", "SyntheticImages"))
+    assert not set(WEIGHTS_KEYS) & set(dataset)
+    backbone = yaml.safe_load(_template(capsys, "BACKBONES", "MLP"))
+    assert set(WEIGHTS_KEYS) <= set(backbone)
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "MODEL: {NAME: Classifier, BACKBONE: {NAME: MLP, IN_FEATURES: 64},"
+        " HEAD: {NAME: ClassifierHead, DIM: 64, NUM_CLASSES: 10}}\n"
+        "DATA: {TRAIN: {DATASET: {NAME: SyntheticImages, PRETRAINED: true}}}\n"
+    )
+    assert main(["validate", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "DATA.TRAIN.DATASET.PRETRAINED: a dataset loads no weights" in err
+    assert "model parts only (BACKBONES, NECKS, HEADS, LOSSES, MODELS)" in err
 
 
 @pytest.mark.parametrize(

@@ -23,8 +23,7 @@ from safetensors.torch import load_file
 from vertebra.config._files import limits as config_limits
 from vertebra.engine import slurm
 from vertebra.engine._run_folder import LOCK_FILE
-from vertebra.engine._trainer import stop_grace_s
-from vertebra.engine._trainer import STOPPED_MARKER
+from vertebra.engine._trainer import STOPPED_MARKER, stop_grace_s
 from vertebra.engine.checkpoints import read_state
 from vertebra.engine.distributed import World, from_env, rendezvous_timeout_s
 from vertebra.engine.launcher import launch_command

@@ -94,7 +94,7 @@ def test_verify_names_a_truncated_file(
 @pytest.mark.parametrize(
     ("manifest", "expected"),
     [
-        ("{not json", "not valid JSON"),
+        ("{not json", "invalid JSON"),
         ('{"format": 1, "name": "mlp-digits"}', "malformed"),
     ],
 )

@@ -224,3 +224,28 @@ def test_a_dtype_the_mapped_reader_does_not_know_is_read_by_safetensors(tmp_path
     load_into_part(module, str(file))
     assert torch.equal(module.scale.float(), stored["scale"].float())
     assert torch.equal(module.weight.detach(), stored["weight"])
+
+
+@pytest.mark.parametrize("how", ["WEIGHTS", "PRETRAINED", "local file"])
+def test_a_run_prints_what_each_part_loaded(
+    weights: WeightsSandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str], how: str
+) -> None:
+    import hashlib
+
+    from tests.engine.conftest import cli, write_config
+
+    file = weights.add("mlp-digits", default_for={"NAME": "MLP"})
+    digest = hashlib.sha256(file.read_bytes()).hexdigest()
+    value = {"WEIGHTS": "mlp-digits", "PRETRAINED": True, "local file": str(file)}[how]
+    key = "PRETRAINED" if how == "PRETRAINED" else "WEIGHTS"
+    changes = {"MODEL": {"BACKBONE": {key: value}}, "TRAIN": {"EPOCHS": None, "MAX_STEPS": 1}}
+    status, out, err = cli(capsys, "train", str(write_config(tmp_path, changes)))
+    assert status == 0, err
+    if how == "local file":
+        line = f"weights file {file} (local, sha256 {digest}) loaded into BACKBONES 'MLP'"
+    else:
+        line = (
+            f"weights 'mlp-digits' (distribution mlp-digits 0.1.0, sha256 {digest}) "
+            "loaded into BACKBONES 'MLP'"
+        )
+    assert (out + err).count(line) == 1, out + err

@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 
 __all__ = ["PluginNames", "names_for", "run", "write_plugin"]
 
-#: A distribution name as PEP 508 allows it.
-_DIST_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$")
+#: A distribution name as PEP 508 allows it (matched whole: `$` lets a trailing newline by).
+_DIST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
 _APPEND = ".append.tmpl"
 _SUFFIX = ".tmpl"
 
@@ -48,7 +48,7 @@ class PluginNames:
 
 def names_for(name: str) -> PluginNames:
     """The names of a plugin called `name`; raises `UserError` for a name that cannot be one."""
-    if not _DIST_NAME.match(name):
+    if not _DIST_NAME.fullmatch(name):
         raise UserError(
             f"'{name}' is not a valid distribution name: use letters, digits, '-', '_' and '.', "
             "starting and ending with a letter or digit (for example acme-parts)"

@@ -55,6 +55,11 @@ def add_parser(sub: Any) -> None:
     pk.add_argument("--description", default="", help="one line about the weights")
     pk.add_argument("--output", default=".", metavar="DIR", help="folder of the wheel")
     pk.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a wheel of the same name and version in DIR (kept otherwise)",
+    )
+    pk.add_argument(
         "--default-for",
         metavar="KEYS",
         help="declare the weights the default for the part's NAME with the values of these "
@@ -165,6 +170,7 @@ def _run_pack(args: argparse.Namespace) -> int:
         license=args.license,
         description=args.description,
         output=args.output,
+        force=args.force,
         default_for=None
         if args.default_for is None
         else [k.strip() for k in args.default_for.split(",") if k.strip()],

@@ -52,6 +52,7 @@ __all__ = [
     "loads",
     "merge",
     "parse_override",
+    "read_json",
 ]
 
 BASE_KEYS = ("_BASE", "_base_")
@@ -395,8 +396,9 @@ _KINDS = (
 )
 
 
-def _read(path: Path, chain: tuple[Path, ...], lim: Limits) -> str:
-    """The text of `path`; `chain` holds the files that include it, outermost first.
+def _read(path: Path, chain: tuple[Path, ...], lim: Limits, what: str = "config file") -> str:
+    """The text of `path`; `chain` holds the files that include it, outermost first, and
+    `what` says what the file is in messages.
 
     Only a regular file is read, and no more than `lim.max_bytes` of it: opening does not
     block (a FIFO), and the kind and size are checked on the open file, before reading.
@@ -411,12 +413,11 @@ def _read(path: Path, chain: tuple[Path, ...], lim: Limits) -> str:
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
-        what = "included file" if chain else "config file"
-        raise refuse(f"{what} not found: {path}") from None
+        raise refuse(f"{'included file' if chain else what} not found: {path}") from None
     except IsADirectoryError:
         raise refuse(f"not a regular file but a folder: {path}") from None
     except OSError as exc:
-        raise refuse(f"cannot read config file {path}: {exc.strerror or exc}") from None
+        raise refuse(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
@@ -430,13 +431,13 @@ def _read(path: Path, chain: tuple[Path, ...], lim: Limits) -> str:
         try:
             data = file.read(lim.max_bytes + 1)  # a file may grow, or report no size
         except OSError as exc:
-            raise refuse(f"cannot read config file {path}: {exc.strerror or exc}") from None
+            raise refuse(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     if len(data) > lim.max_bytes:
         raise size_error
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise refuse(f"cannot read config file {path}: {exc}") from None
+        raise refuse(f"cannot read {what} {path}: {exc}") from None
 
 
 def _load_file(
@@ -491,6 +492,13 @@ def _parse_json(text: str, path: Path, lim: Limits) -> dict[str, Any]:
     if not isinstance(parsed, dict):
         raise ConfigError([ConfigIssue("", _not_a_mapping(parsed))], source=str(path))
     return parsed
+
+
+def read_json(path: Path, what: str = "config file") -> dict[str, Any]:
+    """The mapping a JSON file holds, read and parsed within `limits()` (a manifest, say);
+    `ConfigError` naming the file otherwise. `what` says what the file is in messages."""
+    lim = limits()
+    return _parse_json(_read(path, (), lim, what), path, lim)
 
 
 class _DuplicateKey(ValueError):

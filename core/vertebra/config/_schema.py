@@ -13,6 +13,7 @@ and raises them together as one `ConfigError`.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, NamedTuple, TypeVar
@@ -64,6 +65,8 @@ S = TypeVar("S", bound=BaseModel)
 
 #: Keys of every part block that name pretrained weights (docs/weights.md).
 WEIGHTS_KEYS = ("WEIGHTS", "WEIGHTS_IGNORE", "WEIGHTS_STRICT", "PRETRAINED")
+#: The weights keys each part schema declares itself (`PartConfig.declares`).
+_DECLARED: weakref.WeakKeyDictionary[type, frozenset[str]] = weakref.WeakKeyDictionary()
 
 
 #: The largest integer torch stores (int64); no integer setting may be larger.
@@ -183,8 +186,8 @@ class PartConfig(Settings):
 
     @field_validator("WEIGHTS")
     @classmethod
-    def _weights_exist(cls, value: str | None) -> str | None:
-        if value is not None:
+    def _weights_exist(cls, value: Any) -> Any:
+        if value is not None and not cls.declares("WEIGHTS"):
             from vertebra.weights._load import check_name
 
             check_name(value)  # raises ValueError with the message validation shows
@@ -192,49 +195,68 @@ class PartConfig(Settings):
 
     @model_validator(mode="after")
     def _weights_fit(self) -> PartConfig:
-        if self.WEIGHTS is not None and self.core_pretrained():
+        weights = self.core_weights()
+        if weights is not None and self.core_pretrained():
             raise ConfigError(
                 [
                     ConfigIssue(
                         "PRETRAINED",
-                        f"true together with WEIGHTS: {self.WEIGHTS}; keep one (WEIGHTS names "
+                        f"true together with WEIGHTS: {weights}; keep one (WEIGHTS names "
                         "the weights, PRETRAINED: true takes the installed default for the part)",
                     )
                 ]
             )
-        if self.WEIGHTS is not None:
+        if weights is not None:
             from vertebra.weights._load import check_part
 
-            check_part(self.WEIGHTS, self.NAME)
+            check_part(weights, self.NAME)
         return self
 
     @model_serializer(mode="wrap")
     def _without_unset_weights(self, handler: SerializerFunctionWrapHandler) -> Any:
         # Every part takes the WEIGHTS keys; a dumped config shows them where they are set.
+        # A key the part declares itself is its own setting, dumped as any other.
         data = handler(self)
         if isinstance(data, dict) and type(self).unset_is_not_given:
             given = self.model_fields_set | {"NAME"}
             data = {k: v for k, v in data.items() if k in given}
         if isinstance(data, dict):
-            if data.get("WEIGHTS") is None:
+            declares = type(self).declares
+            if data.get("WEIGHTS") is None and not declares("WEIGHTS"):
                 data.pop("WEIGHTS", None)
-            if not data.get("WEIGHTS_IGNORE"):
+            if not data.get("WEIGHTS_IGNORE") and not declares("WEIGHTS_IGNORE"):
                 data.pop("WEIGHTS_IGNORE", None)
-            if data.get("WEIGHTS_STRICT") is True:
+            if data.get("WEIGHTS_STRICT") is True and not declares("WEIGHTS_STRICT"):
                 data.pop("WEIGHTS_STRICT", None)
-            if data.get("PRETRAINED") is False and not type(self).declares_pretrained():
+            if data.get("PRETRAINED") is False and not declares("PRETRAINED"):
                 data.pop("PRETRAINED", None)
         return data
 
     @classmethod
+    def declares(cls, key: str) -> bool:
+        """Whether this schema declares `key` itself rather than taking the one every part
+        has (`WEIGHTS`, `PRETRAINED`, ...): the part then reads it, and the core leaves it be.
+        A part ported from scepter may declare such a key in its `para_dict`."""
+        own = _DECLARED.get(cls)
+        if own is None:  # once per schema: validation and dumps ask on every config
+            import inspect
+
+            found: set[str] = set()
+            for name in WEIGHTS_KEYS:
+                for klass in cls.__mro__:
+                    if name in inspect.get_annotations(klass):
+                        if klass is not PartConfig:
+                            found.add(name)
+                        break
+            own = _DECLARED[cls] = frozenset(found)
+        if key in WEIGHTS_KEYS:
+            return key in own
+        return key in cls.model_fields and key not in PartConfig.model_fields
+
+    @classmethod
     def declares_pretrained(cls) -> bool:
         """Whether this schema declares `PRETRAINED` itself (its part loads what it names)."""
-        import inspect
-
-        for klass in cls.__mro__:
-            if "PRETRAINED" in inspect.get_annotations(klass):
-                return klass is not PartConfig
-        return False
+        return cls.declares("PRETRAINED")
 
     def core_pretrained(self) -> bool:
         """Whether the core loads this part's installed default weights when it is built.
@@ -244,6 +266,21 @@ class PartConfig(Settings):
         overrides this (ResNet: when no `PRETRAINED_PATH` is given).
         """
         return self.PRETRAINED is True and not type(self).declares_pretrained()
+
+    def core_weights(self) -> str | None:
+        """The `WEIGHTS` the core loads into this part when it is built; None when none
+        are set or the schema declares `WEIGHTS` itself (its part reads it)."""
+        if type(self).declares("WEIGHTS") or not isinstance(self.WEIGHTS, str):
+            return None
+        return self.WEIGHTS
+
+    def core_weights_options(self) -> tuple[list[str], bool]:
+        """`(WEIGHTS_IGNORE, WEIGHTS_STRICT)` as the core applies them: their defaults
+        where the schema declares either key itself."""
+        cls = type(self)
+        ignore = [] if cls.declares("WEIGHTS_IGNORE") else list(self.WEIGHTS_IGNORE)
+        strict = True if cls.declares("WEIGHTS_STRICT") else bool(self.WEIGHTS_STRICT)
+        return ignore, strict
 
     def get(self, key: str, default: Any = None) -> Any:
         """The value of `key`; `default` when this config has no such key or it is null

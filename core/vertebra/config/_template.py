@@ -23,13 +23,14 @@ from vertebra.errors import VertebraError
 
 from ._annotations import allows_none, section_model
 from ._docstrings import first_line
+from ._files import loads
 from ._json_schema import REF, SchemaBuilder
-from ._schema import PartConfig, part_fields, required_keys
+from ._schema import WEIGHTS_KEYS, PartConfig, part_fields, required_keys
 
 if TYPE_CHECKING:
     from vertebra.plugins._registry import Registry
 
-__all__ = ["PLACEHOLDER", "example_config", "placeholders", "render", "type_text"]
+__all__ = ["PLACEHOLDER", "example_config", "left_out", "placeholders", "render", "type_text"]
 
 #: The value of a key that has no default (OmegaConf and Hydra spell "missing" the same way).
 PLACEHOLDER = "???"
@@ -57,17 +58,32 @@ def render(registry: Registry, name: str) -> str:
             f"# Replace every {PLACEHOLDER} with a value: {', '.join(needs)} {verb} no default."
         )
     lines.append("# Keys left at their default may be deleted.")
-    lines.extend(_model_lines(schema, SchemaBuilder(), 0, {"NAME": name}))
+    lines.extend(_model_lines(schema, SchemaBuilder(), 0, {"NAME": name}, left_out(registry, name)))
     return "\n".join(lines) + "\n"
 
 
+def left_out(registry: Registry, name: str) -> set[str]:
+    """Keys of part `name` that its template leaves out: the weights keys every part
+    schema has, unless the part is a model part (or declares the key itself)."""
+    if registry.takes_weights:
+        return set()
+    schema = registry.schema(name)
+    return {key for key in WEIGHTS_KEYS if not schema.declares(key)}
+
+
 def _model_lines(
-    schema: type[BaseModel], builder: SchemaBuilder, depth: int, values: Mapping[str, Any]
+    schema: type[BaseModel],
+    builder: SchemaBuilder,
+    depth: int,
+    values: Mapping[str, Any],
+    hidden: set[str] | frozenset[str] = frozenset(),
 ) -> list[str]:
     pad = _INDENT * depth
     parts = part_fields(schema)
     lines: list[str] = []
     for name, info in schema.model_fields.items():
+        if name in hidden:
+            continue
         key = info.alias if isinstance(info.alias, str) else name
         if key in values:
             has_value, value = True, values[key]
@@ -283,7 +299,7 @@ def example_config(
     Keys in `given` replace the template's values too. Parts that a key needs (a required
     `BACKBONE`, say) are filled with the first registered part whose own example validates.
     """
-    data = yaml.safe_load(render(registry, name))
+    data = loads(render(registry, name), source=f"the template of {registry.name} {name}")
     schema = registry.schema(name)
     return _fill(schema, data, dict(given or {}), SchemaBuilder(), _depth)
 

@@ -234,8 +234,12 @@ def build_model(
     """The network of `cfg.MODEL`, with the weights of `(checkpoint folder, file)`, on the
     run's device."""
     from vertebra.model.registry import MODELS
+    from vertebra.weights._load import loaded
 
+    before = len(loaded())
     model: nn.Module = MODELS.build(cfg.MODEL, logger=runtime.logger)
+    for weights_loaded in loaded()[before:]:  # WEIGHTS and PRETRAINED: true of its parts
+        runtime.logger.info(weights_loaded.describe())
     if weights is not None:
         folder, file = weights
         load_into(folder, model, file=file, what=f"MODEL ({cfg.MODEL.NAME})")

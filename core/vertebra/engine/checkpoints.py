@@ -27,7 +27,7 @@ import os
 import pickle
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,7 @@ __all__ = [
     "load_into",
     "locate",
     "nonfinite",
+    "nonfinite_tensors",
     "read_checkpoint",
     "resolve",
 ]
@@ -144,8 +145,14 @@ def _weights_writer(model: nn.Module) -> Callable[[Path], None]:
 def nonfinite(model: nn.Module) -> list[str]:
     """Names of the floating-point tensors of `model`'s state that hold NaN or infinity (of
     this process's shards, for a sharded network)."""
+    return nonfinite_tensors(model.state_dict())
+
+
+def nonfinite_tensors(state: Mapping[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors of `state` that hold NaN or infinity (of this
+    process's shards, for DTensors)."""
     tensors = []
-    for key, value in model.state_dict().items():
+    for key, value in state.items():
         local = value.to_local() if hasattr(value, "to_local") else value  # a DTensor's shard
         if local.is_floating_point():
             tensors.append((key, local))

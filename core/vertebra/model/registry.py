@@ -13,24 +13,28 @@ BACKBONES = Registry(
     group="vertebra.backbones",
     base="vertebra.model.base_model:BaseModel",
     description="Feature extractors.",
+    weights=True,
 )
 NECKS = Registry(
     "NECKS",
     group="vertebra.necks",
     base="vertebra.model.base_model:BaseModel",
     description="Reshape or pool backbone features.",
+    weights=True,
 )
 HEADS = Registry(
     "HEADS",
     group="vertebra.heads",
     base="vertebra.model.base_model:BaseModel",
     description="Turn features into task logits.",
+    weights=True,
 )
 LOSSES = Registry(
     "LOSSES",
     group="vertebra.losses",
     base="torch.nn:Module",
     description="Training objectives.",
+    weights=True,
 )
 TOKENIZERS = Registry(
     "TOKENIZERS",
@@ -43,4 +47,5 @@ MODELS = Registry(
     group="vertebra.models",
     base="vertebra.model.networks.train_module:TrainModule",
     description="Networks that wire parts together for training and evaluation.",
+    weights=True,
 )

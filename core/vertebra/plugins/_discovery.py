@@ -65,8 +65,9 @@ _CACHE_FORMAT = 3
 #: Cache files kept per cache folder (one per environment state); older ones are removed.
 _CACHE_KEEP = 8
 _METADATA_SUFFIXES = (".dist-info", ".egg-info")
-_DIST_INFO = re.compile(r"^(?P<name>.+?)-(?P<version>[^-]+)\.dist-info$")
-_EGG_INFO = re.compile(r"^(?P<name>[^-]+)(?:-(?P<version>[^-]+))?(?:-py[0-9.]+)?\.egg-info$")
+#: Metadata folder names, matched whole (`fullmatch`).
+_DIST_INFO = re.compile(r"(?P<name>.+?)-(?P<version>[^-]+)\.dist-info")
+_EGG_INFO = re.compile(r"(?P<name>[^-]+)(?:-(?P<version>[^-]+))?(?:-py[0-9.]+)?\.egg-info")
 
 #: One scanned entry point: (group, name, value, distribution, version).
 _Row = tuple[str, str, str, str, str]
@@ -279,7 +280,7 @@ def _name_version_from_folder(folder: object) -> tuple[str | None, str | None]:
     if folder is None:
         return None, None
     base = os.path.basename(str(folder))
-    match = _DIST_INFO.match(base) or _EGG_INFO.match(base)
+    match = _DIST_INFO.fullmatch(base) or _EGG_INFO.fullmatch(base)
     if match is None:
         return None, None
     return match["name"].replace("_", "-"), match["version"]

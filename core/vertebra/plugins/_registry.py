@@ -67,13 +67,18 @@ class Registry:
     """Parts of one kind, by name. `build(cfg)` validates `cfg` and constructs the part.
 
     `base` is `"module:Class"`, the class every part must subclass; it is imported when a
-    part is first loaded, so that defining a registry imports nothing heavy.
+    part is first loaded, so that defining a registry imports nothing heavy. `weights`
+    says whether its parts are model parts that load pretrained weights (`WEIGHTS`,
+    `PRETRAINED`); the parts of any other registry refuse those keys.
     """
 
-    def __init__(self, name: str, *, group: str, base: str, description: str = "") -> None:
+    def __init__(
+        self, name: str, *, group: str, base: str, description: str = "", weights: bool = False
+    ) -> None:
         self.name = name
         self.group = group
         self.description = description
+        self.takes_weights = weights
         self._base_spec = base
         self._base: type | None = None
         #: In-process registrations: classes, and factory functions (`register_function`).
@@ -473,7 +478,7 @@ class Registry:
 
                 found = quick_validate(schema, cfg)
                 if found is not None:  # no nested parts and no error: the common case, fast
-                    issue = self._pretrained_issue(found, path)
+                    issue = self._weights_issue(found, path)
                     if issue is not None:
                         raise ConfigError([issue], source=f"{self.name} config")
                     return found
@@ -525,18 +530,37 @@ class Registry:
             issues.append(ConfigIssue(join(path, "NAME"), str(exc)))
             return None
         result = validate_into(schema, cfg, path, issues)
-        issue = self._pretrained_issue(result, path) if result is not None else None
+        issue = self._weights_issue(result, path) if result is not None else None
         if issue is not None:
             issues.append(issue)
             return None
         return result
 
-    def _pretrained_issue(self, cfg: PartConfig, path: str) -> ConfigIssue | None:
-        """The problem of `PRETRAINED: true` on `cfg` when no single installed weights
-        package is the default for it; None otherwise."""
+    def _weights_issue(self, cfg: PartConfig, path: str) -> ConfigIssue | None:
+        """The problem of a weights key on `cfg`: set on a part that is not a model part,
+        or `PRETRAINED: true` when no single installed weights package is the default for
+        it; None otherwise."""
+        from vertebra.config._schema import WEIGHTS_KEYS, join
+
+        if not self.takes_weights:
+            fields = type(cfg).model_fields
+            given = [  # set to other than their defaults (PRETRAINED: false asks for nothing)
+                k
+                for k in WEIGHTS_KEYS
+                if not cfg.declares(k)
+                and getattr(cfg, k) != fields[k].get_default(call_default_factory=True)
+            ]
+            if given:
+                model_parts = ", ".join(
+                    n for n, r in registries.all_registries().items() if r.takes_weights
+                )
+                return ConfigIssue(
+                    join(path, given[0]),
+                    f"a {self.singular} loads no weights: {', '.join(given)} belong to model "
+                    f"parts only ({model_parts})",
+                )
         if not cfg.core_pretrained():
             return None
-        from vertebra.config._schema import join
         from vertebra.weights._default import DefaultWeightsError, default_weights
 
         try:
@@ -588,7 +612,7 @@ class Registry:
                 f"{type(built).__module__}.{type(built).__qualname__}, not a "
                 f"{base.__module__}.{base.__qualname__} (what {self.name} holds)"
             )
-        if getattr(validated, "WEIGHTS", None) is not None:
+        if validated.core_weights() is not None:
             from vertebra.weights._load import load_configured
 
             load_configured(built, validated, self.name, self.singular)

@@ -50,11 +50,13 @@ def default_weights(registry: str, cfg: Any) -> str:
     name = _bare(cfg.NAME)
     values = _values(cfg)
     candidates: list[tuple[InstalledWeights, Manifest]] = []
+    broken: list[str] = []
     for w in installed():
         try:
             m = w.manifest()
-        except UserError:
-            continue  # `vertebra weights list` reports it
+        except UserError as exc:
+            broken.append(f"'{w.name}' of {w.distribution} {w.version}: {exc}")
+            continue
         if m.registry.upper() == registry.upper() and _bare(m.part) == name:
             candidates.append((w, m))
     chosen = [
@@ -67,6 +69,8 @@ def default_weights(registry: str, cfg: Any) -> str:
     if len(chosen) == 1:
         w = chosen[0][0]
         return f"{w.distribution}:{w.name}"
+    # A broken manifest may be the default that was meant: the error names each one.
+    unread = f"; broken weights entries, left out: {'; '.join(broken)}" if broken else ""
     # What the block's shape-deciding keys are, as the installed defaults for it state them.
     deciding = sorted(
         {k for _, m in candidates if m.default_for for k in m.default_for if k != "NAME"}
@@ -78,7 +82,7 @@ def default_weights(registry: str, cfg: Any) -> str:
         listed = " and ".join(f"'{w.name}' ({w.distribution} {w.version})" for w, _ in chosen)
         raise DefaultWeightsError(
             f"{listed} are each installed as the default for {what}; pick one with {forms} "
-            "instead of PRETRAINED: true"
+            "instead of PRETRAINED: true" + unread
         )
     if not candidates:
         raise DefaultWeightsError(
@@ -86,6 +90,7 @@ def default_weights(registry: str, cfg: Any) -> str:
             f"{registry} '{name}' at all (`vertebra weights list` shows what is installed; "
             f"a weights package of group '{WEIGHTS_GROUP}' declares itself a default with "
             "'default_for' in its manifest, which `vertebra weights pack --default-for` writes)"
+            + unread
         )
     described = []
     for w, m in candidates:
@@ -96,5 +101,5 @@ def default_weights(registry: str, cfg: Any) -> str:
             described.append(f"'{w.name}' (default for {keys or 'any ' + name})")
     raise DefaultWeightsError(
         f"no installed weights are the default for {what}; installed for {name}: "
-        f"{', '.join(described)}; name one with WEIGHTS instead of PRETRAINED: true"
+        f"{', '.join(described)}; name one with WEIGHTS instead of PRETRAINED: true" + unread
     )

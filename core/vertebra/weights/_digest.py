@@ -46,7 +46,7 @@ _FILE = "weights-digests.json"
 _FORMAT = 2
 #: Files remembered on disk; the oldest entries go first.
 _KEEP = 1000
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def cache_file() -> str | None:
@@ -79,7 +79,7 @@ def _read_disk() -> None:
             and len(value) == 5
             and all(type(v) is int for v in value[:4])
             and isinstance(value[4], str)
-            and _HEX64.match(value[4])
+            and _HEX64.fullmatch(value[4])
         ):
             _CACHE.setdefault(path, ((value[0], value[1], value[2], value[3]), value[4]))
 

@@ -63,7 +63,16 @@ def is_local_path(value: str) -> bool:
 
 
 def locate(entry: EntryPointInfo) -> Path:
-    """The manifest file that `entry` names (`package.sub:path/inside.json`); runs no code."""
+    """The manifest file that `entry` names (`package.sub:path/inside.json`); runs no code.
+
+    The path stays inside the package's folder once resolved: no `..`, no absolute path,
+    no link that leads out (`ManifestError` otherwise).
+    """
+    return _located(entry)[1]
+
+
+def _located(entry: EntryPointInfo) -> tuple[Path, Path]:
+    """(the folder of the top-level package, the manifest file) that `entry` names."""
     module, _, inside = entry.value.partition(":")
     module, inside = module.strip(), inside.strip()
     parts = module.split(".")
@@ -78,19 +87,45 @@ def locate(entry: EntryPointInfo) -> Path:
         spec = None
     if spec is None or not spec.submodule_search_locations:
         raise ManifestError(f"{entry.describe()}: no installed package named '{parts[0]}'")
-    root = Path(next(iter(spec.submodule_search_locations))).joinpath(*parts[1:])
-    return root / inside
+    package = Path(next(iter(spec.submodule_search_locations)))
+    file = package.joinpath(*parts[1:]) / inside
+    if not _inside(file, package):
+        raise ManifestError(
+            f"{entry.describe()}: the manifest path '{inside}' leads out of package "
+            f"'{parts[0]}' ({package}); a manifest lies inside the package that ships it"
+        )
+    return package, file
+
+
+def _inside(path: Path, package: Path) -> bool:
+    """Whether `path`, every link followed, lies inside `package` (itself resolved)."""
+    try:
+        path.resolve().relative_to(package.resolve())
+    except (ValueError, OSError, RuntimeError):  # outside, or a link loop
+        return False
+    return True
 
 
 def manifest_of(entry: EntryPointInfo) -> Manifest:
-    """The manifest of `entry`, read and checked; its name must be the entry's."""
-    file = locate(entry)
-    manifest = read_manifest(file)
+    """The manifest of `entry`, read and checked; its name must be the entry's, and the
+    files it names lie inside the manifest's package. Every `ManifestError` names the
+    entry point and its distribution."""
+    package, file = _located(entry)
+    try:
+        manifest = read_manifest(file)
+    except ManifestError as exc:
+        raise ManifestError(f"{exc} ({entry.describe()})") from None
     if manifest.name != entry.name:
         raise ManifestError(
             f"manifest {file} names weights '{manifest.name}', but its {entry.describe()} "
             f"calls them '{entry.name}'"
         )
+    for path in manifest.file_paths():
+        if not _inside(path, package):
+            raise ManifestError(
+                f"manifest {file}: weights file {path} leads out of its package ({package}) "
+                f"through a link ({entry.describe()})"
+            )
     return manifest
 
 

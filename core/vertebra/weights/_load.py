@@ -1,10 +1,12 @@
 """Loading named weights into a built part: checksum, names and shapes, then the tensors.
 
 `Registry.build` calls `load_into_part` after constructing a part whose config sets
-`WEIGHTS`. Files are safetensors only: loading never unpickles. Names, shapes and sizes
-are checked before the first tensor is copied; the sha256 is computed over the same
-mapped file while the tensors are copied, and a mismatch raises before the part is
-returned, so a part with changed weights is never used.
+`WEIGHTS` (or `PRETRAINED: true`). Files are safetensors only: loading never unpickles.
+Names, shapes and sizes are checked before the first tensor is copied; the sha256 is
+computed over the same mapped file while the tensors are copied, and a mismatch raises
+before the part is returned, so a part with changed weights is never used. Each load is
+recorded (`loaded()`): a run prints one line per part, with the weights' distribution,
+name and sha256.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import io
 import mmap
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -22,21 +25,60 @@ from vertebra.errors import ConfigError, ConfigIssue, UserError
 from vertebra.state_dicts import mismatches
 from vertebra.weights._digest import file_sha256, is_verified, mapped_sha256
 from vertebra.weights._digest import problems as digest_problems
-from vertebra.weights._index import find, is_local_path
+from vertebra.weights._index import InstalledWeights, find, is_local_path
 from vertebra.weights._manifest import Manifest
 
 __all__ = [
+    "Loaded",
     "WeightsError",
     "check_name",
     "check_part",
     "load_configured",
     "load_into_part",
+    "loaded",
     "resolve_files",
 ]
 
 
 class WeightsError(UserError):
     """Weights that cannot be used for a part: not installed, changed, or not fitting."""
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """Weights loaded into a part, as a run confirms them: what, from where, which bytes."""
+
+    #: The `WEIGHTS` value (or the default `PRETRAINED: true` chose).
+    value: str
+    #: The part they went into: `BACKBONES 'MLP'`.
+    into: str
+    #: Each file and its sha256 (verified against the manifest, for installed weights).
+    files: tuple[tuple[Path, str], ...]
+    #: The installed weights; None for a local file.
+    installed: InstalledWeights | None = None
+
+    def describe(self) -> str:
+        """One line: `weights NAME (distribution D 1.0, sha256 ...) loaded into PART`."""
+        digests = ", ".join(
+            digest if len(self.files) == 1 else f"{digest} ({file.name})"
+            for file, digest in self.files
+        )
+        if self.installed is not None:
+            w = self.installed
+            source = f"weights '{w.name}' (distribution {w.distribution} {w.version}"
+        else:
+            source = f"weights file {self.files[0][0] if self.files else self.value} (local"
+        return f"{source}, sha256 {digests}) loaded into {self.into}"
+
+
+#: What `load_into_part` loaded in this process, in order (`loaded()`).
+_LOADED: list[Loaded] = []
+
+
+def loaded() -> list[Loaded]:
+    """The weights this process has loaded into parts, in order (a run prints the ones
+    its model's build added)."""
+    return list(_LOADED)
 
 
 def resolve_files(
@@ -71,12 +113,13 @@ def _checksum_message(value: str, changed: list[str]) -> str:
 
 
 class _Verification:
-    """The sha256 of a manifest's files, computed in a thread while the tensors load.
+    """The sha256 of the files, computed in a thread while the tensors load.
 
     The thread hashes the same mapping of each file that the tensors are read from:
     hashlib releases the GIL while it hashes, the pages are read from disk once for both,
     and the bytes checked are the bytes loaded. A first load costs about the longer of
-    the two, not their sum.
+    the two, not their sum. An installed file is checked against its manifest; a local
+    file's digest is computed to be shown (cached like any other).
     """
 
     def __init__(
@@ -85,10 +128,12 @@ class _Verification:
         self.value = value
         self.manifest = manifest
         self.maps = maps
+        self.files = list(maps)
         self.changed: list[str] = []
+        self.digests: list[str] = []
         self.error: BaseException | None = None
         self.thread: threading.Thread | None = None
-        if manifest is not None and not all(is_verified(p) for p in manifest.file_paths()):
+        if not all(is_verified(p) for p in self.files):
             self.thread = threading.Thread(target=self._run, name="vertebra-sha256", daemon=True)
             self.thread.start()
 
@@ -99,14 +144,17 @@ class _Verification:
         return mapped_sha256(path, *found)
 
     def _run(self) -> None:
-        assert self.manifest is not None
         try:
-            self.changed = digest_problems(self.manifest, digest_of=self._digest_of)
+            if self.manifest is not None:
+                self.changed = digest_problems(self.manifest, digest_of=self._digest_of)
+            else:
+                self.digests = [self._digest_of(p) for p in self.files]
         except BaseException as exc:  # raised in the caller's thread by check()
             self.error = exc
 
-    def check(self) -> None:
-        """Wait for the checksum; `WeightsError` naming each changed file."""
+    def check(self) -> list[str]:
+        """Wait for the checksum; the files' sha256, or `WeightsError` naming each changed
+        file."""
         if self.thread is not None:
             self.thread.join()
             self.thread = None
@@ -114,8 +162,13 @@ class _Verification:
                 raise WeightsError(f"cannot verify weights '{self.value}': {self.error}")
         elif self.manifest is not None:
             self.changed = digest_problems(self.manifest)  # cached: no file read
+        else:
+            self.digests = [file_sha256(p) for p in self.files]  # cached: no file read
         if self.changed:
             raise WeightsError(_checksum_message(self.value, self.changed))
+        if self.manifest is not None:
+            self.digests = [f.sha256 for f in self.manifest.files]
+        return self.digests
 
 
 class _MappedFile(NamedTuple):
@@ -174,8 +227,9 @@ def load_into_part(
     registry: str | None = None,
     part: str | None = None,
     what: str = "the part",
-) -> None:
-    """Load the weights `value` names into `module` (an `nn.Module`), every check first.
+) -> Loaded:
+    """Load the weights `value` names into `module` (an `nn.Module`), every check first;
+    what was loaded (also kept for `loaded()`).
 
     Keys matching a glob of `ignore` are skipped on both sides; with `strict=False`, keys
     of the module that the files lack keep their initial values. Names, shapes and file
@@ -213,7 +267,15 @@ def load_into_part(
             raise
         module.load_state_dict(loaded, strict=False)
         loaded.clear()  # the views go, and with them the mappings
-        verification.check()
+        digests = verification.check()
+    record = Loaded(
+        value,
+        f"{registry} '{part}'" if registry and part else what,
+        tuple(zip(files, digests, strict=True)),
+        None if manifest is None else find(value),
+    )
+    _LOADED.append(record)
+    return record
 
 
 #: safetensors dtype names and the torch dtypes `_mapped_tensors` reads them as.
@@ -272,7 +334,7 @@ def _mapped_tensors(file: Path, keys: list[str], mapped: mmap.mmap) -> dict[str,
             else:
                 flat = torch.frombuffer(mapped, dtype=dtype, count=count, offset=begin)
                 out[key] = flat.view(shape)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         raise WeightsError(f"cannot read weights file {file}: {exc}") from None
     return out
 
@@ -319,14 +381,17 @@ def _fitting_tensors(
 
 def load_configured(
     part: Any, cfg: Any, registry: str, singular: str = "part", weights: str | None = None
-) -> None:
+) -> Loaded:
     """Load the weights that `cfg` (a validated part config) names into `part`, built from
-    it; `weights` names them instead of `cfg.WEIGHTS` (the default `PRETRAINED` chose)."""
-    load_into_part(
+    it; `weights` names them instead of `cfg.core_weights()` (the default `PRETRAINED`
+    chose); what was loaded."""
+    value = weights or cfg.core_weights()
+    ignore, strict = cfg.core_weights_options()
+    return load_into_part(
         part,
-        weights or cfg.WEIGHTS,
-        ignore=cfg.WEIGHTS_IGNORE,
-        strict=cfg.WEIGHTS_STRICT,
+        value,
+        ignore=ignore,
+        strict=strict,
         registry=registry,
         part=cfg.NAME,
         what=f"{singular} '{cfg.NAME}'",

@@ -6,14 +6,22 @@ of group `vertebra.weights` locates it. Reading one imports nothing heavy.
 
 from __future__ import annotations
 
-import json
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vertebra.errors import UserError
+from vertebra.errors import ConfigError, UserError
 
-__all__ = ["FORMAT", "Manifest", "ManifestError", "WeightsFile", "parse_manifest", "read_manifest"]
+__all__ = [
+    "FORMAT",
+    "Manifest",
+    "ManifestError",
+    "WeightsFile",
+    "control_character",
+    "parse_manifest",
+    "read_manifest",
+]
 
 #: The manifest format this vertebra writes and reads.
 FORMAT = 1
@@ -21,6 +29,16 @@ FORMAT = 1
 
 class ManifestError(UserError):
     """A manifest that is missing, unreadable, or not of the expected shape."""
+
+
+def control_character(text: str) -> str | None:
+    """The first control character or line or paragraph separator in `text`; None if none.
+
+    A manifest's text fields are printed by `vertebra weights list` and `show`, and those
+    `weights pack` writes become lines of a wheel's METADATA: none may break a line or
+    move a terminal's cursor.
+    """
+    return next((c for c in text if unicodedata.category(c) in ("Cc", "Zl", "Zp")), None)
 
 
 @dataclass(frozen=True)
@@ -78,15 +96,20 @@ class Manifest:
 
 
 def read_manifest(file: Path) -> Manifest:
-    """The manifest in `file`; `ManifestError` naming the file and the problem otherwise."""
+    """The manifest in `file`; `ManifestError` naming the file and the problem otherwise.
+
+    The file is read within the config limits (`vertebra.config.Limits`: its size, nesting
+    and number of values), so a crafted manifest can neither hang nor exhaust the process.
+    """
+    from vertebra.config._files import read_json
+
+    if not file.exists():
+        raise ManifestError(f"manifest {file} does not exist")
     try:
-        raw = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ManifestError(f"manifest {file} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"cannot read manifest {file}: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ManifestError(f"manifest {file} is not valid JSON: {exc}") from None
+        raw = read_json(file, "manifest")
+    except ConfigError as exc:
+        problems = "; ".join(str(issue) for issue in exc.issues)
+        raise ManifestError(f"manifest {file} cannot be read: {problems}") from None
     return parse_manifest(raw, file)
 
 
@@ -99,7 +122,11 @@ def parse_manifest(raw: Any, file: Path) -> Manifest:
     def text(key: str, required: bool = True) -> str:
         value = raw.get(key, None if required else "")
         if not isinstance(value, str) or (required and not value):
-            problems.append(f"'{key}' must be a non-empty string, got {value!r}")
+            problems.append(f"'{key}' must be a non-empty string, got {value!r}"[:300])
+            return ""
+        bad = control_character(value)
+        if bad is not None:
+            problems.append(f"'{key}' holds the control character {bad!r}: one line of text")
             return ""
         return value
 
@@ -120,6 +147,7 @@ def parse_manifest(raw: Any, file: Path) -> Manifest:
             isinstance(entry, dict)
             and isinstance(entry.get("path"), str)
             and entry["path"].endswith(".safetensors")
+            and control_character(entry["path"]) is None
             and ".." not in Path(entry["path"]).parts
             and not Path(entry["path"]).is_absolute()
             and type(entry.get("size")) is int
@@ -135,9 +163,9 @@ def parse_manifest(raw: Any, file: Path) -> Manifest:
         files.append(WeightsFile(entry["path"], entry["size"], entry["sha256"].lower()))
     metrics = raw.get("metrics") or {}
     if not isinstance(metrics, dict) or not all(
-        isinstance(v, int | float) for v in metrics.values()
+        isinstance(v, int | float) and control_character(k) is None for k, v in metrics.items()
     ):
-        problems.append("'metrics' must map metric names to numbers")
+        problems.append("'metrics' must map metric names (one line of text) to numbers")
         metrics = {}
     default_for = raw.get("default_for")
     if default_for is not None and not (

@@ -23,14 +23,16 @@ from typing import Any
 from vertebra import __version__
 from vertebra.errors import UserError
 from vertebra.weights._index import WEIGHTS_GROUP
-from vertebra.weights._manifest import Manifest, WeightsFile
+from vertebra.weights._manifest import Manifest, WeightsFile, control_character
 
 __all__ = ["PackError", "find_checkpoint", "pack", "wheel_name"]
 
 #: A distribution name pip accepts that is also, with `_` for `-` and `.`, a package name.
-_NAME = re.compile(r"^[A-Za-z]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
+#: Checked with `fullmatch`: `$` would also match before a trailing newline, which would
+#: then start a line of its own in METADATA and entry_points.txt.
+_NAME = re.compile(r"[A-Za-z]([A-Za-z0-9._-]*[A-Za-z0-9])?")
 #: A public version in PEP 440's normal form.
-_VERSION = re.compile(r"^[0-9]+(\.[0-9]+)*((a|b|rc)[0-9]+)?(\.post[0-9]+)?(\.dev[0-9]+)?$")
+_VERSION = re.compile(r"[0-9]+(\.[0-9]+)*((a|b|rc)[0-9]+)?(\.post[0-9]+)?(\.dev[0-9]+)?")
 _WEIGHTS_FILE = "weights.safetensors"
 _MANIFEST_FILE = "manifest.json"
 _WEIGHTS_KEYS = ("WEIGHTS", "WEIGHTS_IGNORE", "WEIGHTS_STRICT", "PRETRAINED")
@@ -51,17 +53,27 @@ def _escape(name: str) -> str:
     return re.sub(r"[-_.]+", "_", name).lower()
 
 
-def _check_name(name: str, version: str) -> None:
+def _check_request(name: str, version: str, license: str, description: str) -> None:
+    """`PackError` naming every argument that the wheel's METADATA or entry points cannot
+    hold as given: each becomes one line there, so none may break a line."""
     problems = []
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         problems.append(
-            f"'{name}' is not a distribution name pip accepts: letters, digits, '-', '_' and "
-            "'.', starting with a letter and ending with a letter or digit (e.g. convnet-digits)"
+            f"--name {name!r} is not a distribution name pip accepts: letters, digits, '-', "
+            "'_' and '.', starting with a letter and ending with a letter or digit "
+            "(e.g. convnet-digits)"
         )
-    if not _VERSION.match(version):
+    if not _VERSION.fullmatch(version):
         problems.append(
-            f"'{version}' is not a version pip accepts in normal form (e.g. 1.0, 0.2.1, 1.0rc1)"
+            f"--version {version!r} is not a version pip accepts in normal form "
+            "(e.g. 1.0, 0.2.1, 1.0rc1)"
         )
+    for option, text in (("--license", license), ("--description", description)):
+        bad = control_character(text)
+        if bad is not None:
+            problems.append(
+                f"{option} {text[:80]!r} holds the control character {bad!r}: give one line of text"
+            )
     if problems:
         raise PackError("; ".join(problems))
 
@@ -152,25 +164,27 @@ def pack(
     description: str = "",
     output: str | Path = ".",
     default_for: Sequence[str] | None = None,
+    force: bool = False,
 ) -> tuple[Path, Manifest]:
     """Write the wheel of weights `name` from `source`; its path and manifest.
 
     `default_for` names the part-config keys that decide its shapes (`["DEPTH"]`): the
     manifest then declares the weights the default for the part's NAME with those values,
     which `PRETRAINED: true` finds. An empty sequence declares them the default for the
-    part NAME whatever its settings.
+    part NAME whatever its settings. A wheel of the same name and version in `output` is
+    kept (`PackError`) unless `force`.
     """
-    import yaml
     from safetensors.torch import load_file, save
 
-    from vertebra.engine.checkpoints import MODEL_FILE, is_sharded, read_state
+    from vertebra.engine.checkpoints import MODEL_FILE, is_sharded, nonfinite_tensors, read_state
 
-    _check_name(name, version)
+    _check_request(name, version, license, description)
+    out = Path(output)
+    target = out / wheel_name(name, version)
+    _check_output(out, target, force)
     folder = find_checkpoint(Path(source))
     state = read_state(folder)
-    config = yaml.safe_load(state.get("config") or "") or {}
-    if not isinstance(config, dict):
-        raise PackError(f"checkpoint {folder} holds no run config")
+    config = _run_config(state, folder)
     registry, block, prefix = _part_block(config, part)
     default = None if default_for is None else _default_for(registry, block, default_for)
     if is_sharded(folder):  # gathered from the shards in this process (TRAIN.STRATEGY fsdp)
@@ -182,6 +196,14 @@ def pack(
     tensors = {k[len(prefix) :]: v.contiguous() for k, v in weights.items() if k.startswith(prefix)}
     if not tensors:
         raise PackError(f"checkpoint {folder} holds no tensors of {part} (prefix '{prefix}')")
+    bad = nonfinite_tensors(tensors)
+    if bad:
+        shown = ", ".join(f"{prefix}{k}" for k in bad[:5]) + (", ..." if len(bad) > 5 else "")
+        raise PackError(
+            f"checkpoint {folder}: {len(bad)} tensor(s) hold NaN or infinity ({shown}); "
+            "weights that are not finite are never published (pack a checkpoint saved before "
+            "the run diverged)"
+        )
     data = save(tensors, metadata={"format": "pt"})
     best = state.get("best") or {}
     metrics = best.get("metrics", {}) if best.get("step") == state.get("step") else {}
@@ -199,11 +221,40 @@ def pack(
         vertebra_version=__version__,
         default_for=default,
     )
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
-    target = out / wheel_name(name, version)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PackError(f"cannot make the --output folder {out}: {exc.strerror or exc}") from None
     _write_wheel(target, name, version, manifest, data)
     return target, manifest
+
+
+def _check_output(out: Path, target: Path, force: bool) -> None:
+    """`PackError` unless the wheel can go to `target` in folder `out` (checked before the
+    checkpoint is read, so a mistake costs no time)."""
+    if out.exists() and not out.is_dir():
+        raise PackError(
+            f"--output {out} is a file: give the folder the wheel is written to "
+            f"(it is named {target.name})"
+        )
+    if target.is_dir():
+        raise PackError(f"{target} is a folder: give another --output or --version")
+    if target.exists() and not force:
+        raise PackError(
+            f"{target} exists (a wheel of the same name and version); give another "
+            "--version or --output, or --force to replace it"
+        )
+
+
+def _run_config(state: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """The run config a checkpoint state holds, read within the config limits."""
+    from vertebra.config._files import loads
+    from vertebra.engine.checkpoints import STATE_FILE
+
+    text = state.get("config")
+    if not isinstance(text, str) or not text.strip():
+        raise PackError(f"checkpoint {folder} holds no run config")
+    return loads(text, source=f"the config in {folder / STATE_FILE}")
 
 
 def _record_hash(data: bytes) -> str:
@@ -212,6 +263,8 @@ def _record_hash(data: bytes) -> str:
 
 
 def _write_wheel(target: Path, name: str, version: str, manifest: Manifest, data: bytes) -> None:
+    from vertebra.engine.checkpoints import file_mode
+
     package = _escape(name)
     info = f"{package}-{version}.dist-info"
     summary = (manifest.description or f"vertebra weights {name} for {manifest.part}").splitlines()[
@@ -262,6 +315,8 @@ def _write_wheel(target: Path, name: str, version: str, manifest: Manifest, data
                 # Weights barely compress; storing them keeps packing as fast as a copy.
                 kind = zipfile.ZIP_STORED if path.endswith(".safetensors") else zipfile.ZIP_DEFLATED
                 wheel.writestr(entry, body, compress_type=kind)
+            # mkstemp made the file private; a wheel is shared like any file the user writes.
+            os.fchmod(handle.fileno(), file_mode())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

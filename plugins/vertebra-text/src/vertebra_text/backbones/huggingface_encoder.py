@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import pickle
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,6 +37,26 @@ class HuggingfaceEncoderConfig(PartConfig):
     )
 
 
+def _refused_pickle(folder: Path, error: pickle.UnpicklingError) -> str:
+    """The message for a pickled weights file that a safe load refused: the file, and why."""
+    bins = sorted(folder.glob("*.bin"))
+    if len(bins) == 1:
+        where = str(bins[0])
+    else:
+        where = f"the weights in {folder}" + (
+            f" ({', '.join(p.name for p in bins)})" if bins else ""
+        )
+    reason = next(
+        (line.strip() for line in str(error).splitlines() if "unsupported GLOBAL" in line), ""
+    )
+    return (
+        f"refusing to load {where}: it holds pickled objects, not only tensors"
+        + (f" ({reason})" if reason else "")
+        + "; only safetensors files (model.safetensors), or a .bin of plain tensors that "
+        "torch.load(weights_only=True) reads, are loaded: convert it to safetensors"
+    )
+
+
 class HuggingfaceEncoder(BaseModel):
     """`forward(input_ids, attention_mask)` returns the model's last hidden state `[B, T, D]`."""
 
@@ -54,6 +76,10 @@ class HuggingfaceEncoder(BaseModel):
             else:
                 config = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True)
                 self.model = transformers.AutoModel.from_config(config)
+        except pickle.UnpicklingError as exc:
+            # transformers reads a .bin with torch.load(weights_only=True), which refused
+            # what the pickle asked for: nothing ran, and the file is not loaded.
+            raise UserError(_refused_pickle(folder, exc)) from None
         except (OSError, ValueError, KeyError) as exc:
             raise UserError(f"cannot load a model from folder '{folder}': {exc}") from exc
         config = self.model.config

@@ -399,3 +399,41 @@ def test_shard_units_are_each_parts_blocks_or_the_named_classes() -> None:
         "head",
     ]
     assert shard_units(net, ["Blo*"]) == ["backbone.blocks.0", "backbone.blocks.1"]
+
+
+def tree(folder: Path) -> dict[str, str | bytes]:
+    """Every path under `folder`: a link's target, a file's bytes, a folder's mark."""
+    listing: dict[str, str | bytes] = {}
+    for path in sorted(folder.rglob("*")):
+        name = str(path.relative_to(folder))
+        if path.is_symlink():
+            listing[name] = f"-> {os.readlink(path)}"
+        elif path.is_file():
+            listing[name] = path.read_bytes()
+        else:
+            listing[name] = "folder"
+    return listing
+
+
+def test_a_run_that_moves_to_a_sibling_folder_moves_on_every_process(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fsdp_run: Path
+) -> None:
+    earlier = tmp_path / "run"
+    shutil.copytree(fsdp_run, earlier, symlinks=True)
+    before = tree(earlier)
+    config = write_config(tmp_path, deep_update(RUN, {"TRAIN": {"EPOCHS": None, "MAX_STEPS": 10}}))
+    done = torchrun("train", str(config))
+    assert done.returncode == 0, done.stderr[-3000:]
+    sibling = tmp_path / "run-2"
+    assert f"this run writes to {sibling}" in done.stderr
+    assert tree(earlier) == before  # no process wrote into the earlier run's folder
+    steps = sorted((sibling / "checkpoints").glob("step-*"))
+    assert [p.name for p in steps] == ["step-00000005", "step-00000010"]
+    for step in steps:  # whole: both processes' shards, and they read back
+        shards = sorted(p.name for p in (step / "shards").iterdir())
+        assert shards == [".metadata", "__0_0.distcp", "__1_0.distcp"]
+        assert sorted(full_model_state(step)) == sorted(last_state(fsdp_run))
+    best = [r for r in read_records(sibling / "metrics.jsonl") if r["event"] == "eval"][-1]
+    status, printed, err = cli(capsys, "eval", sibling / "checkpoints" / "best")
+    assert status == 0, err
+    assert f"acc@1={best['acc@1']:.4f}" in printed

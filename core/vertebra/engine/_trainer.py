@@ -257,7 +257,8 @@ class Trainer:
                         manager.unregister(plugin)
                 self._flags.restore()
                 if self._built is not None and self._built.lock is not None:
-                    self._built.lock.release()
+                    # A run that failed before it wrote anything leaves no folder behind.
+                    self._built.lock.release(discard=not self._prepared)
         return RunSummary(
             self.output_dir,
             status,

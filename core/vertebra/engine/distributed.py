@@ -31,6 +31,7 @@ __all__ = [
     "World",
     "all_reduce_max",
     "all_reduce_sum",
+    "decided_on_main",
     "from_env",
     "on_main",
     "rank",
@@ -239,6 +240,32 @@ def on_main(work: Callable[[], T]) -> T | None:
     if failure is not None:
         raise failure
     return result
+
+
+def decided_on_main(decide: Callable[[], T]) -> T:
+    """`decide()` run on rank 0 only, its result (picklable) given to every rank: one
+    decision that every process follows. When it raises, every rank raises: rank 0 the
+    exception itself, the others a `UserError` (for a user's mistake, which rank 0 names)
+    or a `RuntimeError` with its message."""
+    if not active():
+        return decide()
+    box: list[Any] = [None, None]
+    failure: BaseException | None = None
+    if dist.get_rank() == 0:
+        try:
+            box[0] = decide()
+        except BaseException as exc:
+            failure = exc
+            box[1] = (isinstance(exc, UserError), f"{type(exc).__name__}: {exc}")
+    dist.broadcast_object_list(box, src=0)
+    if failure is not None:
+        raise failure
+    if box[1] is not None:
+        user_error, message = box[1]
+        if user_error:
+            raise UserError("rank 0 stopped the run (its message says why)")
+        raise RuntimeError(f"rank 0 failed: {message}")
+    return box[0]  # type: ignore[no-any-return]
 
 
 class TrainSampler(Sampler[int]):

@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from vertebra.config import DataConfig, LoaderConfig, RunConfig, TrainConfig
+from vertebra.config._run import SYNC_BATCHNORM_ON_CPU
 from vertebra.data import BaseDataset
 from vertebra.engine import _parallel, _sharded, distributed
 from vertebra.engine._run_folder import (
@@ -221,6 +222,8 @@ def start(
         strategy = _parallel.strategy_issue(cfg.TRAIN, world)
         if strategy is not None:
             issues.found.append(strategy)
+        if cfg.TRAIN.SYNC_BATCHNORM and device is not None and device.type == "cpu":
+            issues.add("TRAIN.SYNC_BATCHNORM", SYNC_BATCHNORM_ON_CPU)
     issues.raise_any()
     assert device is not None  # raise_any said why otherwise
     precision = pick_precision(cfg.TRAIN.PRECISION, device)
@@ -409,6 +412,9 @@ def _build_training(
     # A sharded checkpoint's weights are read with the optimizer's, once both are built.
     weights = None if found is not None and found.sharded else _weights(found)
     model = issues.attempt(lambda: build_model(cfg, runtime, weights, tc.CHANNELS_LAST), "MODEL")
+    if model is not None and tc.SYNC_BATCHNORM and world.distributed:
+        # Module classes change; parameter names and weights stay, so checkpoints do too.
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[no-untyped-call]
     ema = optimizer = None
     restored = False
     if model is not None and issues.attempt(lambda: _check_globs(model, tc)) is not None:

@@ -616,6 +616,7 @@ class Trainer:
         if built.data.val_loader is None:
             raise ConfigError([ConfigIssue("DATA.VAL", "required to evaluate")])
         model = built.ema.module if built.ema is not None else built.model
+        distributed.broadcast_buffers(model)  # rank 0's running statistics: what is saved
         runtime = built.runtime
         return evaluate(
             model,
@@ -706,6 +707,11 @@ class Trainer:
         self._check_finite()
         rng = distributed.gather_objects(get_rng_state())
         built = self.built
+        # Buffers are rank 0's on every process, so that whichever process DCP takes them
+        # from, the checkpoint scores what was logged for it.
+        for module in (built.model, built.ema.module if built.ema is not None else None):
+            if module is not None:
+                distributed.broadcast_buffers(module)
         sharded = built.strategy == "fsdp"
         if not (self.is_main or sharded):
             return

@@ -31,6 +31,7 @@ __all__ = [
     "World",
     "all_reduce_max",
     "all_reduce_sum",
+    "broadcast_buffers",
     "decided_on_main",
     "from_env",
     "on_main",
@@ -205,6 +206,15 @@ def all_reduce_max(value: int) -> int:
         tensor = tensor.cuda()
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return int(tensor.item())
+
+
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Give every rank rank 0's buffers of `module` (BatchNorm's running statistics), as
+    DistributedDataParallel does before each forward: what is evaluated and saved is then
+    one set, the same on every process. Buffers are never sharded, under fsdp either."""
+    if active():
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
 
 
 def gather_objects(obj: Any) -> list[Any]:

@@ -122,6 +122,9 @@ class Trainer:
         self.resume = resume
         self.world = distributed.from_env()
         self.is_main = self.world.is_main
+        #: torchrun's pid when torchrun started this process: a run whose launcher died
+        #: stops as for SIGTERM (`_stop_on_signals`).
+        self._launcher = distributed.launcher_pid()
         self.logger = console_logger(self.is_main)
         #: What hooks receive as `run`: one view for the whole run.
         self.view: Run = RunView(self)
@@ -271,7 +274,8 @@ class Trainer:
     @contextlib.contextmanager
     def _stop_on_signals(self) -> Iterator[None]:
         """SIGINT (Ctrl-C), SIGTERM (a scheduler's preemption) and SIGUSR1 (what Slurm's
-        `--signal=USR1@SECONDS` sends before the time limit) end the run cleanly.
+        `--signal=USR1@SECONDS` sends before the time limit) end the run cleanly; so does
+        the death of the torchrun that started the process (it sends SIGTERM to itself).
 
         The first one asks the loop to stop at the end of the current step (the step every
         process agrees on, under torchrun) and to save a checkpoint that `--resume`
@@ -300,11 +304,26 @@ class Trainer:
             )
             self._watch_stop(signum)
 
+        def orphaned() -> None:
+            if self._signal is None:
+                self.logger.warning(
+                    f"the launcher (torchrun, pid {self._launcher}) of this process ended "
+                    "without stopping it: the run stops as for SIGTERM"
+                )
+                os.kill(os.getpid(), signal.SIGTERM)
+
         for signum in STOP_SIGNALS:
             previous[signum] = signal.signal(signum, take)
+        watch = (
+            distributed.watch_launcher(self._launcher, orphaned)
+            if self._launcher is not None
+            else None
+        )
         try:
             yield
         finally:
+            if watch is not None:
+                watch.set()
             restore()
             if self._stop_timer is not None:
                 self._stop_timer.cancel()

@@ -34,11 +34,13 @@ __all__ = [
     "broadcast_buffers",
     "decided_on_main",
     "from_env",
+    "launcher_pid",
     "on_main",
     "rank",
     "rendezvous_timeout_s",
     "setup",
     "teardown",
+    "watch_launcher",
 ]
 
 T = TypeVar("T")
@@ -98,6 +100,36 @@ def from_env(env: Mapping[str, str] | None = None) -> World:
         return World(0, task.local_rank, 1)
     rendezvous_timeout_s()  # a bad value is refused now, before anything is written
     return World(task.rank, task.local_rank, task.size, (task.master_addr, task.master_port))
+
+
+def launcher_pid(env: Mapping[str, str] | None = None) -> int | None:
+    """The pid of the torchrun agent that started this process (its parent), or None when
+    torchrun did not start it."""
+    env = os.environ if env is None else env
+    return os.getppid() if "TORCHELASTIC_RUN_ID" in env else None
+
+
+def watch_launcher(launcher: int, on_death: Callable[[], None], every_s: float = 0.5) -> Any:
+    """Call `on_death` (once, from a daemon thread) when process `launcher`, this
+    process's parent, has died; the `threading.Event` that ends the watch when set.
+
+    torchrun starts each worker in a session of its own: when torchrun is killed (the
+    OOM killer, `kill -9`), nothing signals the workers, which would train on as orphans
+    holding the run folder. A dead parent shows as a new parent pid (the process is
+    adopted), whatever killed it.
+    """
+    import threading
+
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(every_s):
+            if os.getppid() != launcher:
+                on_death()
+                return
+
+    threading.Thread(target=watch, name="vertebra-launcher-watch", daemon=True).start()
+    return done
 
 
 def rendezvous_timeout_s() -> float:

@@ -119,7 +119,7 @@ def evaluate(
 def evaluate_checkpoint(cfg: RunConfig, checkpoint: str | Path | None) -> Evaluation:
     """Metrics over `cfg.DATA.VAL` of the weights in `checkpoint` (None: those the config
     names), each sample counted once."""
-    world = distributed.from_env()
+    world = distributed.from_env(report=True)
     try:
         built = build_evaluation(cfg, checkpoint, world, console_logger(world.is_main))
         rt = built.runtime

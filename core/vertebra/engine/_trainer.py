@@ -120,7 +120,7 @@ class Trainer:
         self.output_dir = Path(output_dir or cfg.TRAIN.OUTPUT_DIR)
         self._output_given = output_dir is not None
         self.resume = resume
-        self.world = distributed.from_env()
+        self.world = distributed.from_env(report=True)
         self.is_main = self.world.is_main
         #: torchrun's pid when torchrun started this process: a run whose launcher died
         #: stops as for SIGTERM (`_stop_on_signals`).

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 import os
+import socket
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -69,12 +71,14 @@ class World:
         return self.size > 1
 
 
-def from_env(env: Mapping[str, str] | None = None) -> World:
+def from_env(env: Mapping[str, str] | None = None, *, report: bool = False) -> World:
     """The world `torchrun` or `srun` describes in the environment (one process without).
 
     torchrun's variables win when torchrun started the process. Under srun without
     torchrun, `RANK`, `WORLD_SIZE` or `LOCAL_RANK` set by hand must agree with srun's: a
-    batch script that exports `RANK=$SLURM_PROCID` gives every task the script's 0.
+    batch script that exports `RANK=$SLURM_PROCID` gives every task the script's 0. With
+    `report`, a task refused so tells the others where they meet, so that they stop too
+    instead of waiting for it.
     """
     env = os.environ if env is None else env
     task = None if "TORCHELASTIC_RUN_ID" in env else slurm.task_from_env(env)
@@ -90,12 +94,15 @@ def from_env(env: Mapping[str, str] | None = None) -> World:
         if env.get(name) not in (None, "", str(value))
     ]
     if clashes:
-        raise UserError(
+        message = (
             f"srun started this process as rank {task.rank} of {task.size} (SLURM_PROCID, "
             f"SLURM_NTASKS), but the environment also says {', '.join(clashes)}, and torchrun "
             "did not start it: unset those variables (srun's are read), or launch with "
             "`srun torchrun ...` (one task per node)"
         )
+        if report:
+            _tell_the_others(task, message)
+        raise UserError(message)
     if task.size == 1:
         return World(0, task.local_rank, 1)
     rendezvous_timeout_s()  # a bad value is refused now, before anything is written
@@ -167,11 +174,38 @@ def setup(world: World, device: torch.device) -> None:
     dist.init_process_group(backend=backend, store=store, rank=world.rank, world_size=world.size)
 
 
+#: Keys of the store where srun's tasks meet: how many joined, and why a task was refused.
+_JOINED, _REFUSED = "vertebra/joined", "vertebra/refused"
+
+
+def _tell_the_others(task: slurm.SlurmTask, message: str) -> None:
+    """Leave `message` where the other srun tasks meet (rank 0's store), if it can be
+    reached within the rendezvous time; they stop with it instead of waiting."""
+    if task.rank == 0 or task.size < 2:
+        return  # rank 0 serves the store: the others wait for it, and no folder is made
+    try:
+        socket.getaddrinfo(task.master_addr, task.master_port)  # a host that is not there
+        limit = min(rendezvous_timeout_s(), 30.0)
+        store = dist.TCPStore(  # type: ignore[attr-defined]  # exported when available
+            task.master_addr,
+            task.master_port,
+            task.size,
+            is_master=False,
+            timeout=timedelta(seconds=limit),
+            wait_for_workers=False,
+        )
+        store.set(_REFUSED, f"rank {task.rank} of {task.size} was refused: {message}")
+    except (RuntimeError, OSError, UserError):
+        pass  # rank 0 is not there: it will not wait for this task either way
+
+
 def _meet(world: World) -> Any:
-    """The store every rank srun started has joined (rank 0 serves it)."""
+    """The store every rank srun started has joined (rank 0 serves it); a `UserError`
+    when a task was refused (its message) or the others do not come in time."""
     assert world.master is not None
     host, port = world.master
     limit = rendezvous_timeout_s()
+    deadline = time.monotonic() + limit
     try:
         store = dist.TCPStore(  # type: ignore[attr-defined]  # exported when available
             host,
@@ -179,8 +213,16 @@ def _meet(world: World) -> Any:
             world.size,
             is_master=world.is_main,
             timeout=timedelta(seconds=limit),
-            wait_for_workers=True,
+            wait_for_workers=False,
         )
+        store.add(_JOINED, 1)
+        while int(store.add(_JOINED, 0)) < world.size:
+            if store.check([_REFUSED]):
+                refused = store.get(_REFUSED).decode("utf-8", "replace")
+                raise UserError(f"{refused} (rank {world.rank} stops too; nothing was written)")
+            if time.monotonic() > deadline:
+                raise RuntimeError("timed out")
+            time.sleep(0.1)
     except (RuntimeError, OSError) as exc:
         cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         waited = (

@@ -437,3 +437,28 @@ def test_a_run_that_moves_to_a_sibling_folder_moves_on_every_process(
     status, printed, err = cli(capsys, "eval", sibling / "checkpoints" / "best")
     assert status == 0, err
     assert f"acc@1={best['acc@1']:.4f}" in printed
+
+
+@pytest.mark.filterwarnings("ignore:torch.distributed is disabled")
+def test_a_sharded_checkpoint_missing_a_shard_is_never_published(tmp_path: Path) -> None:
+    from vertebra.engine._sharded import shard_writer, training_state
+    from vertebra.engine.checkpoints import CheckpointStore, CheckpointWriteError
+
+    model = torch.nn.Linear(4, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    store = CheckpointStore(tmp_path / "checkpoints", 3)
+    tensors, _ = training_state(model, optimizer)
+    write = shard_writer(tensors)
+
+    def write_elsewhere(folder: Path) -> None:
+        # As a process that wrote its shard into another folder: .metadata names a file
+        # that is not here.
+        write(folder)
+        (folder / "shards" / "__0_0.distcp").unlink()
+
+    with pytest.raises(CheckpointWriteError, match=r"__0_0\.distcp missing") as caught:
+        store.save_sharded(5, model, write_elsewhere, {"step": 5}, is_best=True)
+    assert "could not be read back" in str(caught.value)
+    assert not (tmp_path / "checkpoints" / "best").exists()
+    assert not (tmp_path / "checkpoints" / "last").exists()
+    assert store.steps() == [] and not list(store.root.glob(".tmp-*"))

@@ -3,8 +3,9 @@
 `build_training` (for `vertebra train`) and `build_evaluation` (for `vertebra eval`) share
 their steps: where to compute (`Runtime`), the network with a checkpoint's weights, the
 datasets and their loaders. The order is the user's: first the config rules the schemas
-cannot check, with the device, all together; then the output folder and the checkpoint
-to resume, before anything is read or written; then the parts. Config problems found
+cannot check, with the device, all together; then the datasets (a missing data path is
+an error before any folder is made); then the output folder and the checkpoint to
+resume, decided by rank 0 for every process; then the other parts. Config problems found
 while building them (a network's own checks, parameter groups, datasets, batches) are
 collected and raised together as one `ConfigError`.
 """
@@ -374,6 +375,7 @@ def _datasets(cfg: RunConfig, runtime: Runtime) -> tuple[BaseDataset, BaseDatase
     """The training and validation datasets; a ConfigError with every problem of the data
     and (to report them together) of the network."""
     assert cfg.DATA is not None
+    seed_everything(cfg.TRAIN.SEED)  # a dataset that draws while it is built draws the same
     issues = _Issues()
     logger, train_cfg, val_cfg = runtime.logger, cfg.DATA.TRAIN, cfg.DATA.VAL
     train_set = issues.attempt(lambda: build_dataset(train_cfg, "DATA.TRAIN.DATASET", logger))
@@ -382,6 +384,15 @@ def _datasets(cfg: RunConfig, runtime: Runtime) -> tuple[BaseDataset, BaseDatase
         if val_cfg is not None
         else None
     )
+    world = runtime.world
+    if train_set is not None and train_cfg.DROP_LAST:
+        full = len(train_set) // (train_cfg.BATCH_SIZE * world.size)
+        if full == 0:
+            issues.add(
+                "DATA.TRAIN.BATCH_SIZE",
+                f"no full batch: {len(train_set)} samples, {train_cfg.BATCH_SIZE} per batch on "
+                f"{world.size} process(es) and DROP_LAST",
+            )
     if issues.found:
         issues.attempt(lambda: build_model(cfg, runtime), "MODEL")
         issues.raise_any()
@@ -762,7 +773,7 @@ def _training_data(
         seed=seed,
         drop_last=train.DROP_LAST,
     )
-    if sampler.batches_per_epoch() == 0:
+    if sampler.batches_per_epoch() == 0:  # checked in _datasets; again for a resumed batch
         issues.add(
             "DATA.TRAIN.BATCH_SIZE",
             f"no full batch: {len(train_set)} samples, {train.BATCH_SIZE} per batch on "

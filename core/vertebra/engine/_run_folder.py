@@ -101,8 +101,8 @@ def _refuse_link(path: Path) -> None:
     """`RunFolderError` when `path` is a link (or a hard link of a file elsewhere)."""
     try:
         info = path.lstat()
-    except FileNotFoundError:
-        return
+    except (FileNotFoundError, NotADirectoryError):
+        return  # nothing there (the folder may be a file: refused where it is made)
     if stat.S_ISLNK(info.st_mode):
         raise RunFolderError(
             f"{path} is a symbolic link (to {os.readlink(path)}); a run never follows a link "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -116,7 +117,9 @@ def launcher_pid(env: Mapping[str, str] | None = None) -> int | None:
     return os.getppid() if "TORCHELASTIC_RUN_ID" in env else None
 
 
-def watch_launcher(launcher: int, on_death: Callable[[], None], every_s: float = 0.5) -> Any:
+def watch_launcher(
+    launcher: int, on_death: Callable[[], None], every_s: float = 0.5
+) -> threading.Event:
     """Call `on_death` (once, from a daemon thread) when process `launcher`, this
     process's parent, has died; the `threading.Event` that ends the watch when set.
 
@@ -125,8 +128,6 @@ def watch_launcher(launcher: int, on_death: Callable[[], None], every_s: float =
     holding the run folder. A dead parent shows as a new parent pid (the process is
     adopted), whatever killed it.
     """
-    import threading
-
     done = threading.Event()
 
     def watch() -> None:

@@ -22,6 +22,7 @@ __all__ = [
     "deep_json",
     "deep_yaml",
     "payload_pickle",
+    "planted_link",
     "scepter_config_with_key",
     "touch_command",
 ]
@@ -306,6 +307,21 @@ def payload_model_bin(path: Path, marker: Path) -> None:
 
 # --- run folders ----------------------------------------------------------------------------
 # Links planted in a run folder (lock, marker, checkpoints).
+
+
+def planted_link(run: Path, name: str, outside: Path, hard: bool = False) -> Path:
+    """`run/name` made a link (symbolic, or `hard`) to `outside`, a file outside the run
+    folder holding bytes a test can compare afterwards; the link's path."""
+    outside.parent.mkdir(parents=True, exist_ok=True)
+    if not outside.exists():
+        outside.write_bytes(b"the user's own file, not the run's\n")
+    run.mkdir(parents=True, exist_ok=True)
+    link = run / name
+    if hard:
+        os.link(outside, link)
+    else:
+        link.symlink_to(outside)
+    return link
 
 
 # --- configs and launch variables -----------------------------------------------------------

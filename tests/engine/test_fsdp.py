@@ -399,3 +399,66 @@ def test_shard_units_are_each_parts_blocks_or_the_named_classes() -> None:
         "head",
     ]
     assert shard_units(net, ["Blo*"]) == ["backbone.blocks.0", "backbone.blocks.1"]
+
+
+def tree(folder: Path) -> dict[str, str | bytes]:
+    """Every path under `folder`: a link's target, a file's bytes, a folder's mark."""
+    listing: dict[str, str | bytes] = {}
+    for path in sorted(folder.rglob("*")):
+        name = str(path.relative_to(folder))
+        if path.is_symlink():
+            listing[name] = f"-> {os.readlink(path)}"
+        elif path.is_file():
+            listing[name] = path.read_bytes()
+        else:
+            listing[name] = "folder"
+    return listing
+
+
+def test_a_run_that_moves_to_a_sibling_folder_moves_on_every_process(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fsdp_run: Path
+) -> None:
+    earlier = tmp_path / "run"
+    shutil.copytree(fsdp_run, earlier, symlinks=True)
+    before = tree(earlier)
+    config = write_config(tmp_path, deep_update(RUN, {"TRAIN": {"EPOCHS": None, "MAX_STEPS": 10}}))
+    done = torchrun("train", str(config))
+    assert done.returncode == 0, done.stderr[-3000:]
+    sibling = tmp_path / "run-2"
+    assert f"this run writes to {sibling}" in done.stderr
+    assert tree(earlier) == before  # no process wrote into the earlier run's folder
+    steps = sorted((sibling / "checkpoints").glob("step-*"))
+    assert [p.name for p in steps] == ["step-00000005", "step-00000010"]
+    for step in steps:  # whole: both processes' shards, and they read back
+        shards = sorted(p.name for p in (step / "shards").iterdir())
+        assert shards == [".metadata", "__0_0.distcp", "__1_0.distcp"]
+        assert sorted(full_model_state(step)) == sorted(last_state(fsdp_run))
+    best = [r for r in read_records(sibling / "metrics.jsonl") if r["event"] == "eval"][-1]
+    status, printed, err = cli(capsys, "eval", sibling / "checkpoints" / "best")
+    assert status == 0, err
+    assert f"acc@1={best['acc@1']:.4f}" in printed
+
+
+@pytest.mark.filterwarnings("ignore:torch.distributed is disabled")
+def test_a_sharded_checkpoint_missing_a_shard_is_never_published(tmp_path: Path) -> None:
+    from vertebra.engine._sharded import shard_writer, training_state
+    from vertebra.engine.checkpoints import CheckpointStore, CheckpointWriteError
+
+    model = torch.nn.Linear(4, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    store = CheckpointStore(tmp_path / "checkpoints", 3)
+    tensors, _ = training_state(model, optimizer)
+    write = shard_writer(tensors)
+
+    def write_elsewhere(folder: Path) -> None:
+        # As a process that wrote its shard into another folder: .metadata names a file
+        # that is not here.
+        write(folder)
+        (folder / "shards" / "__0_0.distcp").unlink()
+
+    with pytest.raises(CheckpointWriteError, match=r"__0_0\.distcp missing") as caught:
+        store.save_sharded(5, model, write_elsewhere, {"step": 5}, is_best=True)
+    assert "could not be read back" in str(caught.value)
+    assert not (tmp_path / "checkpoints" / "best").exists()
+    assert not (tmp_path / "checkpoints" / "last").exists()
+    assert store.steps() == [] and not list(store.root.glob(".tmp-*"))

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from vertebra.engine._run_folder import LOCK_FILE, MARKER
 
+from tests.crafting import planted_link
+
 from .conftest import PYTHON, cli, file_bytes, subprocess_env, write_config
 
 #: A run slow enough to be caught in the act: 1 thread, many steps, no evaluation.
@@ -213,3 +215,80 @@ def test_every_file_a_run_writes_follows_the_umask(tmp_path: Path, umask: int) -
     assert {"model.safetensors", "train.safetensors", "state.pt", "config.yaml"} <= names
     for path in files:
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
+
+
+@pytest.mark.parametrize(
+    ("name", "hard"),
+    [(LOCK_FILE, False), (LOCK_FILE, True), (MARKER, False), ("metrics.jsonl", False)],
+)
+def test_a_link_planted_in_the_run_folder_is_refused_and_its_target_untouched(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, hard: bool
+) -> None:
+    config = write_config(tmp_path, {"TRAIN": {"EPOCHS": None, "MAX_STEPS": 2}})
+    run = tmp_path / "run"
+    status, _, err = cli(capsys, "train", config, "--output", run)
+    assert status == 0, err
+    (run / name).unlink()
+    outside = tmp_path / "elsewhere" / "precious.txt"
+    link = planted_link(run, name, outside, hard=hard)
+    before, folder_before = outside.read_bytes(), file_bytes(run)
+    err = _fails(capsys, "train", config, "--output", run, "--resume", "--set", "TRAIN.MAX_STEPS=3")
+    assert str(link) in err and ("symbolic link" in err or "hard link" in err)
+    assert outside.read_bytes() == before
+    assert file_bytes(run) == folder_before  # nothing trained, nothing rewritten
+
+
+def test_a_lock_file_that_is_not_a_runs_is_never_truncated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, {"TRAIN": {"EPOCHS": None, "MAX_STEPS": 2}})
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / MARKER).write_text("")
+    (run / LOCK_FILE).write_text("my notes, not a pid\n")
+    err = _fails(capsys, "train", config, "--output", run)
+    assert f"{run / LOCK_FILE} is not a vertebra lock file" in err
+    assert (run / LOCK_FILE).read_text() == "my notes, not a pid\n"
+
+
+def test_a_missing_data_path_is_refused_before_any_folder_is_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "no-such-images"
+    config = write_config(
+        tmp_path,
+        {
+            "DATA": {
+                "TRAIN": {"DATASET": {"_DELETE": True, "NAME": "ImageFolder", "ROOT": str(missing)}}
+            }
+        },
+    )
+    err = _fails(capsys, "train", config)
+    assert "DATA.TRAIN.DATASET" in err and str(missing) in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_that_fails_before_writing_anything_leaves_no_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The head does not fit the backbone: found at the first validation batch, after the
+    # run folder was taken.
+    config = write_config(
+        tmp_path, {"MODEL": {"HEAD": {"DIM": 31}}, "TRAIN": {"EPOCHS": None, "MAX_STEPS": 2}}
+    )
+    _fails(capsys, "train", config)
+    assert not (tmp_path / "run").exists()
+    # An empty folder of the user's stays, emptied of what the run made in it.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _fails(capsys, "train", config, "--output", empty)
+    assert empty.is_dir() and not any(empty.iterdir())
+    # A folder holding an earlier run keeps everything.
+    status, _, err = cli(capsys, "train", config, "--set", "MODEL.HEAD.DIM=32")
+    assert status == 0, err
+    before = file_bytes(tmp_path / "run")
+    _fails(capsys, "train", config, "--output", tmp_path / "run", "--resume")
+    after = file_bytes(tmp_path / "run")
+    for files in (before, after):
+        files.pop(LOCK_FILE)  # the lock holds the pid of the last run that took the folder
+    assert after == before

@@ -135,6 +135,14 @@ class FsdpConfig(Settings):
     )
 
 
+#: Why TRAIN.SYNC_BATCHNORM is refused on the CPU (torch 2.13's SyncBatchNorm raises there).
+SYNC_BATCHNORM_ON_CPU = (
+    "SYNC_BATCHNORM needs CUDA: torch's SyncBatchNorm synchronises GPU tensors only and "
+    "raises on CPU ones; leave SYNC_BATCHNORM out on the CPU (BatchNorm statistics then "
+    "stay per process, rank 0's are evaluated and saved)"
+)
+
+
 class TrainConfig(Settings):
     """How long and where to train, and what to write."""
 
@@ -248,6 +256,13 @@ class TrainConfig(Settings):
         "'auto' is ddp under torchrun or srun and nothing in one process.",
     )
     FSDP: FsdpConfig = Field(default_factory=FsdpConfig, description="Settings of STRATEGY fsdp.")
+    SYNC_BATCHNORM: bool = Field(
+        False,
+        description="Under ddp or fsdp, turn every BatchNorm layer into torch's SyncBatchNorm: "
+        "batch statistics over the global batch, as one process would compute them. CUDA "
+        "only (torch's SyncBatchNorm does not synchronise CPU tensors); no effect in one "
+        "process.",
+    )
     ACTIVATION_CHECKPOINTING: list[ClassGlob] = Field(
         default_factory=list,
         description="Class-name globs of modules whose activations are recomputed in backward "
@@ -270,6 +285,12 @@ class TrainConfig(Settings):
     def _length(self) -> TrainConfig:
         if self.EPOCHS is None and self.MAX_STEPS is None:
             raise ValueError("give EPOCHS or MAX_STEPS (how long to train)")
+        return self
+
+    @model_validator(mode="after")
+    def _sync_batchnorm(self) -> TrainConfig:
+        if self.SYNC_BATCHNORM and self.DEVICE == "cpu":
+            raise ValueError(SYNC_BATCHNORM_ON_CPU)
         return self
 
     @model_validator(mode="after")

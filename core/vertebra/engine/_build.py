@@ -3,8 +3,9 @@
 `build_training` (for `vertebra train`) and `build_evaluation` (for `vertebra eval`) share
 their steps: where to compute (`Runtime`), the network with a checkpoint's weights, the
 datasets and their loaders. The order is the user's: first the config rules the schemas
-cannot check, with the device, all together; then the output folder and the checkpoint
-to resume, before anything is read or written; then the parts. Config problems found
+cannot check, with the device, all together; then the datasets (a missing data path is
+an error before any folder is made); then the output folder and the checkpoint to
+resume, decided by rank 0 for every process; then the other parts. Config problems found
 while building them (a network's own checks, parameter groups, datasets, batches) are
 collected and raised together as one `ConfigError`.
 """
@@ -24,9 +25,17 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from vertebra.config import DataConfig, LoaderConfig, RunConfig, TrainConfig
+from vertebra.config._run import SYNC_BATCHNORM_ON_CPU
 from vertebra.data import BaseDataset
 from vertebra.engine import _parallel, _sharded, distributed
-from vertebra.engine._run_folder import RunLock, check_own, check_writable, is_free, mark
+from vertebra.engine._run_folder import (
+    RunLock,
+    check_own,
+    check_writable,
+    is_free,
+    mark,
+    refuse_links,
+)
 from vertebra.engine.checkpoints import (
     MODEL_FILE,
     STATE_FILE,
@@ -214,6 +223,8 @@ def start(
         strategy = _parallel.strategy_issue(cfg.TRAIN, world)
         if strategy is not None:
             issues.found.append(strategy)
+        if cfg.TRAIN.SYNC_BATCHNORM and device is not None and device.type == "cpu":
+            issues.add("TRAIN.SYNC_BATCHNORM", SYNC_BATCHNORM_ON_CPU)
     issues.raise_any()
     assert device is not None  # raise_any said why otherwise
     precision = pick_precision(cfg.TRAIN.PRECISION, device)
@@ -332,26 +343,65 @@ def build_training(
     resume: str | Path | bool | None,
     flags: GlobalFlags,
 ) -> TrainingSetup:
-    """Check the output folder and the checkpoint to resume, then build everything."""
+    """Check the config, the data and the output folder, then build everything.
+
+    The datasets are built first, so that a data path that is missing is an error before
+    any folder is made. Then the processes meet, and rank 0 alone decides where the run
+    writes (a fresh sibling folder, `--resume auto`) and which checkpoint it resumes;
+    every rank gets that decision, so that none writes into another run's folder.
+    """
     runtime = start(cfg, world, logger, "train")
     assert cfg.DATA is not None  # start() checked
+    datasets = _datasets(cfg, runtime)
+    distributed.setup(world, runtime.device)
     tc = cfg.TRAIN
-    if resume == RESUME_AUTO:
-        resume = resume_auto(output_dir, logger)
-    # Checked before anything is read or written: the folder, then the checkpoint.
-    lock = None
-    if world.is_main:
+    lock: RunLock | None = None
+
+    def decide() -> tuple[Path, Path | None]:
+        nonlocal lock
+        wanted = resume_auto(output_dir, logger) if resume == RESUME_AUTO else resume
         store, lock = open_output(
-            output_dir, given=output_given, resuming=bool(resume), cfg=tc, logger=logger
+            output_dir, given=output_given, resuming=bool(wanted), cfg=tc, logger=logger
         )
-    else:
-        store = CheckpointStore(output_dir / "checkpoints", tc.KEEP_LAST)
+        return store.root.parent, checkpoint_to_resume(wanted, store)
+
     try:
-        return _build_training(cfg, runtime, store, lock, resume, flags)
+        out, checkpoint = distributed.decided_on_main(decide)
+        store = CheckpointStore(out / "checkpoints", tc.KEEP_LAST)
+        return _build_training(cfg, runtime, store, lock, checkpoint, flags, datasets)
     except BaseException:
         if lock is not None:
-            lock.release()
+            lock.release(discard=True)
         raise
+
+
+def _datasets(cfg: RunConfig, runtime: Runtime) -> tuple[BaseDataset, BaseDataset | None]:
+    """The training and validation datasets; a ConfigError with every problem of the data
+    and (to report them together) of the network."""
+    assert cfg.DATA is not None
+    seed_everything(cfg.TRAIN.SEED)  # a dataset that draws while it is built draws the same
+    issues = _Issues()
+    logger, train_cfg, val_cfg = runtime.logger, cfg.DATA.TRAIN, cfg.DATA.VAL
+    train_set = issues.attempt(lambda: build_dataset(train_cfg, "DATA.TRAIN.DATASET", logger))
+    val_set = (
+        issues.attempt(lambda: build_dataset(val_cfg, "DATA.VAL.DATASET", logger))
+        if val_cfg is not None
+        else None
+    )
+    world = runtime.world
+    if train_set is not None and train_cfg.DROP_LAST:
+        full = len(train_set) // (train_cfg.BATCH_SIZE * world.size)
+        if full == 0:
+            issues.add(
+                "DATA.TRAIN.BATCH_SIZE",
+                f"no full batch: {len(train_set)} samples, {train_cfg.BATCH_SIZE} per batch on "
+                f"{world.size} process(es) and DROP_LAST",
+            )
+    if issues.found:
+        issues.attempt(lambda: build_model(cfg, runtime), "MODEL")
+        issues.raise_any()
+    assert train_set is not None
+    return train_set, val_set
 
 
 def _build_training(
@@ -359,13 +409,13 @@ def _build_training(
     runtime: Runtime,
     store: CheckpointStore,
     lock: RunLock | None,
-    resume: str | Path | bool | None,
+    checkpoint: Path | None,
     flags: GlobalFlags,
+    datasets: tuple[BaseDataset, BaseDataset | None],
 ) -> TrainingSetup:
     assert cfg.DATA is not None
     world, logger = runtime.world, runtime.logger
-    found = find_resume(resume, store)
-    distributed.setup(world, runtime.device)
+    found = find_resume(checkpoint)
     if found is not None:
         cfg = keep_global_batch(cfg, found, world, logger)
     assert cfg.DATA is not None
@@ -377,13 +427,16 @@ def _build_training(
     # A sharded checkpoint's weights are read with the optimizer's, once both are built.
     weights = None if found is not None and found.sharded else _weights(found)
     model = issues.attempt(lambda: build_model(cfg, runtime, weights, tc.CHANNELS_LAST), "MODEL")
+    if model is not None and tc.SYNC_BATCHNORM and world.distributed:
+        # Module classes change; parameter names and weights stay, so checkpoints do too.
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[no-untyped-call]
     ema = optimizer = None
     restored = False
     if model is not None and issues.attempt(lambda: _check_globs(model, tc)) is not None:
         optimizer, restored = _parallel_optimizer(cfg, model, runtime, strategy, found, issues)
         if optimizer is not None:
             ema = build_ema(model, tc.EMA_DECAY, found, runtime)
-    data = _training_data(cfg.DATA, runtime, tc.SEED, issues)
+    data = _training_data(cfg.DATA, runtime, tc.SEED, issues, datasets)
     issues.raise_any()
     assert model is not None and optimizer is not None and data is not None
     batches = data.sampler.batches_per_epoch()
@@ -531,18 +584,21 @@ def open_output(
         out = out.with_name(f"{out.name}-{n}")
         logger.info(f"{output_dir} holds an earlier run (left as it is); this run writes to {out}")
     check_own(out)
+    refuse_links(out)
+    fresh, made = is_free(out), not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot write to the output folder {out}: {exc.strerror or exc}") from None
     lock = RunLock.acquire(out)
+    lock.fresh, lock.made = fresh, made
     try:
         mark(out)
         check_writable(out)
         store = CheckpointStore(out / "checkpoints", cfg.KEEP_LAST)
         store.clean()  # what a killed run left half-written or half-deleted
     except BaseException:
-        lock.release()
+        lock.release(discard=True)
         raise
     return store, lock
 
@@ -562,18 +618,24 @@ def _holds_run(folder: Path) -> bool:
     return bool(store.steps()) or store.latest() is not None
 
 
-def find_resume(resume: str | Path | bool | None, store: CheckpointStore) -> Resume | None:
-    """The checkpoint `--resume` names (True: the run folder's last one), read."""
+def checkpoint_to_resume(resume: str | Path | bool | None, store: CheckpointStore) -> Path | None:
+    """The checkpoint folder `--resume` names (True: the run folder's last one, as the
+    step folder it names now), or None."""
     if not resume:
         return None
-    if resume is True:
-        found = store.latest()
-        if found is None:
-            raise UserError(f"nothing to resume: {store.root / 'last'} does not exist")
-        path = found
-    else:
-        path = Path(resume)
-    folder, state = read_checkpoint(path)
+    if resume is not True:
+        return Path(resume)
+    found = store.latest()
+    if found is None:
+        raise UserError(f"nothing to resume: {store.root / 'last'} does not exist")
+    return found.resolve() if found.is_symlink() else found
+
+
+def find_resume(checkpoint: Path | None) -> Resume | None:
+    """The checkpoint to resume, read."""
+    if checkpoint is None:
+        return None
+    folder, state = read_checkpoint(checkpoint)
     return Resume(folder, state, int(state["epoch"]), int(state["batch_in_epoch"]))
 
 
@@ -697,19 +759,16 @@ def build_optimizer(cfg: RunConfig, model: nn.Module, logger: logging.Logger) ->
 
 
 def _training_data(
-    cfg: DataConfig, runtime: Runtime, seed: int, issues: _Issues
-) -> TrainingData | None:
-    """Datasets, sampler and loaders; None when the training set cannot be built."""
-    logger, world, device = runtime.logger, runtime.world, runtime.device
-    train_set = issues.attempt(lambda: build_dataset(cfg.TRAIN, "DATA.TRAIN.DATASET", logger))
+    cfg: DataConfig,
+    runtime: Runtime,
+    seed: int,
+    issues: _Issues,
+    datasets: tuple[BaseDataset, BaseDataset | None],
+) -> TrainingData:
+    """Sampler and loaders of the datasets; None when a batch cannot be made."""
+    world, device = runtime.world, runtime.device
+    train_set, val_set = datasets
     val_cfg = cfg.VAL
-    val_set = (
-        issues.attempt(lambda: build_dataset(val_cfg, "DATA.VAL.DATASET", logger))
-        if val_cfg is not None
-        else None
-    )
-    if train_set is None:
-        return None
     train = cfg.TRAIN
     shuffle = train.SHUFFLE is not False
     sampler = TrainSampler(
@@ -720,7 +779,7 @@ def _training_data(
         seed=seed,
         drop_last=train.DROP_LAST,
     )
-    if sampler.batches_per_epoch() == 0:
+    if sampler.batches_per_epoch() == 0:  # checked in _datasets; again for a resumed batch
         issues.add(
             "DATA.TRAIN.BATCH_SIZE",
             f"no full batch: {len(train_set)} samples, {train.BATCH_SIZE} per batch on "

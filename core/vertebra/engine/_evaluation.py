@@ -135,7 +135,7 @@ def _check_metrics_counted(model: nn.Module) -> None:
 def evaluate_checkpoint(cfg: RunConfig, checkpoint: str | Path | None) -> Evaluation:
     """Metrics over `cfg.DATA.VAL` of the weights in `checkpoint` (None: those the config
     names), each sample counted once."""
-    world = distributed.from_env()
+    world = distributed.from_env(report=True)
     try:
         built = build_evaluation(cfg, checkpoint, world, console_logger(world.is_main))
         rt = built.runtime

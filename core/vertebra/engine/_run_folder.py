@@ -11,6 +11,11 @@ folder for as long as it trains (under torchrun, rank 0 alone). The operating sy
 releases the lock when the process ends, however it ends (SIGKILL included), so a lock is
 never stale; the file holds the holder's pid for the message a second run prints.
 
+Nothing in a run folder is followed out of it: the lock and the marker are opened without
+following links (`O_NOFOLLOW`), and a link (or a second hard link, or anything but a plain
+file) where the run keeps its own files is refused, naming it, before anything is written.
+A lock file is rewritten only when it holds what a run writes there (a pid, or nothing).
+
 Before the first step every folder the run writes (the run folder and `checkpoints/`) is
 created if needed and written to once, so a file in the way or a read-only folder is an
 error before any training, not at the first save.
@@ -18,8 +23,10 @@ error before any training, not at the first save.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 from pathlib import Path
 from typing import IO, Any
 
@@ -34,6 +41,7 @@ __all__ = [
     "check_writable",
     "is_free",
     "mark",
+    "refuse_links",
 ]
 
 MARKER = ".vertebra-run"
@@ -41,6 +49,8 @@ LOCK_FILE = ".vertebra-lock"
 #: What a run writes in its folder, as names a user's files could clash with.
 RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoints", "curves.png", "tensorboard")
 _STEP_DIR = re.compile(r"^step-\d+$")
+#: What a lock file holds: the holder's pid, or nothing (a run killed while writing it).
+_PID = re.compile(r"(?:[0-9]{1,10}\n?)?")
 
 
 class RunFolderError(UserError):
@@ -87,16 +97,67 @@ def check_own(folder: Path) -> None:
     )
 
 
+def _refuse_link(path: Path) -> None:
+    """`RunFolderError` when `path` is a link (or a hard link of a file elsewhere)."""
+    try:
+        info = path.lstat()
+    except (FileNotFoundError, NotADirectoryError):
+        return  # nothing there (the folder may be a file: refused where it is made)
+    if stat.S_ISLNK(info.st_mode):
+        raise RunFolderError(
+            f"{path} is a symbolic link (to {os.readlink(path)}); a run never follows a link "
+            "out of its folder: remove the link, or choose another folder with --output "
+            "(nothing was touched)"
+        )
+    if stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
+        raise RunFolderError(
+            f"{path} is a hard link shared with another file ({info.st_nlink} links); a run "
+            "writes only files of its own: remove it, or choose another folder with --output "
+            "(nothing was touched)"
+        )
+
+
+def _open_own(path: Path, flags: int) -> int:
+    """A file descriptor of `path`, a plain file of the folder's own (links refused)."""
+    _refuse_link(path)
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a link planted since the check above
+            _refuse_link(path)
+        raise RunFolderError(f"cannot write {path}: {exc.strerror or exc}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+        os.close(fd)
+        _refuse_link(path)
+        raise RunFolderError(
+            f"{path} is not a plain file; remove it, or choose another folder with --output "
+            "(nothing was touched)"
+        )
+    return fd
+
+
 def mark(folder: Path) -> None:
-    """Mark `folder` as a vertebra run's (see `check_own`)."""
+    """Mark `folder` as a vertebra run's (see `check_own`); a link there is refused."""
     marker = folder / MARKER
-    if not marker.is_file():
-        marker.write_text("a vertebra run folder\n", encoding="utf-8")
+    _refuse_link(marker)
+    if marker.is_file():
+        return
+    with os.fdopen(_open_own(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "w") as out:
+        out.write("a vertebra run folder\n")
+
+
+def refuse_links(folder: Path) -> None:
+    """`RunFolderError` naming a link where the run keeps or writes its own files."""
+    for name in (*RUN_FILES, MARKER, LOCK_FILE):
+        _refuse_link(folder / name)
 
 
 def check_writable(folder: Path) -> None:
     """Write a file in each folder the run writes (a missing `checkpoints/` is made at the
-    first save in the run folder, checked here); `RunFolderError` naming the one that fails."""
+    first save in the run folder, checked here); `RunFolderError` naming the one that fails,
+    or a link where the run writes."""
+    refuse_links(folder)
     for path, what in ((folder, "the run folder"), (folder / "checkpoints", "checkpoints")):
         if path.exists() and not path.is_dir():
             raise RunFolderError(
@@ -128,6 +189,11 @@ class RunLock:
     def __init__(self, folder: Path, handle: IO[Any] | None) -> None:
         self.folder = folder
         self._handle = handle
+        #: Whether the folder was new or empty when this run took it (then a run that
+        #: fails before writing anything removes what it made: `release(discard=True)`),
+        #: and whether this run made the folder itself.
+        self.fresh = False
+        self.made = False
 
     @classmethod
     def acquire(cls, folder: Path) -> RunLock:
@@ -137,12 +203,8 @@ class RunLock:
         except ImportError:  # no flock on this platform: runs are not kept apart
             return cls(folder, None)
         path = folder / LOCK_FILE
-        try:
-            handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the run
-        except OSError as exc:
-            raise RunFolderError(
-                f"cannot write to the run folder {folder}: {exc.strerror}"
-            ) from None
+        fd = _open_own(path, os.O_RDWR | os.O_CREAT)
+        handle = os.fdopen(fd, "r+", encoding="utf-8")  # held for the run
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -154,6 +216,15 @@ class RunLock:
                 "belongs to one run at a time. Wait for that run to end, or choose another "
                 "folder with --output"
             ) from None
+        handle.seek(0)
+        if not _PID.fullmatch(handle.read(64)):
+            handle.close()
+            raise RunFolderError(
+                f"{path} is not a vertebra lock file (it holds something other than a pid); "
+                "a run rewrites only files of its own: move it away, or choose another folder "
+                "with --output (nothing was touched)"
+            )
+        handle.seek(0)
         handle.truncate(0)
         handle.write(f"{os.getpid()}\n")
         handle.flush()
@@ -162,11 +233,38 @@ class RunLock:
     @classmethod
     def check_free(cls, folder: Path) -> None:
         """`RunFolderError` when a run holds `folder` now (the lock is taken later)."""
-        if (folder / LOCK_FILE).is_file():
+        lock = folder / LOCK_FILE
+        if lock.is_file() or lock.is_symlink():
             cls.acquire(folder).release()
 
-    def release(self) -> None:
-        """Let another run have the folder (the lock file stays; it holds no lock)."""
+    def release(self, discard: bool = False) -> None:
+        """Let another run have the folder (the lock file stays; it holds no lock). With
+        `discard`, a folder that was new or empty and holds nothing but the marker, the
+        lock and an empty `checkpoints/` is left as it was: those go, and the folder too
+        when this run made it (nothing else is ever deleted)."""
+        if discard and self.fresh:
+            _remove_unused(self.folder, self.made)
         if self._handle is not None:
             self._handle.close()  # closing the file releases the flock
             self._handle = None
+
+
+def _remove_unused(folder: Path, remove_folder: bool) -> None:
+    """Remove what a run makes first from `folder` when it holds nothing else, and the
+    folder with `remove_folder` (see `RunLock.release`)."""
+    try:
+        names = {p.name for p in folder.iterdir()}
+        checkpoints = folder / "checkpoints"
+        if not names <= {MARKER, LOCK_FILE, "checkpoints"}:
+            return
+        if "checkpoints" in names:
+            if checkpoints.is_symlink() or not checkpoints.is_dir() or any(checkpoints.iterdir()):
+                return
+            checkpoints.rmdir()
+        for name in (MARKER, LOCK_FILE):
+            if name in names:
+                (folder / name).unlink()
+        if remove_folder:
+            folder.rmdir()
+    except OSError:
+        pass  # a folder left behind is untidy, never harmful

@@ -125,8 +125,11 @@ class Trainer:
         self.output_dir = Path(output_dir or cfg.TRAIN.OUTPUT_DIR)
         self._output_given = output_dir is not None
         self.resume = resume
-        self.world = distributed.from_env()
+        self.world = distributed.from_env(report=True)
         self.is_main = self.world.is_main
+        #: torchrun's pid when torchrun started this process: a run whose launcher died
+        #: stops as for SIGTERM (`_stop_on_signals`).
+        self._launcher = distributed.launcher_pid()
         self.logger = console_logger(self.is_main)
         #: What hooks receive as `run`: one view for the whole run.
         self.view: Run = RunView(self)
@@ -263,7 +266,8 @@ class Trainer:
                         manager.unregister(plugin)
                 self._flags.restore()
                 if self._built is not None and self._built.lock is not None:
-                    self._built.lock.release()
+                    # A run that failed before it wrote anything leaves no folder behind.
+                    self._built.lock.release(discard=not self._prepared)
         return RunSummary(
             self.output_dir,
             status,
@@ -276,7 +280,8 @@ class Trainer:
     @contextlib.contextmanager
     def _stop_on_signals(self) -> Iterator[None]:
         """SIGINT (Ctrl-C), SIGTERM (a scheduler's preemption) and SIGUSR1 (what Slurm's
-        `--signal=USR1@SECONDS` sends before the time limit) end the run cleanly.
+        `--signal=USR1@SECONDS` sends before the time limit) end the run cleanly; so does
+        the death of the torchrun that started the process (it sends SIGTERM to itself).
 
         The first one asks the loop to stop at the end of the current step (the step every
         process agrees on, under torchrun) and to save a checkpoint that `--resume`
@@ -305,11 +310,26 @@ class Trainer:
             )
             self._watch_stop(signum)
 
+        def orphaned() -> None:
+            if self._signal is None:
+                self.logger.warning(
+                    f"the launcher (torchrun, pid {self._launcher}) of this process ended "
+                    "without stopping it: the run stops as for SIGTERM"
+                )
+                os.kill(os.getpid(), signal.SIGTERM)
+
         for signum in STOP_SIGNALS:
             previous[signum] = signal.signal(signum, take)
+        watch = (
+            distributed.watch_launcher(self._launcher, orphaned)
+            if self._launcher is not None
+            else None
+        )
         try:
             yield
         finally:
+            if watch is not None:
+                watch.set()
             restore()
             if self._stop_timer is not None:
                 self._stop_timer.cancel()
@@ -621,6 +641,7 @@ class Trainer:
         if built.data.val_loader is None:
             raise ConfigError([ConfigIssue("DATA.VAL", "required to evaluate")])
         model = built.ema.module if built.ema is not None else built.model
+        distributed.broadcast_buffers(model)  # rank 0's running statistics: what is saved
         runtime = built.runtime
         return evaluate(
             model,
@@ -711,6 +732,11 @@ class Trainer:
         self._check_finite()
         rng = distributed.gather_objects(get_rng_state())
         built = self.built
+        # Buffers are rank 0's on every process, so that whichever process DCP takes them
+        # from, the checkpoint scores what was logged for it.
+        for module in (built.model, built.ema.module if built.ema is not None else None):
+            if module is not None:
+                distributed.broadcast_buffers(module)
         sharded = built.strategy == "fsdp"
         if not (self.is_main or sharded):
             return

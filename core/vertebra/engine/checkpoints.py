@@ -303,6 +303,9 @@ class CheckpointStore:
         def finish() -> Path:
             assert state is not None, "rank 0 gives the state"
             _write_synced(tmp / STATE_FILE, lambda p: torch.save({"format": FORMAT, **state}, p))
+            # Every shard that .metadata names must be here, or this checkpoint (maybe the
+            # best) could not be read back: fail now, never publish it.
+            model_shapes(tmp)
             for shard in (tmp / SHARDS_DIR).iterdir():
                 os.chmod(shard, file_mode())
             _fsync_dir(tmp / SHARDS_DIR)
@@ -329,6 +332,11 @@ class CheckpointStore:
 
     def _write_error(self, name: str, exc: BaseException) -> CheckpointWriteError:
         """Why checkpoint `name` could not be written, and that nothing was lost."""
+        if isinstance(exc, UserError):  # written, but not whole: not a matter of room
+            return CheckpointWriteError(
+                f"checkpoint {name} in {self.root} could not be read back: {exc}. It was not "
+                f"published and the run stops; {self.last_good()}"
+            )
         return CheckpointWriteError(
             f"could not write checkpoint {name} in {self.root}: "
             f"{_why_not_written(exc, self.root)}. Nothing was lost: {self.last_good()}, "

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import math
 import os
+import socket
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -32,12 +35,16 @@ __all__ = [
     "World",
     "all_reduce_max",
     "all_reduce_sum",
+    "broadcast_buffers",
+    "decided_on_main",
     "from_env",
+    "launcher_pid",
     "on_main",
     "rank",
     "rendezvous_timeout_s",
     "setup",
     "teardown",
+    "watch_launcher",
 ]
 
 T = TypeVar("T")
@@ -66,12 +73,14 @@ class World:
         return self.size > 1
 
 
-def from_env(env: Mapping[str, str] | None = None) -> World:
+def from_env(env: Mapping[str, str] | None = None, *, report: bool = False) -> World:
     """The world `torchrun` or `srun` describes in the environment (one process without).
 
     torchrun's variables win when torchrun started the process. Under srun without
     torchrun, `RANK`, `WORLD_SIZE` or `LOCAL_RANK` set by hand must agree with srun's: a
-    batch script that exports `RANK=$SLURM_PROCID` gives every task the script's 0.
+    batch script that exports `RANK=$SLURM_PROCID` gives every task the script's 0. With
+    `report`, a task refused so tells the others where they meet, so that they stop too
+    instead of waiting for it.
     """
     env = os.environ if env is None else env
     check_environment(env)  # every launch number, before anything is written
@@ -94,16 +103,49 @@ def from_env(env: Mapping[str, str] | None = None) -> World:
         if env.get(name) not in (None, "", str(value))
     ]
     if clashes:
-        raise UserError(
+        message = (
             f"srun started this process as rank {task.rank} of {task.size} (SLURM_PROCID, "
             f"SLURM_NTASKS), but the environment also says {', '.join(clashes)}, and torchrun "
             "did not start it: unset those variables (srun's are read), or launch with "
             "`srun torchrun ...` (one task per node)"
         )
+        if report:
+            _tell_the_others(task, message)
+        raise UserError(message)
     if task.size == 1:
         return World(0, task.local_rank, 1)
     rendezvous_timeout_s()  # a bad value is refused now, before anything is written
     return World(task.rank, task.local_rank, task.size, (task.master_addr, task.master_port))
+
+
+def launcher_pid(env: Mapping[str, str] | None = None) -> int | None:
+    """The pid of the torchrun agent that started this process (its parent), or None when
+    torchrun did not start it."""
+    env = os.environ if env is None else env
+    return os.getppid() if "TORCHELASTIC_RUN_ID" in env else None
+
+
+def watch_launcher(
+    launcher: int, on_death: Callable[[], None], every_s: float = 0.5
+) -> threading.Event:
+    """Call `on_death` (once, from a daemon thread) when process `launcher`, this
+    process's parent, has died; the `threading.Event` that ends the watch when set.
+
+    torchrun starts each worker in a session of its own: when torchrun is killed (the
+    OOM killer, `kill -9`), nothing signals the workers, which would train on as orphans
+    holding the run folder. A dead parent shows as a new parent pid (the process is
+    adopted), whatever killed it.
+    """
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(every_s):
+            if os.getppid() != launcher:
+                on_death()
+                return
+
+    threading.Thread(target=watch, name="vertebra-launcher-watch", daemon=True).start()
+    return done
 
 
 def rendezvous_timeout_s() -> float:
@@ -133,11 +175,38 @@ def setup(world: World, device: torch.device) -> None:
     dist.init_process_group(backend=backend, store=store, rank=world.rank, world_size=world.size)
 
 
+#: Keys of the store where srun's tasks meet: how many joined, and why a task was refused.
+_JOINED, _REFUSED = "vertebra/joined", "vertebra/refused"
+
+
+def _tell_the_others(task: slurm.SlurmTask, message: str) -> None:
+    """Leave `message` where the other srun tasks meet (rank 0's store), if it can be
+    reached within the rendezvous time; they stop with it instead of waiting."""
+    if task.rank == 0 or task.size < 2:
+        return  # rank 0 serves the store: the others wait for it, and no folder is made
+    try:
+        socket.getaddrinfo(task.master_addr, task.master_port)  # a host that is not there
+        limit = min(rendezvous_timeout_s(), 30.0)
+        store = dist.TCPStore(  # type: ignore[attr-defined]  # exported when available
+            task.master_addr,
+            task.master_port,
+            task.size,
+            is_master=False,
+            timeout=timedelta(seconds=limit),
+            wait_for_workers=False,
+        )
+        store.set(_REFUSED, f"rank {task.rank} of {task.size} was refused: {message}")
+    except (RuntimeError, OSError, UserError):
+        pass  # rank 0 is not there: it will not wait for this task either way
+
+
 def _meet(world: World) -> Any:
-    """The store every rank srun started has joined (rank 0 serves it)."""
+    """The store every rank srun started has joined (rank 0 serves it); a `UserError`
+    when a task was refused (its message) or the others do not come in time."""
     assert world.master is not None
     host, port = world.master
     limit = rendezvous_timeout_s()
+    deadline = time.monotonic() + limit
     try:
         store = dist.TCPStore(  # type: ignore[attr-defined]  # exported when available
             host,
@@ -145,8 +214,16 @@ def _meet(world: World) -> Any:
             world.size,
             is_master=world.is_main,
             timeout=timedelta(seconds=limit),
-            wait_for_workers=True,
+            wait_for_workers=False,
         )
+        store.add(_JOINED, 1)
+        while int(store.add(_JOINED, 0)) < world.size:
+            if store.check([_REFUSED]):
+                refused = store.get(_REFUSED).decode("utf-8", "replace")
+                raise UserError(f"{refused} (rank {world.rank} stops too; nothing was written)")
+            if time.monotonic() > deadline:
+                raise RuntimeError("timed out")
+            time.sleep(0.1)
     except (RuntimeError, OSError) as exc:
         cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         waited = (
@@ -206,6 +283,15 @@ def all_reduce_max(value: int) -> int:
     return int(tensor.item())
 
 
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Give every rank rank 0's buffers of `module` (BatchNorm's running statistics), as
+    DistributedDataParallel does before each forward: what is evaluated and saved is then
+    one set, the same on every process. Buffers are never sharded, under fsdp either."""
+    if active():
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def gather_objects(obj: Any) -> list[Any]:
     """`obj` from every rank, in rank order (a list of one when not distributed)."""
     if not active():
@@ -239,6 +325,32 @@ def on_main(work: Callable[[], T]) -> T | None:
     if failure is not None:
         raise failure
     return result
+
+
+def decided_on_main(decide: Callable[[], T]) -> T:
+    """`decide()` run on rank 0 only, its result (picklable) given to every rank: one
+    decision that every process follows. When it raises, every rank raises: rank 0 the
+    exception itself, the others a `UserError` (for a user's mistake, which rank 0 names)
+    or a `RuntimeError` with its message."""
+    if not active():
+        return decide()
+    box: list[Any] = [None, None]
+    failure: BaseException | None = None
+    if dist.get_rank() == 0:
+        try:
+            box[0] = decide()
+        except BaseException as exc:
+            failure = exc
+            box[1] = (isinstance(exc, UserError), f"{type(exc).__name__}: {exc}")
+    dist.broadcast_object_list(box, src=0)
+    if failure is not None:
+        raise failure
+    if box[1] is not None:
+        user_error, message = box[1]
+        if user_error:
+            raise UserError("rank 0 stopped the run (its message says why)")
+        raise RuntimeError(f"rank 0 failed: {message}")
+    return box[0]  # type: ignore[no-any-return]
 
 
 class TrainSampler(Sampler[int]):

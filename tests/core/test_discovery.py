@@ -213,6 +213,10 @@ def test_the_cache_is_used_and_invalidated_by_any_change(tmp_path: Path, cache_d
     for item in _cache_files(cache_dir):
         item.write_text("{not json")
     assert [e.name for e in discovery.PluginIndex.scan(path).entries] == ["Uno"]
+    # So is one nested far deeper than any cache vertebra writes (no RecursionError).
+    for item in _cache_files(cache_dir):
+        item.write_text("[" * 100_000)
+    assert [e.name for e in discovery.PluginIndex.scan(path).entries] == ["Uno"]
 
 
 def test_a_cache_file_is_read_only_for_the_state_stored_in_it(

@@ -303,3 +303,15 @@ def test_a_truncated_model_file_is_a_clear_error_for_consolidate(
     assert "Traceback" not in err
     assert f"cannot read {folder / MODEL_FILE} (corrupted or not a safetensors file)" in err
     assert not out.exists()
+
+
+def test_only_step_folders_named_in_ascii_digits_are_checkpoints(tmp_path: Path) -> None:
+    from vertebra.engine.checkpoints import CheckpointStore
+
+    root = tmp_path / "checkpoints"
+    # A line break after the digits (`$` matches before it) and digits of another script
+    # (`\d` takes them, `int` reads them) name no checkpoint, whatever they hold.
+    for name in ("step-00000002", "step-00000009\n", "step-\u0663"):
+        (root / name).mkdir(parents=True)
+        (root / name / "state.pt").write_bytes(b"")
+    assert [step for step, _ in CheckpointStore(root, 3).steps()] == [2]

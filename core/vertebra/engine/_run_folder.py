@@ -48,7 +48,7 @@ MARKER = ".vertebra-run"
 LOCK_FILE = ".vertebra-lock"
 #: What a run writes in its folder, as names a user's files could clash with.
 RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoints", "curves.png", "tensorboard")
-_STEP_DIR = re.compile(r"^step-\d+$")
+_STEP_DIR = re.compile(r"step-[0-9]+")
 #: What a lock file holds: the holder's pid, or nothing (a run killed while writing it).
 _PID = re.compile(r"(?:[0-9]{1,10}\n?)?")
 
@@ -62,7 +62,7 @@ def _legacy_run(folder: Path) -> bool:
     root = folder / "checkpoints"
     if not root.is_dir():
         return False
-    return any(_STEP_DIR.match(p.name) and (p / "state.pt").is_file() for p in root.iterdir())
+    return any(_STEP_DIR.fullmatch(p.name) and (p / "state.pt").is_file() for p in root.iterdir())
 
 
 def is_free(folder: Path) -> bool:

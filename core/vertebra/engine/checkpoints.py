@@ -64,7 +64,7 @@ STATE_FILE = "state.pt"
 #: The weights being trained, when they differ from the evaluated ones (TRAIN.EMA_DECAY).
 TRAIN_WEIGHTS_FILE = "train.safetensors"
 FORMAT = 1
-_STEP_DIR = re.compile(r"^step-(\d+)$")
+_STEP_DIR = re.compile(r"step-([0-9]+)")
 _ASIDE = itertools.count()
 
 
@@ -201,7 +201,7 @@ class CheckpointStore:
             return []
         found = []
         for item in self.root.iterdir():
-            match = _STEP_DIR.match(item.name)
+            match = _STEP_DIR.fullmatch(item.name)
             if match and item.is_dir() and not item.is_symlink():
                 found.append((int(match[1]), item))
         return sorted(found)

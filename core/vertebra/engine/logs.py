@@ -81,6 +81,6 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
         for line in handle:
             try:
                 out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line cut short by a killed process
+            except (json.JSONDecodeError, RecursionError):
+                continue  # a line cut short by a killed process (or not one vertebra wrote)
     return out

@@ -404,8 +404,8 @@ def _load_cached(file: str, state: str) -> list[_Row] | None:
         if data["format"] != _CACHE_FORMAT or data["state"] != state:
             return None  # another format, or another state with the same checksum
         return [(g, n, v, d, ver) for g, n, v, d, ver in data["entries"]]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # absent or damaged: scan again
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return None  # absent or damaged (or crafted, nested too deep): scan again
 
 
 def _store_cached(file: str, state: str, rows: list[_Row]) -> None:

@@ -95,6 +95,8 @@ def test_missing_file_names_the_key_and_path(tmp_path: Path) -> None:
         ("b.csv", "body,label\nok,x\n", {}, "b.csv:2: no 'text' (keys: body, label)"),
         ("c.jsonl", '{"text": "ok", "label": "x"}\n{"text": \n', {}, "c.jsonl:2: not valid JSON"),
         ("d.jsonl", '["ok", "x"]\n', {}, "d.jsonl:1: expected a JSON object, got list"),
+        # A crafted line nested far deeper than any record: a clear error, no RecursionError.
+        ("k.jsonl", "[" * 100_000 + "\n", {}, "k.jsonl:1: not valid JSON (nested too deep)"),
         (
             "e.csv",
             "text,label\nok,x\nfine,z\n",

@@ -70,6 +70,8 @@ def _json_lines(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise UserError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
+        except RecursionError:  # a crafted line of nested brackets
+            raise UserError(f"{path}:{number}: not valid JSON (nested too deep)") from None
         if not isinstance(record, dict):
             raise UserError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
         yield number, record

@@ -221,7 +221,7 @@ class TrainedTokenizer(BaseTokenizer):
                 for key in _TRAINING_KEYS
                 if saved["settings"].get(key) != wanted[key]
             ]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
             raise UserError(
                 f"'{folder / SETTINGS_FILE}' is unreadable ({exc}); delete the folder to retrain"
             ) from exc

@@ -248,6 +248,7 @@ def test_a_misspelt_required_key_is_reported_once_and_other_missing_keys_still_a
         validate_run_config(config, source="typo.yaml")
     assert [str(i) for i in info.value.issues] == [
         "MODEL.BACKBONE.IN_FEATURES: required key is missing: "
-        "Number of input features; inputs are flattened after the batch axis",
+        "Number of input features; inputs are flattened after the batch axis (with scepter's "
+        "IN_DIM: its first width, which may be left out)",
         "MODEL.HEAD.NUM_CLASES: unknown key; did you mean NUM_CLASSES?",
     ]

@@ -189,6 +189,7 @@ LIGHT_COMMAND_MODULES = frozenset(
         "vertebra",
         "vertebra.cli",
         "vertebra.cli.plugins",
+        "vertebra.env_numbers",  # launch variables are checked before any command
         "vertebra.errors",
         "vertebra.plugins",
         "vertebra.plugins._discovery",

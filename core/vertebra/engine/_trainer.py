@@ -79,6 +79,14 @@ ENV_STOP_GRACE = "VERTEBRA_STOP_GRACE"
 _DEFAULT_STOP_GRACE = 30.0
 
 
+def _shown(path: Path) -> Path:
+    """`path` as the user would write it: relative to the working folder when under it."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
 def stop_grace_s() -> float:
     """`VERTEBRA_STOP_GRACE` seconds (30 when unset); `UserError` when not seconds."""
     given = seconds(ENV_STOP_GRACE)
@@ -393,7 +401,7 @@ class Trainer:
         built, tc = self.built, self.train_cfg
         runtime = built.runtime
         where = (
-            f"resuming from {self._resumed_from} at step {self.step}, "
+            f"resuming from {_shown(self._resumed_from)} at step {self.step}, "
             if self._resumed_from
             else ""
         )

@@ -90,3 +90,23 @@ def test_bad_config(cfg: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError) as info:
         _build(**cfg)
     assert message in str(info.value)
+
+
+def test_the_file_is_read_as_load_digits_reads_it_without_importing_sklearn() -> None:
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+    from vertebra_vision.datasets.digits import _arrays
+
+    images, labels = _arrays()
+    raw = load_digits()
+    assert np.array_equal(images, raw.images) and np.array_equal(labels, raw.target)
+    # A run's start pays no import of scikit-learn (nor SciPy) for the digits.
+    probe = (
+        "import sys; from vertebra_vision.datasets.digits import _arrays; _arrays(); "
+        "print(sorted(m for m in ('sklearn', 'scipy') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -1,13 +1,18 @@
 """`Digits`: scikit-learn's bundled handwritten digits, 1797 real 8x8 grayscale images.
 
 The images ship inside scikit-learn, so nothing is downloaded. They are read once per
-process and kept as tensors; `__getitem__` is an index into them.
+process and kept as tensors; `__getitem__` is an index into them. The file is read where
+scikit-learn keeps it, without importing scikit-learn (whose import, with SciPy's, costs
+about a second of every run's start); `load_digits` reads it when it lies elsewhere.
 """
 
 from __future__ import annotations
 
 import functools
+import gzip
+import importlib.util
 import logging
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -48,13 +53,36 @@ class DigitsConfig(PartConfig):
     )
 
 
-@functools.lru_cache(maxsize=1)
-def _load() -> tuple[torch.Tensor, torch.Tensor]:
+def _bundled_file() -> Path | None:
+    """scikit-learn's `digits.csv.gz` (64 pixels and the label a row), found without
+    importing scikit-learn."""
+    spec = importlib.util.find_spec("sklearn")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        file = Path(folder) / "datasets" / "data" / "digits.csv.gz"
+        if file.is_file():
+            return file
+    return None
+
+
+def _arrays() -> tuple[np.ndarray, np.ndarray]:
+    """(images as 1797 x 8 x 8, labels), as `sklearn.datasets.load_digits` gives them."""
+    file = _bundled_file()
+    if file is not None:
+        with gzip.open(file, "rt", encoding="ascii") as handle:
+            rows = np.loadtxt(handle, delimiter=",", dtype=np.float64)
+        if rows.shape == (1797, 65):
+            return rows[:, :-1].reshape(-1, 8, 8), rows[:, -1].astype(np.int64)
     from sklearn.datasets import load_digits
 
     data = load_digits()
-    images = torch.from_numpy(np.asarray(data.images, dtype=np.float32) / _PIXEL_MAX).unsqueeze(1)
-    labels = torch.from_numpy(np.asarray(data.target, dtype=np.int64))
+    return np.asarray(data.images), np.asarray(data.target)
+
+
+@functools.lru_cache(maxsize=1)
+def _load() -> tuple[torch.Tensor, torch.Tensor]:
+    pixels, target = _arrays()
+    images = torch.from_numpy(np.asarray(pixels, dtype=np.float32) / _PIXEL_MAX).unsqueeze(1)
+    labels = torch.from_numpy(np.asarray(target, dtype=np.int64))
     return images, labels
 
 

@@ -87,6 +87,18 @@ def test_pack_refuses_non_finite_weights_naming_the_tensor(
     assert not out.exists() or list(out.iterdir()) == []
 
 
+def test_pack_of_a_truncated_weights_file_exits_2_naming_it(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = (run / "checkpoints" / "best").resolve() / "model.safetensors"
+    with open(model, "r+b") as handle:
+        handle.truncate(model.stat().st_size // 2)
+    out = tmp_path / "wheels"
+    err = _refused(capsys, "weights", "pack", run, "--name", "mlp-digits", "--output", out)
+    assert str(model) in err and "corrupted or not a safetensors file" in err
+    assert not out.exists() or list(out.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     ("config", "expected"),
     [

@@ -53,6 +53,7 @@ __all__ = [
     "is_sharded",
     "load_into",
     "locate",
+    "model_tensors",
     "nonfinite",
     "nonfinite_tensors",
     "read_checkpoint",
@@ -492,13 +493,28 @@ def read_checkpoint(path: str | Path) -> tuple[Path, dict[str, Any]]:
     return folder, read_state(folder)
 
 
+def model_tensors(folder: Path) -> dict[str, Any]:
+    """The network's weights of checkpoint `folder`, whole (gathered in this process from a
+    sharded one); `CheckpointError` naming the file when it cannot be read."""
+    from safetensors.torch import load_file
+
+    from vertebra.engine._sharded import full_model_state
+
+    if is_sharded(folder):
+        return full_model_state(folder)
+    try:
+        return load_file(str(folder / MODEL_FILE))
+    except Exception as exc:  # safetensors raises its own error types for bad files
+        raise CheckpointError(
+            f"cannot read {folder / MODEL_FILE} (corrupted or not a safetensors file): {exc}"
+        ) from None
+
+
 def consolidate(folder: Path, out: Path, *, force: bool = False) -> tuple[int, int]:
     """Write the network's weights of checkpoint `folder` (sharded or not) to the one
     safetensors file `out`, in this process; the number of tensors and of bytes. `out` is
     written whole or not at all, and an existing file is kept unless `force`."""
-    from safetensors.torch import load_file, save_file
-
-    from vertebra.engine._sharded import full_model_state
+    from safetensors.torch import save_file
 
     if out.is_dir():
         raise CheckpointError(f"{out} is a folder; give a file name such as {out / MODEL_FILE}")
@@ -507,15 +523,7 @@ def consolidate(folder: Path, out: Path, *, force: bool = False) -> tuple[int, i
     if not out.parent.is_dir():
         raise CheckpointError(f"cannot write {out}: folder {out.parent} does not exist")
     state = read_state(folder)
-    if is_sharded(folder):
-        tensors = full_model_state(folder)
-    else:
-        try:
-            tensors = load_file(str(folder / MODEL_FILE))
-        except Exception as exc:  # safetensors raises its own error types for bad files
-            raise CheckpointError(
-                f"cannot read {folder / MODEL_FILE} (corrupted or not a safetensors file): {exc}"
-            ) from None
+    tensors = model_tensors(folder)
     metadata = {"format": "pt", "step": str(state["step"])}
     if state.get("model"):
         metadata["model"] = str(state["model"])

@@ -174,9 +174,9 @@ def pack(
     part NAME whatever its settings. A wheel of the same name and version in `output` is
     kept (`PackError`) unless `force`.
     """
-    from safetensors.torch import load_file, save
+    from safetensors.torch import save
 
-    from vertebra.engine.checkpoints import MODEL_FILE, is_sharded, nonfinite_tensors, read_state
+    from vertebra.engine.checkpoints import model_tensors, nonfinite_tensors, read_state
 
     _check_request(name, version, license, description)
     out = Path(output)
@@ -187,12 +187,7 @@ def pack(
     config = _run_config(state, folder)
     registry, block, prefix = _part_block(config, part)
     default = None if default_for is None else _default_for(registry, block, default_for)
-    if is_sharded(folder):  # gathered from the shards in this process (TRAIN.STRATEGY fsdp)
-        from vertebra.engine._sharded import full_model_state
-
-        weights = full_model_state(folder)
-    else:
-        weights = load_file(str(folder / MODEL_FILE))
+    weights = model_tensors(folder)  # a sharded one (TRAIN.STRATEGY fsdp) gathered here
     tensors = {k[len(prefix) :]: v.contiguous() for k, v in weights.items() if k.startswith(prefix)}
     if not tensors:
         raise PackError(f"checkpoint {folder} holds no tensors of {part} (prefix '{prefix}')")

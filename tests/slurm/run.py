@@ -309,7 +309,10 @@ def check_stopped(work: Path, run_dir: str, ended: dict[str, str], text: str) ->
     stop = re.search(r"(SIGUSR1) stopped the run at step (\d+)", text)
     if stop is None:
         fail(f"{run_dir}: no stop message in the log:\n{text}")
-    if f"resuming from {run_dir}/checkpoints/step-{int(stop[2]):08d} at step {stop[2]}," not in text:
+    if (
+        f"resuming from {run_dir}/checkpoints/step-{int(stop[2]):08d} at step {stop[2]},"
+        not in text
+    ):
         fail(f"{run_dir}: the requeued job did not resume:\n{text}")
     if (run / MARKER).exists():
         fail(f"{run_dir}: {MARKER} is still there after the run finished")

@@ -101,7 +101,7 @@ def read_manifest(file: Path) -> Manifest:
     The file is read within the config limits (`vertebra.config.Limits`: its size, nesting
     and number of values), so a crafted manifest can neither hang nor exhaust the process.
     """
-    from vertebra.config._files import read_json
+    from vertebra.config._limits import read_json
 
     if not file.exists():
         raise ManifestError(f"manifest {file} does not exist")

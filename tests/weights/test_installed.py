@@ -49,7 +49,7 @@ def test_show_prints_the_manifest(
     assert str(file) in out and '"HIDDEN": [32]' in out
 
 
-def test_listing_imports_neither_torch_nor_the_weights_package(
+def test_listing_imports_neither_torch_nor_yaml_nor_the_weights_package(
     weights: WeightsSandbox, tmp_path: Path
 ) -> None:
     weights.add("mlp-digits")  # its __init__ raises when imported
@@ -58,6 +58,7 @@ def test_listing_imports_neither_torch_nor_the_weights_package(
         "assert main(['weights', 'list']) == 0\n"
         "assert main(['weights', 'verify']) == 0\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
+        "assert 'yaml' not in sys.modules, 'yaml imported: manifests are JSON'\n"
         "assert 'mlp_digits' not in sys.modules\n"
     )
     path = os.pathsep.join(p for p in (str(weights.root), os.environ.get("PYTHONPATH")) if p)

@@ -44,7 +44,7 @@ from vertebra.engine.logs import read_records
 from vertebra.testing import PluginSandbox
 
 from .conftest import PYTHON, deep_update, subprocess_env, write_config
-from .test_slurm import task
+from .test_slurm import srun
 
 pytestmark = pytest.mark.slow
 
@@ -112,30 +112,10 @@ def launch(
             timeout=240,
             start_new_session=True,
         )
-    from .test_slurm import free_job_id
-
-    job = free_job_id()
-    procs = []
-    for rank in (0, 1):
-        rank_env = dict(base)
-        for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-            rank_env.pop(name, None)
-        rank_env.update(task(rank, SLURM_JOB_ID=job, SLURM_NODELIST="localhost"))
-        rank_env["VERTEBRA_RENDEZVOUS_TIMEOUT"] = "120"
-        procs.append(
-            subprocess.Popen(
-                [PYTHON, "-m", "vertebra", *args],
-                env=rank_env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                start_new_session=True,
-            )
-        )
-    outputs = [proc.communicate(timeout=240) for proc in procs]
-    statuses = [proc.returncode for proc in procs]
-    assert statuses[0] == statuses[1], (statuses, outputs[1][1][-2000:])
-    return subprocess.CompletedProcess(args, statuses[0], outputs[0][0], outputs[0][1])
+    # Two processes with the variables srun sets for a 2-task step; both must agree.
+    (status, out, err), (status_1, _, err_1) = srun(*args, sandbox=sandbox, **env)
+    assert status == status_1, (status, status_1, err_1[-2000:])
+    return subprocess.CompletedProcess(args, status, out, err)
 
 
 def train_args(scenario: Scenario, config: Path, *extra: str) -> list[str]:

@@ -90,6 +90,29 @@ def _command(argv: Sequence[str]) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command `argv` names (the process's arguments when None); its exit status.
+
+    A process started as the command line (`argv` None) that joined a process group ends
+    here with `os._exit`, once its output is flushed and its exit functions have run:
+    gloo's threads, still held by objects the interpreter would destroy at exit, can abort
+    the process then ("terminate called without an active exception") after a run that
+    ended well.
+    """
+    code = _main(argv)
+    distributed = sys.modules.get("vertebra.engine.distributed")
+    if argv is None and getattr(distributed, "joined", False):
+        import atexit
+        import logging
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        atexit._run_exitfuncs()
+        os._exit(code)
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     words = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(_command(words))
     args = parser.parse_args(words)

@@ -154,6 +154,11 @@ def rendezvous_timeout_s() -> float:
     return _DEFAULT_RENDEZVOUS_TIMEOUT if given is None else given
 
 
+#: Whether this process joined a process group (it then leaves with `os._exit`: see
+#: `vertebra.cli.main`).
+joined = False
+
+
 def setup(world: World, device: torch.device) -> None:
     """Join the process group: nccl for CUDA devices, gloo for the CPU.
 
@@ -163,6 +168,8 @@ def setup(world: World, device: torch.device) -> None:
     """
     if not world.distributed or dist.is_initialized():
         return
+    global joined
+    joined = True
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)

@@ -28,11 +28,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 import shlex
 import signal
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,12 +41,11 @@ from vertebra.engine.checkpoints import read_state
 from vertebra.engine.logs import read_records
 from vertebra.testing import PluginSandbox
 
-from .conftest import PYTHON, deep_update, subprocess_env, write_config
+from .conftest import PYTHON, deep_update, subprocess_env, vertebra, write_config
+from .test_distributed import torchrun
 from .test_slurm import srun
 
 pytestmark = pytest.mark.slow
-
-BIN = Path(sys.executable).parent
 
 #: BatchNorm, so that buffers must agree across processes; cosine without warm-up, so that
 #: the learning rate only falls; 8 steps of 2 x 32 (or 1 x 64) samples.
@@ -91,27 +88,10 @@ def launch(
 ) -> subprocess.CompletedProcess[str]:
     """`vertebra ARGS` as the scenario's launcher starts it: (status, stdout, stderr) of the
     launcher, or for srun's variables of rank 0 (both ranks must agree on the status)."""
-    base = subprocess_env(sandbox, **env)
-    base["PATH"] = f"{BIN}{os.pathsep}{base.get('PATH', '')}"
     if scenario.launcher == "plain":
-        return subprocess.run(
-            [PYTHON, "-m", "vertebra", *args],
-            env=base,
-            capture_output=True,
-            text=True,
-            timeout=240,
-            start_new_session=True,
-        )
+        return vertebra(*args, sandbox=sandbox, **env)
     if scenario.launcher == "torchrun":
-        command = [PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-        return subprocess.run(
-            [*command, "-m", "vertebra", *args],
-            env=base,
-            capture_output=True,
-            text=True,
-            timeout=240,
-            start_new_session=True,
-        )
+        return torchrun("-m", "vertebra", *args, env=subprocess_env(sandbox, **env))
     # Two processes with the variables srun sets for a 2-task step; both must agree.
     (status, out, err), (status_1, _, err_1) = srun(*args, sandbox=sandbox, **env)
     assert status == status_1, (status, status_1, err_1[-2000:])
@@ -192,13 +172,7 @@ def logged_best(run: Path) -> tuple[int, float, int]:
 
 
 def evaluate(checkpoint: Path, sandbox: PluginSandbox) -> dict[str, Any]:
-    done = subprocess.run(
-        [PYTHON, "-m", "vertebra", "eval", str(checkpoint), "--json"],
-        env=subprocess_env(sandbox),
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    done = vertebra("eval", str(checkpoint), "--json", sandbox=sandbox)
     assert done.returncode == 0, f"{checkpoint} does not load: {done.stderr[-2000:]}"
     result: dict[str, Any] = json.loads(done.stdout)
     return result

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 __all__ = [
+    "BatchKeysError",
     "ConfigError",
     "ConfigIssue",
     "NonFiniteLossError",
@@ -34,6 +35,47 @@ class VertebraError(Exception):
 
 class UserError(VertebraError):
     """A mistake in user input; reported as a message and exit status 2."""
+
+
+class BatchKeysError(UserError, TypeError):
+    """A batch whose keys are not what the network's `forward_train`/`forward_test` reads.
+
+    The network raises it naming itself and the keys; the trainer and `vertebra eval` add
+    the dataset that gave the batch (`for_dataset`).
+    """
+
+    def __init__(
+        self,
+        network: str,
+        method: str,
+        keys: list[str],
+        missing: list[str],
+        unexpected: list[str],
+        dataset: str | None = None,
+    ) -> None:
+        self.network, self.method, self.keys = network, method, keys
+        self.missing, self.unexpected, self.dataset = missing, unexpected, dataset
+        given = f"{dataset} gives" if dataset else "the batch has"
+        wrong = []
+        if missing:
+            wrong.append(f"it reads {_listed(missing)}, which the batch lacks")
+        if unexpected:
+            wrong.append(f"it takes no {_listed(unexpected)}")
+        super().__init__(
+            f"{given} batches with keys {_listed(keys) or 'none'}, which network {network}'s "
+            f"{method} cannot take: {'; '.join(wrong)}. Use a dataset that gives the keys the "
+            "network reads, or a network that reads the dataset's keys"
+        )
+
+    def for_dataset(self, dataset: str) -> BatchKeysError:
+        """The same error, naming the dataset that gave the batch."""
+        return BatchKeysError(
+            self.network, self.method, self.keys, self.missing, self.unexpected, dataset
+        )
+
+
+def _listed(keys: list[str]) -> str:
+    return ", ".join(repr(k) for k in keys)
 
 
 class ConfigIssue(NamedTuple):

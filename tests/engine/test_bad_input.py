@@ -460,9 +460,8 @@ def test_a_bug_in_a_datasets_items_is_that_plugins_error(
     assert "buggy_parts.py:" in err and "in __getitem__" in err
 
 
-def test_batch_keys_the_network_does_not_take_are_bad_input(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], fixture_plugins: PluginSandbox
-) -> None:
+def _renamed_keys(fixture_plugins: PluginSandbox) -> None:
+    """A dataset whose batches call the image `image`: Classifier reads `img`."""
     fixture_plugins.add(
         "renamed-keys",
         {"vertebra.datasets": {"RenamedKeys": "renamed_keys:RenamedKeys"}},
@@ -478,9 +477,44 @@ def test_batch_keys_the_network_does_not_take_are_bad_input(
             """
         },
     )
+
+
+def test_batch_keys_the_network_does_not_take_are_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fixture_plugins: PluginSandbox
+) -> None:
+    _renamed_keys(fixture_plugins)
     train = {"DATASET": {"NAME": "RenamedKeys"}}
     config = write_config(tmp_path, {"DATA": {"TRAIN": train, "VAL": None}})
     err = _fails(capsys, "train", config)
-    assert "the network failed on its first training batch: TypeError: " in err
-    assert "unexpected keyword argument 'image'" in err
-    assert "Check that the data fits the network's config" in err
+    assert (
+        "DATA.TRAIN.DATASET (RenamedKeys) gives batches with keys 'image', 'label', which "
+        "network Classifier's forward_train cannot take: it reads 'img', which the batch "
+        "lacks; it takes no 'image'" in err
+    )
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_batch_keys_of_the_validation_data_are_named_in_eval(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    fixture_plugins: PluginSandbox,
+    trained: Path,
+) -> None:
+    _renamed_keys(fixture_plugins)
+    err = _fails(capsys, "eval", trained / "run", "--set", "DATA.VAL.DATASET.NAME=RenamedKeys")
+    assert "DATA.VAL.DATASET (RenamedKeys) gives batches with keys 'image', 'label'" in err
+    assert "network Classifier's forward_test cannot take: it reads 'img'" in err
+
+
+def test_a_type_error_inside_forward_is_not_taken_for_batch_keys() -> None:
+    from vertebra.model.networks.train_module import TrainModule
+
+    class Broken(TrainModule):
+        def forward_train(self, img: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"loss": img + "text"}  # type: ignore[operator]
+
+    from vertebra.schema import PartConfig
+
+    with pytest.raises(TypeError, match="unsupported operand") as caught:
+        Broken(PartConfig(NAME="Broken")).train()(img=torch.zeros(2))
+    assert type(caught.value) is TypeError

@@ -18,9 +18,10 @@ from torch import nn
 from vertebra.config import RunConfig
 from vertebra.engine import distributed
 from vertebra.engine._build import build_evaluation
+from vertebra.engine._failures import keys_error
 from vertebra.engine.checkpoints import MODEL_FILE, STATE_FILE, locate, read_checkpoint
 from vertebra.engine.logs import console_logger
-from vertebra.errors import PluginError, UserError
+from vertebra.errors import BatchKeysError, PluginError, UserError
 
 __all__ = [
     "Evaluation",
@@ -139,7 +140,10 @@ def evaluate_checkpoint(cfg: RunConfig, checkpoint: str | Path | None) -> Evalua
     try:
         built = build_evaluation(cfg, checkpoint, world, console_logger(world.is_main))
         rt = built.runtime
-        metrics, count = evaluate(built.model, built.val_loader, rt.device, rt.autocast)
+        try:
+            metrics, count = evaluate(built.model, built.val_loader, rt.device, rt.autocast)
+        except BatchKeysError as exc:
+            raise (keys_error(exc, cfg, "validation") or exc) from None
     except BaseException:
         distributed.teardown(synchronize=False)
         raise

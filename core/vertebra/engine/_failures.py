@@ -39,11 +39,11 @@ from typing import Any, NamedTuple
 
 import torch
 
-from vertebra.errors import PluginError, UserError, VertebraError
+from vertebra.errors import BatchKeysError, PluginError, UserError, VertebraError
 from vertebra.plugins._registries import all_registries
 from vertebra.plugins._registry import PartOrigin
 
-__all__ = ["first_batch_error", "label_error", "worker_error"]
+__all__ = ["dataset_named", "first_batch_error", "keys_error", "label_error", "worker_error"]
 
 _WORKER = re.compile(r"^Caught (\w+) in (DataLoader worker process \d+)\.\nOriginal Traceback")
 _LAST_LINE = re.compile(r"^[\w.]+: (?P<message>.*)$", re.DOTALL)
@@ -149,17 +149,30 @@ def label_error(exc: Exception, config: Any, what: str) -> UserError | None:
     match = _OUT_OF_BOUNDS.search(str(exc))
     if match is None:
         return None
-    loader = "VAL" if what == "validation" else "TRAIN"
-    block = getattr(getattr(config, "DATA", None), loader, None)
-    name = getattr(getattr(block, "DATASET", None), "NAME", "?")
     found = _num_classes(getattr(config, "MODEL", None), "MODEL")
     classes = f" ({found[0]} = {found[1]})" if found else ""
     bound = f"0..{found[1] - 1}" if found else "0..NUM_CLASSES-1"
     return UserError(
-        f"a {what} batch of DATA.{loader}.DATASET ({name}) holds label {match[1]}, out of "
+        f"a {what} batch of {dataset_named(config, what)} holds label {match[1]}, out of "
         f"range for the network's NUM_CLASSES{classes}: labels must lie in {bound}. Set "
         "NUM_CLASSES to the dataset's number of classes, or correct the labels"
     )
+
+
+def keys_error(exc: Exception, config: Any, what: str) -> BatchKeysError | None:
+    """`exc`, a network's `BatchKeysError` for a `what` ("training", "validation") batch of
+    `config` (a RunConfig), naming the dataset that gave the batch; None for anything else."""
+    if isinstance(exc, BatchKeysError) and exc.dataset is None:
+        return exc.for_dataset(dataset_named(config, what))
+    return None
+
+
+def dataset_named(config: Any, what: str) -> str:
+    """`DATA.TRAIN.DATASET (Digits)`: the dataset of `config` that gives `what` batches."""
+    loader = "VAL" if what == "validation" else "TRAIN"
+    block = getattr(getattr(config, "DATA", None), loader, None)
+    name = getattr(getattr(block, "DATASET", None), "NAME", "?")
+    return f"DATA.{loader}.DATASET ({name})"
 
 
 def _num_classes(block: Any, path: str, depth: int = 0) -> tuple[str, int] | None:

@@ -34,7 +34,7 @@ from vertebra.config import RunConfig
 from vertebra.engine import distributed, slurm
 from vertebra.engine._build import GlobalFlags, Resume, TrainingSetup, build_training
 from vertebra.engine._evaluation import evaluate, to_device
-from vertebra.engine._failures import first_batch_error, label_error, worker_error
+from vertebra.engine._failures import first_batch_error, keys_error, label_error, worker_error
 from vertebra.engine._sharded import shard_writer, training_state
 from vertebra.engine.logs import MetricsLog, console_logger, read_records
 from vertebra.engine.progress import ProgressBar
@@ -385,7 +385,8 @@ class Trainer:
             yield
         except Exception as exc:
             error = (
-                label_error(exc, self.config, what)
+                keys_error(exc, self.config, what)
+                or label_error(exc, self.config, what)
                 or worker_error(exc)
                 or (first_batch_error(exc, what) if self.step == step else None)
             )

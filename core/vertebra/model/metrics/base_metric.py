@@ -5,14 +5,14 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 
 from vertebra.model._nograd import no_grad_method
 from vertebra.schema import PartConfig
 
-__all__ = ["BaseMetric"]
+__all__ = ["BaseMetric", "WholeSetMetric"]
 
 Stats = dict[str, tuple[torch.Tensor | float, torch.Tensor | float]]
 
@@ -175,3 +175,136 @@ def _accumulating(call: Callable[..., Any]) -> Callable[..., Any]:
 
     __call__.__vertebra_no_grad__ = True  # type: ignore[attr-defined]
     return __call__
+
+
+#: How a whole-set metric's state adds up over batches and processes: "sum" adds tensors of
+#: one shape (a confusion matrix), "cat" joins them along the first axis (embeddings).
+Reduction = Literal["sum", "cat"]
+
+
+class WholeSetMetric(BaseMetric):
+    """A metric that needs the whole evaluation set, not a sum of per-batch numbers.
+
+    Mean IoU needs one confusion matrix over every pixel, and retrieval recall ranks every
+    query against every candidate: neither is an average of batch values. A subclass names
+    its state tensors and how each adds up in `STATES`, returns one batch's share of them
+    from `batch_state(...)`, and turns states into values in `finish(states)`:
+
+    ```python
+    class PixelAccuracy(WholeSetMetric):
+        STATES = {"hits": "sum", "pixels": "sum"}
+
+        def batch_state(self, logits, mask):
+            return {"hits": (logits.argmax(1) == mask).sum(), "pixels": torch.tensor(mask.numel())}
+
+        def finish(self, states):
+            return {"pixel_acc": float(states["hits"] / states["pixels"].clamp(min=1))}
+    ```
+
+    `__call__` adds the batch to the running state and returns the batch's own values;
+    `values` gives those without adding (training batches); `compute()` finishes the state of
+    every batch since `reset()`, over every process: "sum" states are all-reduced, "cat"
+    states are gathered in rank order (each process's rows once: the evaluation sampler
+    gives each sample to one process only). A "cat" state's rows from several states of one
+    batch stay aligned (row i of each is sample i).
+    """
+
+    STATES: ClassVar[Mapping[str, Reduction]] = {}
+
+    def __init__(self, cfg: PartConfig, logger: logging.Logger | None = None) -> None:
+        super().__init__(cfg, logger)
+        self._state: dict[str, list[torch.Tensor]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, how in cls.STATES.items():
+            if how not in ("sum", "cat"):
+                raise TypeError(
+                    f"{cls.__qualname__}.STATES[{name!r}] is {how!r}: a state adds up by "
+                    "'sum' or 'cat'"
+                )
+
+    def batch_state(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+        """This batch's share of each state named in `STATES`."""
+        raise NotImplementedError(f"{type(self).__qualname__} must implement batch_state()")
+
+    def finish(self, states: dict[str, torch.Tensor]) -> dict[str, float | torch.Tensor]:
+        """Each metric's value from the states (of one batch, or of the whole set)."""
+        raise NotImplementedError(f"{type(self).__qualname__} must implement finish()")
+
+    def stats(self, *args: Any, **kwargs: Any) -> Stats:  # not used: values come from finish
+        raise NotImplementedError(f"{type(self).__qualname__} keeps states, not (sum, count)")
+
+    def _batch(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, torch.Tensor]:
+        state = self.batch_state(*args, **kwargs)
+        missing = sorted(set(self.STATES) - set(state))
+        extra = sorted(set(state) - set(self.STATES))
+        if missing or extra:
+            raise TypeError(
+                f"{type(self).__qualname__}.batch_state() gave states {sorted(state)}; "
+                f"STATES declares {sorted(self.STATES)}"
+            )
+        return {name: torch.as_tensor(value).detach() for name, value in state.items()}
+
+    def _values(self, states: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {
+            name: torch.as_tensor(value, dtype=torch.float32)
+            for name, value in self.finish(states).items()
+        }
+
+    @torch.no_grad()
+    def values(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+        """This batch's values, not added to the running state."""
+        return self._values(self._batch(args, kwargs))
+
+    @torch.no_grad()
+    def __call__(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+        state = self._batch(args, kwargs)
+        for name, value in state.items():
+            kept = self._state.setdefault(name, [])
+            if self.STATES[name] == "sum" and kept:
+                kept[0] = kept[0] + value.to(kept[0].device)
+            else:
+                kept.append(value)
+        return self._values(state)
+
+    def has_values(self) -> bool:
+        return bool(self._state)
+
+    def reset(self) -> None:
+        super().reset()
+        self._state.clear()
+
+    def compute(self, sync: bool = True) -> dict[str, float]:
+        """The values over every batch since `reset()`, over every process when `sync`."""
+        if not self._state:
+            return {}
+        states = {
+            name: kept[0] if self.STATES[name] == "sum" else torch.cat(kept)
+            for name, kept in self._state.items()
+        }
+        if sync and torch.distributed.is_available() and torch.distributed.is_initialized():
+            states = {name: _reduced(value, self.STATES[name]) for name, value in states.items()}
+        return {name: float(value) for name, value in self.finish(states).items()}
+
+
+def _reduced(value: torch.Tensor, how: Reduction) -> torch.Tensor:
+    """`value` summed (`sum`) or joined in rank order (`cat`) over every process."""
+    dist = torch.distributed
+    device = value.device
+    if dist.get_backend() == "nccl" and device.type != "cuda":
+        value = value.cuda()
+    if how == "sum":
+        out = value.clone()
+        dist.all_reduce(out)
+        return out.to(device)
+    # Processes may hold different numbers of rows: agree on the longest, pad, gather, cut.
+    rows = torch.tensor([value.shape[0]], dtype=torch.int64, device=value.device)
+    counts = [torch.zeros_like(rows) for _ in range(dist.get_world_size())]
+    dist.all_gather(counts, rows)
+    longest = int(max(int(c.item()) for c in counts))
+    padded = value.new_zeros((longest, *value.shape[1:]))
+    padded[: value.shape[0]] = value
+    parts = [torch.empty_like(padded) for _ in counts]
+    dist.all_gather(parts, padded.contiguous())
+    return torch.cat([p[: int(c.item())] for p, c in zip(parts, counts, strict=True)]).to(device)

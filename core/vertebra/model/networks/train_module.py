@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from vertebra.errors import BatchKeysError
 from vertebra.model._nograd import no_grad_method
 from vertebra.model.base_model import BaseModel
 from vertebra.model.metrics.base_metric import BaseMetric
@@ -30,10 +33,55 @@ class TrainModule(BaseModel):
             cls.forward_test = no_grad_method(cls.__dict__["forward_test"])  # type: ignore[method-assign]
 
     def forward(self, **batch: Any) -> dict[str, Any]:
+        """`forward_train(**batch)` in training mode, else `forward_test(**batch)`; a batch
+        whose keys the method cannot take is a `BatchKeysError` naming them."""
         if self.training:
-            return self.forward_train(**batch)
+            try:
+                return self.forward_train(**batch)
+            except TypeError as exc:
+                error = self._keys_error(self.forward_train, batch)
+                if error is None:
+                    raise
+                raise error from exc
         with torch.no_grad():
-            return self.forward_test(**batch)
+            try:
+                return self.forward_test(**batch)
+            except TypeError as exc:
+                error = self._keys_error(self.forward_test, batch)
+                if error is None:
+                    raise
+                raise error from exc
+
+    def _keys_error(
+        self, method: Callable[..., Any], batch: dict[str, Any]
+    ) -> BatchKeysError | None:
+        """The error for `batch` when `method` cannot be called with its keys (None when it
+        can: the TypeError came from inside the method)."""
+        try:
+            signature = inspect.signature(method)
+            signature.bind(**batch)
+        except TypeError:
+            pass
+        except ValueError:  # no signature to read
+            return None
+        else:
+            return None
+        params = signature.parameters.values()
+        if any(p.kind is p.VAR_KEYWORD for p in params):
+            takes: set[str] | None = None
+        else:
+            takes = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        required = [
+            p.name
+            for p in params
+            if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
+        missing = [k for k in required if k not in batch]
+        unexpected = [k for k in batch if takes is not None and k not in takes]
+        if not missing and not unexpected:
+            return None
+        name = getattr(self.cfg, "NAME", None) or type(self).__qualname__
+        return BatchKeysError(name, method.__name__, list(batch), missing, unexpected)
 
     def forward_train(self, **batch: Any) -> dict[str, Any]:
         """Loss (key `loss`, a scalar tensor) and scalars to log, for one training batch."""

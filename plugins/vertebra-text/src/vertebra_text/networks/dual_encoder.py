@@ -44,8 +44,20 @@ _FROM_TOKENIZER = {"VOCAB_SIZE": "vocab_size", "MAX_LENGTH": "max_length"}
 _STRICT = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
 
 
+_DIM_FIELD = Field(
+    None,
+    description="Width of the features the projection takes; unset: what the backbone "
+    "(and neck) give. Set, it is checked against them.",
+)
+_PROJECTION_FIELD = Field(
+    True,
+    description="Project the features linearly to EMBED_DIM; false: the features are "
+    "the embedding, and their width must be EMBED_DIM.",
+)
+
+
 class ImageTowerConfig(Settings):
-    """One tower: a backbone, an optional neck, and a projection to `EMBED_DIM`."""
+    """The image tower: a backbone, an optional neck, and a projection to `EMBED_DIM`."""
 
     model_config = _STRICT
 
@@ -55,30 +67,34 @@ class ImageTowerConfig(Settings):
         description="Optional pooling of the features to `[N, D]` (a NECKS part); a backbone "
         "that returns a feature map needs one (GlobalAveragePooling).",
     )
-    DIM: Size | None = Field(
-        None,
-        description="Width of the features the projection takes; unset: what the backbone "
-        "(and neck) give. Set, it is checked against them.",
-    )
-    PROJECTION: bool = Field(
-        True,
-        description="Project the features linearly to EMBED_DIM; false: the features are "
-        "the embedding, and their width must be EMBED_DIM.",
-    )
+    DIM: Size | None = _DIM_FIELD
+    PROJECTION: bool = _PROJECTION_FIELD
 
 
-class TextTowerConfig(ImageTowerConfig):
-    """The text tower: a tokenizer in front of the backbone; the neck pools token features."""
+class TextTowerConfig(Settings):
+    """The text tower: a tokenizer, a backbone, a neck that pools token features, and a
+    projection to `EMBED_DIM`."""
+
+    model_config = _STRICT
 
     TOKENIZER: TokenizerCfg = Field(
         description="Turns the batch's texts into token ids (a TOKENIZERS part); the "
         "backbone's unset VOCAB_SIZE and MAX_LENGTH are taken from it."
+    )
+    BACKBONE: BackboneCfg = Field(
+        description="Token feature extractor `[N, T, D]` (a BACKBONES part)."
     )
     NECK: NeckCfg = Field(
         None,
         description=f"Pools token features `[N, T, D]` to `[N, D]` (a NECKS part); unset: "
         f"{DEFAULT_TEXT_NECK}, which ignores padding.",
     )
+    DIM: Size | None = _DIM_FIELD
+    PROJECTION: bool = _PROJECTION_FIELD
+
+
+#: Either tower's settings.
+TowerConfig = ImageTowerConfig | TextTowerConfig
 
 
 class DualEncoderConfig(PartConfig):
@@ -138,7 +154,7 @@ class _Tower(nn.Module):
         self,
         cfg: DualEncoderConfig,
         side: str,
-        tower: ImageTowerConfig,
+        tower: TowerConfig,
         logger: logging.Logger | None,
     ) -> None:
         super().__init__()
@@ -306,7 +322,7 @@ def feature_width(backbone: object, neck: object | None) -> int | None:
 
 
 def _width_issues(
-    cfg: DualEncoderConfig, side: str, tower: ImageTowerConfig, width: int | None
+    cfg: DualEncoderConfig, side: str, tower: TowerConfig, width: int | None
 ) -> list[ConfigIssue]:
     """What is wrong with one tower's widths, each naming both sides."""
     if width is None:

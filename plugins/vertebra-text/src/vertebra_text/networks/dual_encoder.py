@@ -238,7 +238,8 @@ class DualEncoder(TrainModule):
         self.image = _Tower(cfg, "IMAGE", cfg.IMAGE, logger)
         self.text = _Tower(cfg, "TEXT", text, logger)
         self._check_tokenizer()
-        scale = torch.tensor(math.log(cfg.LOGIT_SCALE))
+        # One element, not a 0-d tensor: FSDP shards 1-d parameters and up only.
+        scale = torch.tensor([math.log(cfg.LOGIT_SCALE)])
         if cfg.LEARN_LOGIT_SCALE:
             self.logit_scale = nn.Parameter(scale)
         else:
@@ -266,7 +267,7 @@ class DualEncoder(TrainModule):
 
     def scale(self) -> torch.Tensor:
         """The logit scale in use: exp of the learned log, clamped to MAX_LOGIT_SCALE."""
-        return self.logit_scale.clamp(max=math.log(self.cfg.MAX_LOGIT_SCALE)).exp()
+        return self.logit_scale.clamp(max=math.log(self.cfg.MAX_LOGIT_SCALE)).exp().squeeze(0)
 
     def encode_image(self, img: torch.Tensor) -> torch.Tensor:
         """Unit-length image embeddings `[N, EMBED_DIM]`."""

@@ -109,6 +109,7 @@ def test_eval_gives_the_logged_best_and_best_metric_picks_its_checkpoint(
         assert got[key] == pytest.approx(best[key], abs=1e-12), key
 
 
+@pytest.mark.slow
 def test_two_processes_evaluate_exactly_what_one_does(
     run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -171,6 +172,7 @@ def test_packed_weights_load_by_name_and_as_the_default(
     clear_cache()
 
 
+@pytest.mark.slow
 def test_fsdp_trains_and_resumes_to_the_uninterrupted_weights(tmp_path: Path) -> None:
     path = config(tmp_path / "whole", STRATEGY="fsdp", MAX_STEPS=4, EVAL_EVERY=2, CHECKPOINT_EVERY=2)
     done = torchrun("train", path)

@@ -86,42 +86,69 @@ class RetrievalRecall(WholeSetMetric):
             # A pair without a group matches itself only: give it an id of its own.
             own = -2 - torch.arange(group.shape[0], device=group.device)
             group = torch.where(group == NO_GROUP, own, group)
+        i2t, t2i = recall_at_k(image, text, group, self.cfg.K)
         out: dict[str, float | torch.Tensor] = {}
-        for name, (queries, candidates) in {"i2t": (image, text), "t2i": (text, image)}.items():
-            hits = recall_at_k(queries, candidates, group, self.cfg.K)
+        for name, hits in (("i2t", i2t), ("t2i", t2i)):
             for k, value in zip(self.cfg.K, hits, strict=True):
                 out[f"{name}_r@{k}"] = value
         return out
 
 
 def recall_at_k(
-    queries: torch.Tensor, candidates: torch.Tensor, group: torch.Tensor, ks: list[int]
-) -> list[float]:
-    """Share of queries whose best match ranks within each K (ties count against the query).
+    image: torch.Tensor, text: torch.Tensor, group: torch.Tensor, ks: list[int]
+) -> tuple[list[float], list[float]]:
+    """Image-to-text and text-to-image recall at each K: the share of queries whose best
+    match ranks within K (ties count against the query).
 
-    Row i of `queries` and `candidates` belong to group `group[i]`; a candidate matches a
-    query of its group. Vectorised over blocks of queries: each block's similarities to
-    every candidate are one matrix product, the ranks a comparison and a sum.
+    Row i of `image` and `text` belong to group `group[i]`; a candidate matches a query of
+    its group. One matrix product, in blocks of rows. A query's rank counts the non-matches
+    that score at least as much as its best match; only the top max(K) non-matches can
+    decide whether that is below K, so each block keeps its rows' top max(K) (the images'
+    ranks) and adds its columns' to a running top max(K) of each text. Exact, vectorised,
+    and one block of similarities and `max(K) x N` numbers in memory.
     """
-    n = queries.shape[0]
+    n = image.shape[0]
     if n == 0:
-        return [0.0 for _ in ks]
-    # The rank of a query's best match: how many non-matching candidates score at least as
-    # much. Without shared groups the only match is the diagonal, and no mask is needed.
-    diagonal = bool((group.unique().numel() == n))
-    ranks = torch.empty(n, dtype=torch.int64, device=queries.device)
+        return [0.0 for _ in ks], [0.0 for _ in ks]
+    top = max(ks)
+    finite = bool(torch.isfinite(image).all()) and bool(torch.isfinite(text).all())
+    # Without shared groups the only match of a query is its own pair: no mask is needed.
+    own = group.unique().numel() == n
+    device = image.device
+    i2t_rank = torch.empty(n, dtype=torch.int64, device=device)
+    t2i_best = torch.full((n,), float("-inf"), device=device)
+    t2i_top = torch.empty(0, n, device=device)  # highest non-matching scores of each text
     for start in range(0, n, _BLOCK):
         stop = min(start + _BLOCK, n)
-        scores = queries[start:stop] @ candidates.T
-        rows = torch.arange(stop - start, device=queries.device)
-        if diagonal:
-            best = scores[rows, rows + start].unsqueeze(1)
-            # The match itself is counted by >=; take it away.
-            rank = (scores >= best).sum(dim=1) - 1
+        scores = image[start:stop] @ text.T
+        if not finite:  # a NaN score never ranks above anything, nor matches
+            scores = torch.nan_to_num(scores, nan=float("-inf"), posinf=float("inf"))
+        if own:
+            rows = torch.arange(stop - start, device=device)
+            best = scores[rows, rows + start]  # a copy
+            t2i_best[start:stop] = best
+            scores[rows, rows + start] = float("-inf")  # what is left are the non-matches
         else:
             match = group[start:stop].unsqueeze(1) == group.unsqueeze(0)
-            best = scores.masked_fill(~match, float("-inf")).amax(dim=1, keepdim=True)
-            rank = ((scores >= best) & ~match).sum(dim=1)
-        # A query whose match scores NaN (a non-finite embedding) is a miss, not a hit.
-        ranks[start:stop] = rank.masked_fill(best.squeeze(1).isnan(), n)
+            matching = torch.where(match, scores, float("-inf"))
+            best = matching.amax(dim=1)
+            t2i_best = torch.maximum(t2i_best, matching.amax(dim=0))
+            scores.masked_fill_(match, float("-inf"))
+        # Only the top max(K) non-matches can outrank a best match that ranks within K: the
+        # rank is how many of them score at least as much (topk along rows is cheap; a
+        # count over every candidate would be a pass more over the block).
+        row_top = scores.topk(min(top, n), dim=1, sorted=False).values
+        rank = (row_top >= best.unsqueeze(1)).sum(dim=1)
+        i2t_rank[start:stop] = rank.masked_fill(torch.isneginf(best), n)
+        column_top = scores.topk(min(top, stop - start), dim=0, sorted=False).values
+        pool = torch.cat([t2i_top, column_top])
+        t2i_top = pool.topk(min(top, pool.shape[0]), dim=0, sorted=False).values
+    t2i_rank = (t2i_top >= t2i_best.unsqueeze(0)).sum(dim=0)
+    # A best match of -inf (its score was NaN: a non-finite embedding) is a miss.
+    t2i_rank = t2i_rank.masked_fill(torch.isneginf(t2i_best), n)
+    return _shares(i2t_rank, ks), _shares(t2i_rank, ks)
+
+
+def _shares(ranks: torch.Tensor, ks: list[int]) -> list[float]:
+    """The share of ranks below each K."""
     return [float((ranks < k).double().mean()) for k in ks]

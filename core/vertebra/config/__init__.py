@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from ._annotations import allows_none, is_list, literal_choices, models_in, section_model
     from ._docstrings import first_line, summary
     from ._files import apply_overrides, dump, load, loads, merge, parse_override
-    from ._limits import parse_json, read_bytes, read_json
     from ._json_schema import DRAFT, SchemaBuilder, SchemaProblem, part_schema, run_config_schema
+    from ._limits import parse_json, read_bytes, read_json
     from ._plain import Config
     from ._run import (
         DataConfig,

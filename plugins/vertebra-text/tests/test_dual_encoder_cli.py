@@ -38,13 +38,21 @@ MODEL: dict[str, Any] = {
     "IMAGE": {"BACKBONE": {"NAME": "MLP", "IN_FEATURES": 64, "HIDDEN": [32], "DROPOUT": 0.0}},
     "TEXT": {
         "TOKENIZER": {"NAME": "HuggingfaceTokenizer", "PRETRAINED_PATH": MINILM, "MAX_LENGTH": 16},
-        "BACKBONE": {"NAME": "TransformerEncoder", "DIM": 16, "DEPTH": 1, "HEADS": 2, "DROPOUT": 0.0},
+        "BACKBONE": {
+            "NAME": "TransformerEncoder",
+            "DIM": 16,
+            "DEPTH": 1,
+            "HEADS": 2,
+            "DROPOUT": 0.0,
+        },
     },
     "METRICS": [{"NAME": "RetrievalRecall", "K": [1, 5]}],
 }
 
 
-def config(folder: Path, name: str = "run.yaml", model: dict[str, Any] | None = None, **train: Any) -> Path:
+def config(
+    folder: Path, name: str = "run.yaml", model: dict[str, Any] | None = None, **train: Any
+) -> Path:
     """A run config: the tiny DualEncoder on DigitCaptions, 12 steps, evaluated every 3."""
     data = {
         "MODEL": model or MODEL,
@@ -126,7 +134,9 @@ def test_two_processes_evaluate_exactly_what_one_does(
 def _packed(
     run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, *extra: str
 ) -> tuple[Path, dict[str, torch.Tensor]]:
-    status, _, err = cli(capsys, "weights", "pack", run, "--name", name, "--output", tmp_path, *extra)
+    status, _, err = cli(
+        capsys, "weights", "pack", run, "--name", name, "--output", tmp_path, *extra
+    )
     assert status == 0, err
     package = name.replace("-", "_")
     wheel = tmp_path / f"{package}-0.1.0-py3-none-any.whl"
@@ -165,7 +175,9 @@ def test_packed_weights_load_by_name_and_as_the_default(
         cfg.write_text(text)
         status, _, err = cli(capsys, "train", cfg)
         assert status == 0, err
-        trained = load_file(str(tmp_path / "train" / "run" / "checkpoints" / "last" / "model.safetensors"))
+        trained = load_file(
+            str(tmp_path / "train" / "run" / "checkpoints" / "last" / "model.safetensors")
+        )
         for k, v in tensors.items():
             assert torch.equal(trained[k], v), k
         assert evals(tmp_path / "train" / "run")[0]["i2t_r@1"] == best["i2t_r@1"]
@@ -174,7 +186,9 @@ def test_packed_weights_load_by_name_and_as_the_default(
 
 @pytest.mark.slow
 def test_fsdp_trains_and_resumes_to_the_uninterrupted_weights(tmp_path: Path) -> None:
-    path = config(tmp_path / "whole", STRATEGY="fsdp", MAX_STEPS=4, EVAL_EVERY=2, CHECKPOINT_EVERY=2)
+    path = config(
+        tmp_path / "whole", STRATEGY="fsdp", MAX_STEPS=4, EVAL_EVERY=2, CHECKPOINT_EVERY=2
+    )
     done = torchrun("train", path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 processes, fsdp" in done.stderr
@@ -184,8 +198,9 @@ def test_fsdp_trains_and_resumes_to_the_uninterrupted_weights(tmp_path: Path) ->
     step2 = whole / "checkpoints" / "step-00000002"
     resumed = torchrun("train", path, "--resume", step2, "--output", tmp_path / "again")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    first, second = full_model_state(whole / "checkpoints" / "last"), full_model_state(
-        tmp_path / "again" / "checkpoints" / "last"
+    first, second = (
+        full_model_state(whole / "checkpoints" / "last"),
+        full_model_state(tmp_path / "again" / "checkpoints" / "last"),
     )
     assert first.keys() == second.keys() and "logit_scale" in {k.split(".")[-1] for k in first}
     for key in first:

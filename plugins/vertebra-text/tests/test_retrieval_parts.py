@@ -21,7 +21,11 @@ def dual(**changes: Any) -> dict[str, Any]:
         "EMBED_DIM": 8,
         "IMAGE": {"BACKBONE": {"NAME": "MLP", "IN_FEATURES": 64, "HIDDEN": [16]}},
         "TEXT": {
-            "TOKENIZER": {"NAME": "HuggingfaceTokenizer", "PRETRAINED_PATH": MINILM, "MAX_LENGTH": 16},
+            "TOKENIZER": {
+                "NAME": "HuggingfaceTokenizer",
+                "PRETRAINED_PATH": MINILM,
+                "MAX_LENGTH": 16,
+            },
             "BACKBONE": {"NAME": "TransformerEncoder", "DIM": 16, "DEPTH": 1, "HEADS": 2},
         },
         "METRICS": [{"NAME": "RetrievalRecall", "K": [1, 2]}],

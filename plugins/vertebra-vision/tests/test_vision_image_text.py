@@ -87,7 +87,10 @@ def test_image_text_folder_pairs_and_groups(tmp_path: Path) -> None:
 
 
 BAD: dict[str, tuple[list[str] | bytes, str]] = {
-    "missing image": ([_line("0.png", "red"), _line("9.png", "nine")], ":2: image '9.png' not found"),
+    "missing image": (
+        [_line("0.png", "red"), _line("9.png", "nine")],
+        ":2: image '9.png' not found",
+    ),
     "empty caption": ([_line("0.png", "  ")], ":1: the caption is empty"),
     "malformed line": ([_line("0.png", "red"), '{"file": "1.png",'], ":2"),
     "missing key": ([json.dumps({"file": "0.png", "text": "red"})], "expected keys file, caption"),

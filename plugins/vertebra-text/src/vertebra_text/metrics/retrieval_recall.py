@@ -113,7 +113,7 @@ def recall_at_k(
     top = max(ks)
     finite = bool(torch.isfinite(image).all()) and bool(torch.isfinite(text).all())
     # Without shared groups the only match of a query is its own pair: no mask is needed.
-    own = group.unique().numel() == n
+    own = torch.unique(group).numel() == n
     device = image.device
     i2t_rank = torch.empty(n, dtype=torch.int64, device=device)
     t2i_best = torch.full((n,), float("-inf"), device=device)

@@ -331,7 +331,7 @@ def _width_issues(
     parts = f"{side}.BACKBONE {tower.BACKBONE.NAME}" + (
         f" with {side}.NECK {tower.NECK.NAME}" if tower.NECK is not None else ""
     )
-    if tower.DIM is not None and tower.DIM != width:
+    if tower.DIM is not None and width != tower.DIM:
         return [
             ConfigIssue(
                 f"{side}.DIM",

@@ -56,8 +56,7 @@ class DigitCaptionsConfig(DigitsConfig):
     )
     SYNONYMS: bool = Field(
         True,
-        description="Name a digit by any of its words (seven or 7); false: its English "
-        "name alone.",
+        description="Name a digit by any of its words (seven or 7); false: its English name alone.",
     )
     GROUPS: bool = Field(
         True,

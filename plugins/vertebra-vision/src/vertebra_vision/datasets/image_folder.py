@@ -88,7 +88,6 @@ class ImageFolder(BaseDataset):
         """Fail now, not in the middle of an epoch, when images differ in size."""
         check_sizes([path for path, _ in self.samples])
 
-
     def _read(self, path: Path) -> torch.Tensor:
         return read_image(path, self.cfg.GRAYSCALE, self.size)
 

@@ -27,7 +27,7 @@ from vertebra.data import BaseDataset
 from vertebra.errors import ConfigError, UserError
 from vertebra.schema import PartConfig
 
-from vertebra_vision.datasets.image_folder import ImageFolderError, check_sizes, read_image
+from vertebra_vision.datasets.image_folder import check_sizes, read_image
 from vertebra_vision.transforms import TransformCfg, Transforms
 
 __all__ = ["ImageTextFolder", "ImageTextFolderConfig", "ImageTextFolderError"]
@@ -45,8 +45,8 @@ class ImageTextFolderConfig(PartConfig):
     ROOT: str = Field(description="Folder that holds the images (and, by default, the captions).")
     CAPTIONS: str = Field(
         "captions.jsonl",
-        description="The captions file, relative to ROOT: JSON lines ({\"file\": ..., "
-        "\"caption\": ..., \"group\": optional}) or, ending in .tsv, FILE<TAB>CAPTION[<TAB>GROUP].",
+        description='The captions file, relative to ROOT: JSON lines ({"file": ..., '
+        '"caption": ..., "group": optional}) or, ending in .tsv, FILE<TAB>CAPTION[<TAB>GROUP].',
     )
     FORMAT: Literal["auto", "jsonl", "tsv"] = Field(
         "auto", description="jsonl or tsv; 'auto' picks tsv for a .tsv file, else jsonl."

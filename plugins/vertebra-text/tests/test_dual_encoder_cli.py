@@ -244,3 +244,29 @@ def test_no_core_module_names_the_image_text_parts() -> None:
     ]
     assert not found, found
     assert is_sharded is not None  # the sharded-checkpoint helpers are the core's own
+
+
+def test_schema_template_and_components_show_the_towers_parts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, err = cli(capsys, "schema", "--output", tmp_path / "schema.json")
+    assert status == 0, err
+    schema = json.loads((tmp_path / "schema.json").read_text(encoding="utf-8"))
+    definitions = schema["definitions"]
+    dual = definitions["MODELS.DualEncoder"]["properties"]
+    text = definitions[dual["TEXT"]["allOf"][0]["$ref"].rsplit("/", 1)[1]]["properties"]
+    assert text["TOKENIZER"]["allOf"] == [{"$ref": "#/definitions/TOKENIZERS"}]
+    assert text["BACKBONE"]["allOf"] == [{"$ref": "#/definitions/BACKBONES"}]
+    status, out, err = cli(capsys, "template", "models", "DualEncoder")
+    assert status == 0, err
+    assert "IMAGE:\n" in out and "TEXT:\n" in out and "  TOKENIZER:\n    NAME: ???\n" in out
+    status, out, err = cli(capsys, "components", "DualEncoder", "--json")
+    assert status == 0, err
+    keys = [slot["key"] for slot in json.loads(out)[0]["parts"]]
+    assert keys[:5] == [
+        "IMAGE.BACKBONE",
+        "IMAGE.NECK",
+        "TEXT.TOKENIZER",
+        "TEXT.BACKBONE",
+        "TEXT.NECK",
+    ]

@@ -165,3 +165,75 @@ def test_descriptions_come_from_source_without_importing(
 def test_summary_of_an_unknown_module_raises() -> None:
     with pytest.raises(ModuleNotFoundError):
         summary("acme_nowhere.nets:Net")
+
+
+TWO_TOWERS = {
+    "two_towers.py": '''
+        from pydantic import ConfigDict, Field
+        from vertebra.config import Settings
+        from vertebra.model.networks.train_module import TrainModule
+        from vertebra.schema import BackboneCfg, MetricCfgs, NeckCfg, PartConfig, TokenizerCfg
+
+
+        class Tower(Settings):
+            model_config = ConfigDict(extra="forbid")
+            BACKBONE: BackboneCfg = Field(description="Features.")
+            NECK: NeckCfg = Field(None, description="Pooling.")
+
+
+        class Words(Settings):
+            model_config = ConfigDict(extra="forbid")
+            TOKENIZER: TokenizerCfg = Field(description="Token ids.")
+            TOWER: Tower = Field(description="A section inside a section.")
+
+
+        class TwoTowersConfig(PartConfig):
+            LEFT: Tower = Field(description="One tower.")
+            RIGHT: Words = Field(description="The other.")
+            METRICS: MetricCfgs = Field(default_factory=list, description="Metrics.")
+
+
+        class TwoTowers(TrainModule):
+            """Two towers, each in a section of its own."""
+
+            Config = TwoTowersConfig
+        ''',
+}
+
+
+def test_one_part_named_lists_the_parts_it_takes_nested_sections_too(
+    vertebra_plugins: PluginSandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    vertebra_plugins.add(
+        "two-towers", {"vertebra.models": {"TwoTowers": "two_towers:TwoTowers"}}, TWO_TOWERS
+    )
+    (row,) = _rows(capsys, "models", "TwoTowers")
+    assert row["parts"] == [
+        {"key": "LEFT.BACKBONE", "registry": "BACKBONES", "required": True, "list": False},
+        {"key": "LEFT.NECK", "registry": "NECKS", "required": False, "list": False},
+        {"key": "RIGHT.TOKENIZER", "registry": "TOKENIZERS", "required": True, "list": False},
+        {"key": "RIGHT.TOWER.BACKBONE", "registry": "BACKBONES", "required": True, "list": False},
+        {"key": "RIGHT.TOWER.NECK", "registry": "NECKS", "required": False, "list": False},
+        {"key": "METRICS", "registry": "METRICS", "required": False, "list": True},
+    ]
+    table = _run(capsys, "TwoTowers")
+    assert "TwoTowers takes these parts:" in table
+    assert "RIGHT.TOWER.BACKBONE  a BACKBONES part\n" in table
+    assert "METRICS               a list of METRICS parts (optional)" in table
+    # Several matches list no parts: only a part asked for by name imports its schema.
+    assert all("parts" not in r for r in _rows(capsys, "backbones"))
+    # The template and the JSON Schema show the same nested blocks.
+    template = _run_template(capsys, "models", "TwoTowers")
+    assert "RIGHT:\n" in template and "    BACKBONE:\n      NAME: ???\n" in template
+    from vertebra.config import run_config_schema
+
+    schema, _ = run_config_schema()
+    words = next(v for k, v in schema["definitions"].items() if k.endswith("Words"))
+    tower = next(v for k, v in schema["definitions"].items() if k.endswith("Tower"))
+    assert words["properties"]["TOKENIZER"]["allOf"] == [{"$ref": "#/definitions/TOKENIZERS"}]
+    assert tower["properties"]["BACKBONE"]["allOf"] == [{"$ref": "#/definitions/BACKBONES"}]
+
+
+def _run_template(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    assert main(["template", *args]) == 0
+    return capsys.readouterr().out

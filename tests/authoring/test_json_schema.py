@@ -63,22 +63,40 @@ def test_a_typo_in_a_part_key_fails_and_points_at_the_block(
     schema: dict[str, Any], path: Path
 ) -> None:
     config = config_io.load(path)
-    head = config["MODEL"]["HEAD"]
+    where, head = _part_block(config["MODEL"], "HEAD", keyed=True)
     key = next(k for k in head if k != "NAME")
     head[key[:-1]] = head.pop(key)  # NUM_CLASSES -> NUM_CLASSE
     errors = _errors(schema, config)
     assert errors, f"a config with the key {key[:-1]} validated"
     assert any(
-        list(e.absolute_path) == ["MODEL", "HEAD"] and key[:-1] in e.message for e in errors
+        list(e.absolute_path) == ["MODEL", *where] and key[:-1] in e.message for e in errors
     ), _messages(errors)
+
+
+def _part_block(
+    model: dict[str, Any], prefer: str, keyed: bool = False
+) -> tuple[list[str], dict[str, Any]]:
+    """The model's `prefer` block (HEAD, BACKBONE) when it has one, else its first part block
+    at any depth (a DualEncoder's IMAGE.BACKBONE); with `keyed`, one with keys beside NAME."""
+    if isinstance(model.get(prefer), dict):
+        return [prefer], model[prefer]
+    stack: list[tuple[list[str], Any]] = [([k], v) for k, v in model.items()]
+    while stack:
+        where, value = stack.pop(0)
+        if isinstance(value, dict):
+            if "NAME" in value and (not keyed or len(value) > 1):
+                return where, value
+            stack[:0] = [([*where, k], v) for k, v in value.items()]
+    raise AssertionError("the example's MODEL holds no part block")
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_a_typo_in_a_part_name_fails(schema: dict[str, Any], path: Path) -> None:
     config = config_io.load(path)
-    config["MODEL"]["BACKBONE"]["NAME"] += "x"
+    where, backbone = _part_block(config["MODEL"], "BACKBONE")
+    backbone["NAME"] += "x"
     errors = _errors(schema, config)
-    assert any(list(e.absolute_path) == ["MODEL", "BACKBONE", "NAME"] for e in errors), _messages(
+    assert any(list(e.absolute_path) == ["MODEL", *where, "NAME"] for e in errors), _messages(
         errors
     )
 
@@ -95,7 +113,8 @@ def test_a_typo_in_a_section_key_fails(schema: dict[str, Any], path: Path) -> No
 
 
 def test_a_wrong_type_fails(schema: dict[str, Any]) -> None:
-    config = config_io.load(EXAMPLES[0])
+    configs = (config_io.load(path) for path in EXAMPLES)
+    config = next(c for c in configs if "NUM_CLASSES" in c["MODEL"].get("HEAD", {}))
     config["MODEL"]["HEAD"]["NUM_CLASSES"] = "ten"
     config["TRAIN"]["PRECISION"] = "fp64"
     paths = {tuple(e.absolute_path) for e in _errors(schema, config)}

@@ -17,6 +17,7 @@ from vertebra import config as config_io
 from vertebra.cli import main
 from vertebra.config import RunConfig, load_run_config, validate_run_config
 from vertebra.errors import ConfigError, ConfigIssue
+from vertebra.plugins import all_registries
 
 from tests.core.conftest import ROOT
 
@@ -85,7 +86,9 @@ EXPECTED: dict[str, tuple[str, list[str]]] = {
             "MODEL.HEAD.NUM_CLASSES: Input should be greater than 0, got -3",
             "MODEL.HEAD.DROPOUT_RAT: unknown key; did you mean DROPOUT_RATE?",
             "MODEL.METRICS[0].TOPK: values must be distinct, got [1, 1]",
-            "MODEL.METRICS[1].NAME: required key is missing: the name of a metric (AccuracyMetric)",
+            # Every installed metric is named (the first-party plugins add theirs).
+            "MODEL.METRICS[1].NAME: required key is missing: the name of a metric "
+            f"({', '.join(all_registries()['METRICS'].names())})",
         ],
     ),
     "duplicate_key.yaml": (

@@ -211,3 +211,29 @@ def test_set_values_have_the_same_limits(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("VERTEBRA_CONFIG_MAX_BYTES", "10")
     with pytest.raises(ConfigError, match="larger than 10 bytes"):
         config.apply_overrides({}, ["A=" + "x" * 11])
+
+
+def test_data_files_are_read_within_the_same_bounds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # read_bytes and parse_json: what a plugin's dataset reads (a captions file) is held to
+    # the limits a config is, each refusal naming the file (and line).
+    data = write(tmp_path, "captions.jsonl", '{"a": 1}\n' * 20)
+    assert config.read_bytes(data) == b'{"a": 1}\n' * 20
+    monkeypatch.setenv("VERTEBRA_CONFIG_MAX_BYTES", "50")
+    with pytest.raises(ConfigError, match="larger than 50 bytes") as error:
+        config.read_bytes(data, "captions file")
+    assert str(data) in str(error.value)
+    with pytest.raises(ConfigError, match="not a regular file but a folder"):
+        config.read_bytes(tmp_path)
+    monkeypatch.setenv("VERTEBRA_CONFIG_MAX_DEPTH", "3")
+    assert config.parse_json("[[1], 2]", "x.jsonl:1") == [[1], 2]
+    with pytest.raises(ConfigError, match="nested deeper than 3 levels") as error:
+        config.parse_json("[[[[1]]]]", "x.jsonl:7")
+    assert "x.jsonl:7" in str(error.value)
+    with pytest.raises(ConfigError, match="nested deeper"):
+        config.parse_json("[" * 100_000 + "]" * 100_000, "x.jsonl:8")
+    with pytest.raises(ConfigError, match="duplicate key 'a'"):
+        config.parse_json('{"a": 1, "a": 2}', "x.jsonl:9")
+    with pytest.raises(ConfigError, match="invalid JSON"):
+        config.parse_json('{"a": ', "x.jsonl:10")

@@ -67,6 +67,17 @@ def _image_folder(tmp_path: Path) -> dict[str, Any]:
     return {"ROOT": str(tmp_path / "images")}
 
 
+def _image_text_folder(tmp_path: Path) -> dict[str, Any]:
+    from PIL import Image
+
+    root = tmp_path / "pairs"
+    root.mkdir()
+    for i, color in enumerate(("red", "blue")):
+        Image.new("RGB", (6, 6), color).save(root / f"{i}.png")
+    (root / "captions.tsv").write_text("0.png\ta red square\n1.png\ta blue square\n")
+    return {"ROOT": str(root), "CAPTIONS": "captions.tsv"}
+
+
 def _params() -> dict[str, Any]:
     return {"params": [torch.nn.Parameter(torch.ones(3))]}
 
@@ -145,6 +156,8 @@ EXAMPLES: dict[str, dict[str, Example]] = {
         "Digits": Example({}, expect={"img": (1, 8, 8), "label": ()}),
         "SyntheticImages": Example({"NUM_SAMPLES": 8}, expect={"img": (3, 32, 32), "label": ()}),
         "ImageFolder": Example(_image_folder, expect={"img": (3, 6, 6), "label": ()}),
+        "DigitCaptions": Example({"SPLIT": "val"}, expect={"img": (1, 8, 8), "group": ()}),
+        "ImageTextFolder": Example(_image_text_folder, expect={"img": (3, 6, 6), "group": ()}),
     },
     "OPTIMIZERS": {name: _optimizer() for name in ("SGD", "Adam", "AdamW", "RMSprop")},
     "LR_SCHEDULERS": {

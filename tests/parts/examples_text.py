@@ -94,6 +94,41 @@ EXAMPLES: dict[str, dict[str, Example]] = {
             lambda: {"text": TEXTS, "label": torch.tensor([1, 0])},
             {"logits": (2, 2), "metrics": {"acc@1": ()}},
         ),
+        "DualEncoder": Example(
+            {
+                "EMBED_DIM": 8,
+                "IMAGE": {"BACKBONE": {"NAME": "MLP", "IN_FEATURES": 64, "HIDDEN": [16]}},
+                "TEXT": {
+                    "TOKENIZER": {
+                        "NAME": "HuggingfaceTokenizer",
+                        "PRETRAINED_PATH": MINILM,
+                        "MAX_LENGTH": 16,
+                    },
+                    "BACKBONE": {"NAME": "TransformerEncoder", "DIM": 16, "DEPTH": 1, "HEADS": 2},
+                },
+                "METRICS": [{"NAME": "RetrievalRecall", "K": [1]}],
+            },
+            lambda: {"img": torch.randn(2, 1, 8, 8), "text": TEXTS},
+            {"image_embeds": (2, 8), "text_embeds": (2, 8), "metrics": {"i2t_r@1": ()}},
+        ),
+    },
+    "LOSSES": {
+        "InfoNCE": Example(
+            {},
+            lambda: (
+                torch.nn.functional.normalize(torch.randn(4, 8, requires_grad=True), dim=1),
+                torch.nn.functional.normalize(torch.randn(4, 8), dim=1),
+                14.0,
+            ),
+            (),
+        ),
+    },
+    "METRICS": {
+        "RetrievalRecall": Example(
+            {"K": [1, 2]},
+            lambda: (torch.eye(3, 4), torch.eye(3, 4)),
+            {"i2t_r@1": (), "i2t_r@2": (), "t2i_r@1": (), "t2i_r@2": ()},
+        ),
     },
     "DATASETS": {
         "TextClassificationFile": Example(_csv, expect={"label": ()}, run=_dataset_item),

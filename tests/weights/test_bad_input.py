@@ -40,7 +40,7 @@ def test_eval_needs_a_checkpoint_or_named_weights(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     err = _fails(capsys, "eval", write_config(tmp_path))
-    assert "--checkpoint PATH), or name the weights in the config (MODEL.WEIGHTS)" in err
+    assert "--checkpoint PATH), or name the weights in the config (MODEL.WEIGHTS" in err
 
 
 def test_eval_stops_at_a_tampered_file(

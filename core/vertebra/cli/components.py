@@ -39,7 +39,8 @@ def add_parser(sub: Any) -> None:
             "List registered parts with their distribution and the first line of their "
             "docstring. REGISTRY is BACKBONES or backbones (any case); PATTERN a shell-style "
             "wildcard (res*) or a piece of a name, any case. One argument that is not a "
-            "registry is a PATTERN over every registry."
+            "registry is a PATTERN over every registry. When one part matches, the keys "
+            "that hold other parts (at any depth: a network's IMAGE.BACKBONE) follow the table."
         ),
     )
     p.add_argument("registry", metavar="REGISTRY", nargs="?", help="only this registry")
@@ -56,11 +57,47 @@ def run(args: argparse.Namespace) -> int:
         rows = [row for reg in registries for row in rows_of(reg, pattern)]
     if pattern and not rows:
         raise UnknownPartError(_no_match(registries, pattern))
+    # One part asked for (the only match, or the one named exactly): what it is made of.
+    exact = [r for r in rows if pattern and r["name"].lower() == pattern.lower()]
+    one = rows[0] if pattern and len(rows) == 1 else exact[0] if len(exact) == 1 else None
+    slots = None
+    if one is not None:
+        registry = next(r for r in registries if r.name == one["registry"])
+        slots = slots_of(registry, one["name"])
+        if slots is not None:
+            one["parts"] = slots
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
         print(table(rows) if rows else "no parts are registered")
+        if one is not None and slots:
+            print(f"\n{one['name']} takes these parts:\n{slots_table(slots)}")
     return 0
+
+
+def slots_of(registry: Registry, name: str) -> list[dict[str, Any]] | None:
+    """The keys of part `name` that hold parts, nested sections included (its schema is
+    imported); None when its schema cannot be loaded (the table says why)."""
+    from vertebra.config._schema import part_slots
+
+    try:
+        schema = registry.schema(name)
+    except Exception:  # a broken plugin shows as broken in its row; the rest still lists
+        return None
+    return [
+        {"key": s.path, "registry": s.registry, "required": s.required, "list": s.many}
+        for s in part_slots(schema)
+    ]
+
+
+def slots_table(slots: list[dict[str, Any]]) -> str:
+    """Slots as aligned lines: KEY, and what it takes."""
+    width = max((len(s["key"]) for s in slots), default=0)
+    lines = []
+    for s in slots:
+        what = f"a list of {s['registry']} parts" if s["list"] else f"a {s['registry']} part"
+        lines.append(f"  {s['key'].ljust(width)}  {what}{'' if s['required'] else ' (optional)'}")
+    return "\n".join(lines)
 
 
 def _select(first: str | None, second: str | None) -> tuple[list[Registry], str | None]:

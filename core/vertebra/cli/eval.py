@@ -42,7 +42,7 @@ def add_parser(sub: Any) -> None:
         "--checkpoint",
         metavar="PATH",
         help="with PATH a config file: the checkpoint folder (or its model.safetensors); "
-        "optional when the config names MODEL.WEIGHTS",
+        "optional when the config names MODEL.WEIGHTS (or sets MODEL.PRETRAINED: true)",
     )
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.set_defaults(run=run)
@@ -75,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
             f"{result.checkpoint} (step {result.step})"
             if result.checkpoint
             else f"weights {cfg.MODEL.WEIGHTS}"
+            if cfg.MODEL.WEIGHTS
+            else "the installed default weights (PRETRAINED: true)"
         )
         print(f"{where}: {shown} over {result.samples} validation samples")
     return 0

@@ -14,6 +14,8 @@ first use, so that command-line paths that need none of it do not pay for it.
   `Seed`, validation of config trees with every error at once
 - `_annotations`: what a field's type annotation holds (the one walker of annotations)
 - `_run`: the run config's sections, `validate_run_config`, `load_run_config`
+- `_limits`: bounded reading of files vertebra takes as data (`read_bytes`, `read_json`,
+  `parse_json`)
 - `_json_schema`: one JSON Schema of a run config, from the installed parts
 - `_template`: commented YAML templates of part configs
 - `_derived`, `_code_reads`: schemas of parts ported from scepter (their `para_dict`)
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from ._docstrings import first_line, summary
     from ._files import apply_overrides, dump, load, loads, merge, parse_override
     from ._json_schema import DRAFT, SchemaBuilder, SchemaProblem, part_schema, run_config_schema
+    from ._limits import parse_json, read_bytes, read_json
     from ._plain import Config
     from ._run import (
         DataConfig,
@@ -51,6 +54,7 @@ if TYPE_CHECKING:
         NeckCfg,
         PartConfig,
         PartOf,
+        PartSlot,
         Seed,
         Settings,
         Size,
@@ -60,6 +64,7 @@ if TYPE_CHECKING:
         format_path,
         join,
         part_fields,
+        part_slots,
         quick_validate,
         renamed_keys,
         required_keys,
@@ -74,6 +79,7 @@ _HOMES = {
     "_docstrings": ["first_line", "summary"],
     "_files": ["apply_overrides", "dump", "load", "loads", "merge", "parse_override"],
     "_plain": ["Config"],
+    "_limits": ["parse_json", "read_bytes", "read_json"],
     "_json_schema": ["DRAFT", "SchemaBuilder", "SchemaProblem", "part_schema", "run_config_schema"],
     "_run": [
         "DataConfig",
@@ -94,6 +100,7 @@ _HOMES = {
         "NeckCfg",
         "PartConfig",
         "PartOf",
+        "PartSlot",
         "Seed",
         "Settings",
         "Size",
@@ -103,6 +110,7 @@ _HOMES = {
         "format_path",
         "join",
         "part_fields",
+        "part_slots",
         "quick_validate",
         "renamed_keys",
         "required_keys",
@@ -128,6 +136,7 @@ __all__ = [
     "NeckCfg",
     "PartConfig",
     "PartOf",
+    "PartSlot",
     "RunConfig",
     "SchemaBuilder",
     "SchemaProblem",
@@ -152,12 +161,16 @@ __all__ = [
     "loads",
     "merge",
     "models_in",
+    "parse_json",
     "parse_override",
     "part_fields",
     "part_schema",
+    "part_slots",
     "placeholders",
     "plugin_settings",
     "quick_validate",
+    "read_bytes",
+    "read_json",
     "renamed_keys",
     "render",
     "required_keys",

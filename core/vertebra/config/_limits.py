@@ -19,7 +19,7 @@ from typing import Any
 from vertebra.env_numbers import whole_number
 from vertebra.errors import ConfigError, ConfigIssue, UserError
 
-__all__ = ["Limits", "limits", "read_json"]
+__all__ = ["Limits", "limits", "parse_json", "read_bytes", "read_json"]
 
 
 @dataclass(frozen=True)
@@ -149,11 +149,24 @@ def _read(path: Path, chain: tuple[Path, ...], lim: Limits, what: str = "config 
     Only a regular file is read, and no more than `lim.max_bytes` of it: opening does not
     block (a FIFO), and the kind and size are checked on the open file, before reading.
     """
+    data = _read_bytes(path, chain, lim, what)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _refusal(chain, f"cannot read {what} {path}: {exc}") from None
+
+
+def _refusal(chain: tuple[Path, ...], message: str) -> ConfigError:
+    if chain:
+        return ConfigError([ConfigIssue("_BASE", message)], source=str(chain[-1]))
+    return ConfigError([ConfigIssue("", message)])
+
+
+def _read_bytes(path: Path, chain: tuple[Path, ...], lim: Limits, what: str) -> bytes:
+    """The bytes of `path`, read as `_read` reads it."""
 
     def refuse(message: str) -> ConfigError:
-        if chain:
-            return ConfigError([ConfigIssue("_BASE", message)], source=str(chain[-1]))
-        return ConfigError([ConfigIssue("", message)])
+        return _refusal(chain, message)
 
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
@@ -180,10 +193,7 @@ def _read(path: Path, chain: tuple[Path, ...], lim: Limits, what: str = "config 
             raise refuse(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     if len(data) > lim.max_bytes:
         raise size_error
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise refuse(f"cannot read {what} {path}: {exc}") from None
+    return data
 
 
 def _parse_json(text: str, path: Path, lim: Limits) -> dict[str, Any]:
@@ -211,6 +221,33 @@ def read_json(path: Path, what: str = "config file") -> dict[str, Any]:
     `ConfigError` naming the file otherwise. `what` says what the file is in messages."""
     lim = limits()
     return _parse_json(_read(path, (), lim, what), path, lim)
+
+
+def read_bytes(path: Path, what: str = "file") -> bytes:
+    """The bytes of a data file (a list of captions, say), read within `limits()`: only a
+    regular file, no larger than the limit; `ConfigError` naming the file otherwise."""
+    return _read_bytes(path, (), limits(), what)
+
+
+def parse_json(text: str, source: str) -> Any:
+    """The value of one JSON document (a line of a JSON-lines file), checked against
+    `limits()` for depth and size and for keys given twice; `ConfigError` naming `source`
+    (a file and line) otherwise. Any JSON value is returned, not only a mapping."""
+    lim = limits()
+    try:
+        parsed: Any = json.loads(text, object_pairs_hook=_json_object)
+        _check_tree(parsed, _data_children, lim)
+    except RecursionError:
+        raise ConfigError([ConfigIssue("", str(_too_deep(lim)))], source=source) from None
+    except _Refused as exc:
+        raise ConfigError([ConfigIssue("", str(exc))], source=source) from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            [ConfigIssue(f"column {exc.colno}", f"invalid JSON: {exc.msg}")], source=source
+        ) from None
+    except _DuplicateKey as exc:
+        raise ConfigError([ConfigIssue("", f"invalid JSON: {exc}")], source=source) from None
+    return parsed
 
 
 class _DuplicateKey(ValueError):

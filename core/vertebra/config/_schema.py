@@ -31,7 +31,7 @@ from pydantic import (
 )
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
-from vertebra.errors import ConfigError, ConfigIssue, close_match
+from vertebra.errors import ConfigError, ConfigIssue, UnknownPartError, close_match
 
 from ._annotations import is_list, literal_choices, models_in, section_model
 
@@ -45,6 +45,7 @@ __all__ = [
     "NeckCfg",
     "PartConfig",
     "PartOf",
+    "PartSlot",
     "Seed",
     "Settings",
     "Size",
@@ -54,6 +55,7 @@ __all__ = [
     "format_path",
     "join",
     "part_fields",
+    "part_slots",
     "quick_validate",
     "renamed_keys",
     "required_keys",
@@ -407,6 +409,40 @@ def _make_plan(schema: type[BaseModel], visiting: set[type[BaseModel]]) -> _Plan
             if inner.parts or inner.nested:
                 nested[name] = model
     return _Plan(parts, nested)
+
+
+@dataclass(frozen=True)
+class PartSlot:
+    """A key of a schema, at any depth of its plain sections, that holds a part."""
+
+    #: Dotted path of the key inside the schema (`IMAGE.BACKBONE`).
+    path: str
+    #: The registry its parts come from (`BACKBONES`).
+    registry: str
+    #: Whether a config must give it.
+    required: bool
+    #: Whether it takes a list of parts.
+    many: bool
+
+
+def part_slots(schema: type[BaseModel], path: str = "") -> list[PartSlot]:
+    """Every key of `schema` that holds a part, those inside its plain sections too (a
+    network's `IMAGE.BACKBONE`), in the schema's key order."""
+    from vertebra.plugins._registries import registry_for
+
+    plan = _plan(schema)
+    out: list[PartSlot] = []
+    for name, info in schema.model_fields.items():
+        if name in plan.parts:
+            marker, many = plan.parts[name]
+            try:
+                registry = registry_for(marker.registry).name
+            except UnknownPartError:  # a registry no installed distribution provides
+                registry = marker.registry.upper()
+            out.append(PartSlot(join(path, name), registry, info.is_required(), many))
+        elif name in plan.nested:
+            out.extend(part_slots(plan.nested[name], join(path, name)))
+    return out
 
 
 def required_keys(schema: type[BaseModel]) -> list[str]:

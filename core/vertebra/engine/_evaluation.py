@@ -165,7 +165,7 @@ def evaluation_target(
     config.yaml), a checkpoint folder (or a file in it; with the config the checkpoint's
     state holds, else its run folder's config.yaml), or, with `checkpoint`, a config file
     (the earlier form `vertebra eval CONFIG --checkpoint PATH`), or a config file alone
-    whose MODEL names its `WEIGHTS`. `config` replaces the run's config; `overrides`
+    whose MODEL names its `WEIGHTS` (or asks for its installed default, `PRETRAINED: true`). `config` replaces the run's config; `overrides`
     (`--set`) apply to whichever config is used.
     """
     from vertebra.config import load_run_config, loads
@@ -178,10 +178,14 @@ def evaluation_target(
         return load_run_config(path, overrides), Path(checkpoint)
     if config is None and _is_config_file(Path(path)):
         cfg = load_run_config(path, overrides)
-        if getattr(cfg.MODEL, "WEIGHTS", None) is None:
+        pretrained = getattr(cfg.MODEL, "core_pretrained", None)
+        if getattr(cfg.MODEL, "WEIGHTS", None) is None and not (
+            callable(pretrained) and pretrained()
+        ):
             raise UserError(
                 f"{path} is a config: give its checkpoint (vertebra eval {path} --checkpoint "
-                "PATH), or name the weights in the config (MODEL.WEIGHTS)"
+                "PATH), or name the weights in the config (MODEL.WEIGHTS, or MODEL.PRETRAINED: "
+                "true for the installed default)"
             )
         return cfg, None
     target = Path(path)

@@ -14,7 +14,9 @@ PARTS = {
     "TOKENIZERS": ["HuggingfaceTokenizer", "TrainedTokenizer"],
     "BACKBONES": ["HuggingfaceEncoder", "TransformerEncoder"],
     "NECKS": ["MeanPooling"],
-    "MODELS": ["TextClassifier"],
+    "MODELS": ["DualEncoder", "TextClassifier"],
+    "LOSSES": ["InfoNCE"],
+    "METRICS": ["RetrievalRecall"],
     "DATASETS": ["MovieReviewPolarity", "TextClassificationFile"],
 }
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "text.yaml"

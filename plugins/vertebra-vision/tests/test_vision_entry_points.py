@@ -15,7 +15,7 @@ from vertebra.model.registry import BACKBONES
 
 EXPECTED = {
     "backbones": ["ConvNet", "ResNet"],
-    "datasets": ["Digits", "ImageFolder", "SyntheticImages"],
+    "datasets": ["DigitCaptions", "Digits", "ImageFolder", "ImageTextFolder", "SyntheticImages"],
 }
 
 

@@ -40,6 +40,11 @@ class TransformerEncoderConfig(PartConfig):
             raise ValueError(f"HEADS ({self.HEADS}) must divide DIM ({self.DIM})")
         return self
 
+    @property
+    def out_dim(self) -> int:
+        """Width of the token features: DIM (known before building, for width checks)."""
+        return self.DIM
+
 
 class TransformerEncoder(BaseModel):
     """Token and learned position embeddings, DEPTH pre-norm layers, a final LayerNorm.

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import torch
 from vertebra.model.base_model import BaseModel
+from vertebra.schema import PartConfig
 
-__all__ = ["MeanPooling"]
+__all__ = ["MeanPooling", "MeanPoolingConfig"]
+
+
+class MeanPoolingConfig(PartConfig):
+    """MeanPooling takes no settings beyond NAME."""
+
+    def output_dim(self, in_dim: int) -> int:
+        """Feature width out for `in_dim` in: unchanged (known before building)."""
+        return in_dim
 
 
 class MeanPooling(BaseModel):
@@ -14,6 +23,8 @@ class MeanPooling(BaseModel):
     Padding never changes the result: a text pooled alone and the same text padded in
     a batch give the same vector. Without a mask every position counts.
     """
+
+    Config = MeanPoolingConfig
 
     def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         if attention_mask is None:

@@ -37,6 +37,12 @@ class ConvNetConfig(PartConfig):
         True, description="Halve the height and width between stages with 2x2 max pooling."
     )
 
+    @property
+    def out_dim(self) -> int:
+        """Channels of the feature map: the last of CHANNELS (known before building, so that
+        `vertebra validate` checks the width a head or projection takes)."""
+        return self.CHANNELS[-1]
+
 
 class ConvNet(BaseModel):
     """Small conv net: images `[N, IN_CHANNELS, H, W]` -> features `[N, CHANNELS[-1], H', W']`.

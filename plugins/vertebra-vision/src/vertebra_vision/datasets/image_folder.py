@@ -22,7 +22,7 @@ from vertebra.schema import PartConfig
 
 from vertebra_vision.transforms import TransformCfg, Transforms
 
-__all__ = ["ImageFolder", "ImageFolderConfig", "ImageFolderError"]
+__all__ = ["ImageFolder", "ImageFolderConfig", "ImageFolderError", "check_sizes", "read_image"]
 
 
 class ImageFolderError(UserError):
@@ -86,38 +86,10 @@ class ImageFolder(BaseDataset):
 
     def _check_sizes(self) -> None:
         """Fail now, not in the middle of an epoch, when images differ in size."""
-        from PIL import Image
-
-        first: tuple[Path, tuple[int, int]] | None = None
-        for path, _ in self.samples:
-            try:
-                with Image.open(path) as image:
-                    size = image.size
-            except Image.DecompressionBombError as exc:
-                raise ImageFolderError(_bomb_message(path, exc)) from None
-            except OSError as exc:
-                raise ImageFolderError(f"cannot read image {path}: {exc}") from exc
-            if first is None:
-                first = (path, size)
-            elif size != first[1]:
-                raise ImageFolderError(_size_message(first[0], first[1], path, size))
+        check_sizes([path for path, _ in self.samples])
 
     def _read(self, path: Path) -> torch.Tensor:
-        from PIL import Image
-
-        try:
-            with Image.open(path) as file:
-                image = file.convert("L" if self.cfg.GRAYSCALE else "RGB")
-            if self.size is not None:
-                image = image.resize((self.size[1], self.size[0]), Image.Resampling.BILINEAR)
-            array = np.asarray(image, dtype=np.uint8)
-        except Image.DecompressionBombError as exc:
-            raise ImageFolderError(_bomb_message(path, exc)) from None
-        except OSError as exc:
-            raise ImageFolderError(f"cannot read image {path}: {exc}") from exc
-        tensor = torch.from_numpy(array.copy())
-        tensor = tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1)
-        return tensor.float().div_(255.0)
+        return read_image(path, self.cfg.GRAYSCALE, self.size)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -127,6 +99,45 @@ class ImageFolder(BaseDataset):
         if self.transforms:
             img = self.transforms(img)
         return {"img": img, "label": self.labels[index]}
+
+
+def check_sizes(paths: list[Path]) -> None:
+    """`ImageFolderError` when the images at `paths` differ in size (headers alone are read)."""
+    from PIL import Image
+
+    first: tuple[Path, tuple[int, int]] | None = None
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                size = image.size
+        except Image.DecompressionBombError as exc:
+            raise ImageFolderError(_bomb_message(path, exc)) from None
+        except OSError as exc:
+            raise ImageFolderError(f"cannot read image {path}: {exc}") from exc
+        if first is None:
+            first = (path, size)
+        elif size != first[1]:
+            raise ImageFolderError(_size_message(first[0], first[1], path, size))
+
+
+def read_image(path: Path, grayscale: bool, size: tuple[int, int] | None) -> torch.Tensor:
+    """The image at `path` as float32 `[C, H, W]` in [0, 1], resized to `size` (height,
+    width) when given; `ImageFolderError` naming the file when it cannot be decoded."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as file:
+            image = file.convert("L" if grayscale else "RGB")
+        if size is not None:
+            image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        array = np.asarray(image, dtype=np.uint8)
+    except Image.DecompressionBombError as exc:
+        raise ImageFolderError(_bomb_message(path, exc)) from None
+    except OSError as exc:
+        raise ImageFolderError(f"cannot read image {path}: {exc}") from exc
+    tensor = torch.from_numpy(array.copy())
+    tensor = tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1)
+    return tensor.float().div_(255.0)
 
 
 def _scan(root: Path, extensions: list[str]) -> tuple[list[str], list[tuple[Path, int]]]:

@@ -1,0 +1,1 @@
+"""Losses of vertebra-text: InfoNCE for image-text contrastive training."""

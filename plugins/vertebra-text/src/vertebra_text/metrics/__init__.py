@@ -1,0 +1,1 @@
+"""Metrics of vertebra-text: RetrievalRecall over a whole evaluation set."""

@@ -11,14 +11,14 @@ validated (`vertebra validate`), so a mismatch is a config error naming both sid
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from pydantic import Field, model_validator
 from vertebra.errors import ConfigError, ConfigIssue
 from vertebra.model.metrics.base_metric import BaseMetric
 from vertebra.model.networks.train_module import TrainModule
-from vertebra.schema import BackboneCfg, HeadCfg, LossCfg, MetricCfgs, NeckCfg, PartConfig
+from vertebra.schema import BackboneCfg, HeadCfg, MetricCfgs, NeckCfg, PartConfig, PartOf
 
 __all__ = ["DEFAULT_LOSS", "Segmenter", "SegmenterConfig", "pyramid_issues"]
 
@@ -40,7 +40,7 @@ class SegmenterConfig(PartConfig):
         description="Turns the maps into per-pixel logits at the image's size (a HEADS part, "
         "e.g. SegmentationHead)."
     )
-    LOSS: LossCfg | None = Field(
+    LOSS: Annotated[PartConfig | None, PartOf("losses")] = Field(
         None,
         description=f"Loss of the logits and the mask (a LOSSES part); unset: {DEFAULT_LOSS} "
         "with its defaults.",

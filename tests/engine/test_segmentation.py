@@ -107,6 +107,7 @@ def test_best_miou_picks_the_checkpoint_and_eval_gives_the_logged_number(
     assert got["pixel_acc"] == best["pixel_acc"]
 
 
+@pytest.mark.slow
 def test_two_processes_evaluate_exactly_as_one(
     capsys: pytest.CaptureFixture[str], one_process_run: Path
 ) -> None:
@@ -120,6 +121,7 @@ def test_two_processes_evaluate_exactly_as_one(
     assert (two["miou"], two["pixel_acc"]) == (one["miou"], one["pixel_acc"])
 
 
+@pytest.mark.slow
 def test_sharded_training_resumes_to_the_uninterrupted_weights_and_logs_what_eval_gives(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -4,6 +4,7 @@ mean IoU and pixel accuracy over a whole set, the Segmenter's width checks throu
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -326,3 +327,48 @@ def test_a_class_id_beyond_num_classes_ends_train_with_exit_2(
     err = capsys.readouterr().err
     assert f"mask {masks / 'a' / '2.png'} holds class id 7, beyond NUM_CLASSES 3" in err, err
     assert "Traceback" not in err
+
+
+# -- every new part as vertebra uses it: registered, schema, template, builds and runs ----
+
+
+@pytest.mark.parametrize(
+    ("registry", "name", "cfg", "example"),
+    [
+        # Without a neck (the template's default), the head takes the finest level.
+        ("MODELS", "Segmenter",
+         {"BACKBONE": TINY["BACKBONE"],
+          "HEAD": {**TINY["HEAD"], "IN_CHANNELS": 8, "FUSE": "finest"}},
+         {"img": torch.randn(2, 3, 16, 16), "mask": torch.zeros(2, 16, 16, dtype=torch.long)}),  # fmt: skip
+        ("NECKS", "FPN", {"IN_CHANNELS": [2, 4], "OUT_CHANNELS": 3},
+         [torch.randn(1, 2, 4, 4), torch.randn(1, 4, 2, 2)]),  # fmt: skip
+        ("HEADS", "SegmentationHead", {"IN_CHANNELS": 3, "NUM_CLASSES": 2},
+         ([torch.randn(1, 3, 4, 4)], (8, 8))),  # fmt: skip
+        ("LOSSES", "PixelCrossEntropy", {},
+         (torch.randn(1, 2, 3, 3), torch.zeros(1, 3, 3, dtype=torch.long))),  # fmt: skip
+        ("METRICS", "MeanIoU", {}, None),
+        ("METRICS", "PixelAccuracy", {}, None),
+        ("DATASETS", "SyntheticShapes", {"NUM_SAMPLES": 2, "SIZE": 16}, None),
+    ],
+)
+def test_new_parts_pass_the_plugin_author_checks(
+    registry: str, name: str, cfg: dict[str, Any], example: Any
+) -> None:
+    from vertebra.testing import check_part
+
+    checked = check_part(registry, name, {k: v for k, v in cfg.items() if k != "NAME"}, example)
+    assert f"NAME: {name}" in checked.template
+
+
+def test_schema_and_components_show_the_new_parts(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["components", "--json"]) == 0
+    listed = {(c["registry"], c["name"]) for c in json.loads(capsys.readouterr().out)}
+    for part in [("MODELS", "Segmenter"), ("NECKS", "FPN"), ("HEADS", "SegmentationHead"),
+                 ("LOSSES", "PixelCrossEntropy"), ("METRICS", "MeanIoU"),
+                 ("METRICS", "PixelAccuracy"), ("DATASETS", "SyntheticShapes"),
+                 ("DATASETS", "SegmentationFolder")]:  # fmt: skip
+        assert part in listed
+    assert main(["schema"]) == 0
+    schema = capsys.readouterr().out
+    for key in ("Segmenter", "OUT_INDICES", "IGNORE_INDEX", "SegmentationFolder", "MeanIoU"):
+        assert key in schema

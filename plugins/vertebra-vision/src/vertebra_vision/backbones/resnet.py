@@ -211,8 +211,10 @@ SMALL_STEM_KEYS = ("FIRST_CONV_STRIDE", "USE_RELU", "USE_MAXPOOL", "FIRST_MAX_PO
 
 
 class ResNet(BaseModel):
-    """ResNet-18 to -152: images `[N, IN_CHANNELS, H, W]` -> features `[N, out_dim, H', W']`,
-    or with `OUT_INDICES` a list of maps `[N, out_channels[i], ceil(H / out_strides[i]), ...]`.
+    """ResNet-18 to -152: images `[N, IN_CHANNELS, H, W]` -> features `[N, out_dim, H', W']`.
+
+    With `OUT_INDICES` it returns a list of maps `[N, out_channels[i], ceil(H /
+    out_strides[i]), ceil(W / out_strides[i])]`, fine to coarse, instead.
 
     A neck (`GlobalAveragePooling`) pools the features. With the default (ImageNet) stem
     `H' = ceil(H / 32)`: 7x7 for 224x224 images. The small stem (KERNEL_SIZE 3) with its

@@ -44,8 +44,10 @@ class SegmentationHeadConfig(PartConfig):
 
 
 class SegmentationHead(BaseModel):
-    """`head(maps, size)`: maps `[N, IN_CHANNELS, H_i, W_i]` (fine to coarse, or one map)
-    -> logits `[N, NUM_CLASSES, *size]` (size: the input images' height and width)."""
+    """`head(maps, size)` -> per-pixel logits `[N, NUM_CLASSES, *size]` at the images' size.
+
+    `maps` are `[N, IN_CHANNELS, H_i, W_i]`, fine to coarse (or one map); `size` is the
+    input images' height and width."""
 
     Config = SegmentationHeadConfig
     cfg: SegmentationHeadConfig
@@ -67,6 +69,8 @@ class SegmentationHead(BaseModel):
         self, maps: torch.Tensor | list[torch.Tensor], size: tuple[int, int] | None = None
     ) -> torch.Tensor:
         levels = [maps] if isinstance(maps, torch.Tensor) else list(maps)
+        if self.cfg.FUSE == "finest":
+            levels = levels[:1]
         for level in levels:
             if level.dim() != 4 or level.shape[1] != self.in_channels:
                 raise ValueError(
@@ -74,9 +78,8 @@ class SegmentationHead(BaseModel):
                     f"{self.in_channels}), got shape {tuple(level.shape)}"
                 )
         x = levels[0]
-        if self.cfg.FUSE == "sum":
-            for level in levels[1:]:
-                x = x + F.interpolate(level, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        for level in levels[1:]:
+            x = x + F.interpolate(level, size=x.shape[-2:], mode="bilinear", align_corners=False)
         logits = self.classifier(self.fuse(x))
         if size is not None and tuple(logits.shape[-2:]) != tuple(size):
             logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)

@@ -51,9 +51,10 @@ def confusion_matrix(
 
 
 class MeanIoU(WholeSetMetric):
-    """`miou`: the mean over classes of |true ∩ predicted| / |true ∪ predicted|, taken over
-    the classes whose union is not empty (a class absent from both the masks and the
-    predictions is neither right nor wrong)."""
+    """`miou`: mean over classes of |true ∩ predicted| / |true ∪ predicted|, whole set.
+
+    The mean is over the classes whose union is not empty: a class absent from both the
+    masks and the predictions is neither right nor wrong."""
 
     Config = MeanIoUConfig
     cfg: MeanIoUConfig

@@ -15,7 +15,18 @@ from vertebra.model.registry import BACKBONES
 
 EXPECTED = {
     "backbones": ["ConvNet", "ResNet"],
-    "datasets": ["Digits", "ImageFolder", "SyntheticImages"],
+    "datasets": [
+        "Digits",
+        "ImageFolder",
+        "SegmentationFolder",
+        "SyntheticImages",
+        "SyntheticShapes",
+    ],
+    "heads": ["SegmentationHead"],
+    "losses": ["PixelCrossEntropy"],
+    "metrics": ["MeanIoU", "PixelAccuracy"],
+    "models": ["Segmenter"],
+    "necks": ["FPN"],
 }
 
 

@@ -133,7 +133,9 @@ def test_sharded_training_resumes_to_the_uninterrupted_weights_and_logs_what_eva
     assert is_sharded(run / "checkpoints" / "last")
     # Resumed from the step-4 checkpoint on two processes: the uninterrupted run's weights.
     step4 = run / "checkpoints" / "step-00000004"
-    resumed = torchrun("train", str(config), "--resume", str(step4), "--output", str(tmp_path / "r"))
+    resumed = torchrun(
+        "train", str(config), "--resume", str(step4), "--output", str(tmp_path / "r")
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "at step 4" in resumed.stderr
     expected, got = last_state(run), last_state(tmp_path / "r")

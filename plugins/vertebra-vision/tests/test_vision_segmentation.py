@@ -239,8 +239,12 @@ def _folder(root: Path, count: int = 3, size: tuple[int, int] = (12, 10)) -> tup
 
 def _build(images: Path, masks: Path, classes: int = 3) -> Any:
     return DATASETS.build(
-        {"NAME": "SegmentationFolder", "IMAGES": str(images), "MASKS": str(masks),
-         "NUM_CLASSES": classes}  # fmt: skip
+        {
+            "NAME": "SegmentationFolder",
+            "IMAGES": str(images),
+            "MASKS": str(masks),
+            "NUM_CLASSES": classes,
+        }
     )
 
 
@@ -264,14 +268,14 @@ def test_segmentation_folder_bad_inputs_are_user_errors(tmp_path: Path) -> None:
 
     images, masks = _folder(tmp_path / "size")
     Image.fromarray(np.zeros((9, 12), dtype=np.uint8), mode="L").save(masks / "a" / "2.png")
-    with pytest.raises(UserError, match="is 12x9 pixels but its image .* is 12x10"):
+    with pytest.raises(UserError, match=r"is 12x9 pixels but its image .* is 12x10"):
         _build(images, masks)
 
     images, masks = _folder(tmp_path / "jpeg")
     Image.fromarray(np.zeros((10, 12), dtype=np.uint8), mode="L").save(
         masks / "a" / "0.png", format="JPEG"
     )
-    with pytest.raises(UserError, match="0.png is not a PNG file"):
+    with pytest.raises(UserError, match=r"0\.png is not a PNG file"):
         _build(images, masks)
 
     images, masks = _folder(tmp_path / "rgb")
@@ -284,7 +288,7 @@ def test_segmentation_folder_bad_inputs_are_user_errors(tmp_path: Path) -> None:
     (empty / "masks").mkdir()
     with pytest.raises(UserError, match="holds no images"):
         _build(empty / "images", empty / "masks")
-    with pytest.raises(UserError, match="MASKS .* does not exist"):
+    with pytest.raises(UserError, match=r"MASKS .* does not exist"):
         _build(images, tmp_path / "nowhere")
 
 
@@ -336,16 +340,33 @@ def test_a_class_id_beyond_num_classes_ends_train_with_exit_2(
     ("registry", "name", "cfg", "example"),
     [
         # Without a neck (the template's default), the head takes the finest level.
-        ("MODELS", "Segmenter",
-         {"BACKBONE": TINY["BACKBONE"],
-          "HEAD": {**TINY["HEAD"], "IN_CHANNELS": 8, "FUSE": "finest"}},
-         {"img": torch.randn(2, 3, 16, 16), "mask": torch.zeros(2, 16, 16, dtype=torch.long)}),  # fmt: skip
-        ("NECKS", "FPN", {"IN_CHANNELS": [2, 4], "OUT_CHANNELS": 3},
-         [torch.randn(1, 2, 4, 4), torch.randn(1, 4, 2, 2)]),  # fmt: skip
-        ("HEADS", "SegmentationHead", {"IN_CHANNELS": 3, "NUM_CLASSES": 2},
-         ([torch.randn(1, 3, 4, 4)], (8, 8))),  # fmt: skip
-        ("LOSSES", "PixelCrossEntropy", {},
-         (torch.randn(1, 2, 3, 3), torch.zeros(1, 3, 3, dtype=torch.long))),  # fmt: skip
+        (
+            "MODELS",
+            "Segmenter",
+            {
+                "BACKBONE": TINY["BACKBONE"],
+                "HEAD": {**TINY["HEAD"], "IN_CHANNELS": 8, "FUSE": "finest"},
+            },
+            {"img": torch.randn(2, 3, 16, 16), "mask": torch.zeros(2, 16, 16, dtype=torch.long)},
+        ),
+        (
+            "NECKS",
+            "FPN",
+            {"IN_CHANNELS": [2, 4], "OUT_CHANNELS": 3},
+            [torch.randn(1, 2, 4, 4), torch.randn(1, 4, 2, 2)],
+        ),
+        (
+            "HEADS",
+            "SegmentationHead",
+            {"IN_CHANNELS": 3, "NUM_CLASSES": 2},
+            ([torch.randn(1, 3, 4, 4)], (8, 8)),
+        ),
+        (
+            "LOSSES",
+            "PixelCrossEntropy",
+            {},
+            (torch.randn(1, 2, 3, 3), torch.zeros(1, 3, 3, dtype=torch.long)),
+        ),
         ("METRICS", "MeanIoU", {}, None),
         ("METRICS", "PixelAccuracy", {}, None),
         ("DATASETS", "SyntheticShapes", {"NUM_SAMPLES": 2, "SIZE": 16}, None),
@@ -363,10 +384,16 @@ def test_new_parts_pass_the_plugin_author_checks(
 def test_schema_and_components_show_the_new_parts(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["components", "--json"]) == 0
     listed = {(c["registry"], c["name"]) for c in json.loads(capsys.readouterr().out)}
-    for part in [("MODELS", "Segmenter"), ("NECKS", "FPN"), ("HEADS", "SegmentationHead"),
-                 ("LOSSES", "PixelCrossEntropy"), ("METRICS", "MeanIoU"),
-                 ("METRICS", "PixelAccuracy"), ("DATASETS", "SyntheticShapes"),
-                 ("DATASETS", "SegmentationFolder")]:  # fmt: skip
+    for part in [
+        ("MODELS", "Segmenter"),
+        ("NECKS", "FPN"),
+        ("HEADS", "SegmentationHead"),
+        ("LOSSES", "PixelCrossEntropy"),
+        ("METRICS", "MeanIoU"),
+        ("METRICS", "PixelAccuracy"),
+        ("DATASETS", "SyntheticShapes"),
+        ("DATASETS", "SegmentationFolder"),
+    ]:
         assert part in listed
     assert main(["schema"]) == 0
     schema = capsys.readouterr().out

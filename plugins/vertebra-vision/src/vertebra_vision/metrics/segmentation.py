@@ -37,9 +37,7 @@ def _check(logits: torch.Tensor, mask: torch.Tensor, metric: str) -> None:
         )
 
 
-def confusion_matrix(
-    logits: torch.Tensor, mask: torch.Tensor, ignore_index: int
-) -> torch.Tensor:
+def confusion_matrix(logits: torch.Tensor, mask: torch.Tensor, ignore_index: int) -> torch.Tensor:
     """`[C, C]` int64 counts of pixels of true class i (row) predicted as j (column); pixels
     whose mask is `ignore_index` (or outside 0..C-1) are left out."""
     classes = logits.shape[1]
@@ -51,7 +49,7 @@ def confusion_matrix(
 
 
 class MeanIoU(WholeSetMetric):
-    """`miou`: mean over classes of |true ∩ predicted| / |true ∪ predicted|, whole set.
+    """`miou`: mean over classes of |true and predicted| / |true or predicted|, whole set.
 
     The mean is over the classes whose union is not empty: a class absent from both the
     masks and the predictions is neither right nor wrong."""

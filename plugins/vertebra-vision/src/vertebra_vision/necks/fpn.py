@@ -72,12 +72,13 @@ class FPN(BaseModel):
     def __init__(self, cfg: FPNConfig, logger: logging.Logger | None = None) -> None:
         super().__init__(cfg, logger)
         width = cfg.OUT_CHANNELS
-        self.lateral = _PerLevel([nn.Conv2d(c, width, 1) for c in cfg.IN_CHANNELS])
-        self.output = _PerLevel([nn.Conv2d(width, width, 3, padding=1) for _ in cfg.IN_CHANNELS])
-        for conv in [*self.lateral.convs, *self.output.convs]:
-            assert isinstance(conv, nn.Conv2d)
+        lateral = [nn.Conv2d(c, width, 1) for c in cfg.IN_CHANNELS]
+        output = [nn.Conv2d(width, width, 3, padding=1) for _ in cfg.IN_CHANNELS]
+        for conv in [*lateral, *output]:
             nn.init.kaiming_uniform_(conv.weight, a=1)  # as the paper's reference code
-            nn.init.zeros_(conv.bias)
+            nn.init.zeros_(conv.bias)  # type: ignore[arg-type]
+        self.lateral = _PerLevel(lateral)
+        self.output = _PerLevel(output)
         #: Channels of each input map and of each output map.
         self.in_channels: list[int] = cfg.in_channels
         self.out_channels: list[int] = cfg.out_channels

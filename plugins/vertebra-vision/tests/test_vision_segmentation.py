@@ -191,7 +191,19 @@ def test_validate_accepts_the_tiny_segmenter(
         ),
         (
             {"NECK": None, "HEAD": {**TINY["HEAD"], "IN_CHANNELS": 16}},
-            "its levels differ in width: set HEAD.FUSE to finest",
+            "its levels differ in width: add an FPN neck that gives every level one width",
+        ),
+        (
+            {"HEAD": {**TINY["HEAD"], "FUSE": "finest"}},
+            "MODEL.HEAD.FUSE: HEAD SegmentationHead takes the finest level only, so NECK FPN's "
+            "other 2 level(s) would train nothing (and ddp refuses parameters without "
+            "gradients); set HEAD.FUSE to sum",
+        ),
+        (
+            {"NECK": None, "HEAD": {**TINY["HEAD"], "IN_CHANNELS": 8, "FUSE": "finest"}},
+            "so BACKBONE ResNet's other 2 level(s) would train nothing (and ddp refuses "
+            "parameters without gradients); set HEAD.FUSE to sum, or have the backbone return "
+            "one level (a ResNet: one OUT_INDICES entry)",
         ),
         (
             {"METRICS": [{"NAME": "MeanIoU", "IGNORE_INDEX": 0}]},
@@ -312,13 +324,27 @@ def test_a_decompression_bomb_mask_is_refused_before_it_is_decoded(tmp_path: Pat
         _build(images, masks)
 
 
-def test_a_class_id_beyond_num_classes_ends_train_with_exit_2(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def _spoil(masks: Path, how: str) -> str:
+    """Spoil the folder's masks `how`; the message `vertebra train` must print."""
+    mask = masks / "a" / "2.png"
+    if how == "class id":  # found when the item is read, in the middle of the epoch
+        ids = np.zeros((10, 12), dtype=np.uint8)
+        ids[3, 4] = 7
+        Image.fromarray(ids, mode="L").save(mask)
+        return f"mask {mask} holds class id 7, beyond NUM_CLASSES 3"
+    if how == "missing":
+        mask.unlink()
+        return f"1 of 3 images have no mask, e.g. {mask}"
+    Image.fromarray(np.zeros((3, 3), dtype=np.uint8), mode="L").save(mask)
+    return f"mask {mask} is 3x3 pixels but its image"
+
+
+@pytest.mark.parametrize("how", ["class id", "missing", "size"])
+def test_a_bad_mask_ends_train_with_exit_2_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], how: str
 ) -> None:
     images, masks = _folder(tmp_path)
-    ids = np.zeros((10, 12), dtype=np.uint8)
-    ids[3, 4] = 7
-    Image.fromarray(ids, mode="L").save(masks / "a" / "2.png")
+    message = _spoil(masks, how)
     dataset = {"NAME": "SegmentationFolder", "IMAGES": str(images), "MASKS": str(masks)}
     config = {
         "MODEL": {**TINY, "HEAD": {**TINY["HEAD"], "NUM_CLASSES": 3}},
@@ -329,7 +355,7 @@ def test_a_class_id_beyond_num_classes_ends_train_with_exit_2(
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     assert main(["train", str(path)]) == 2
     err = capsys.readouterr().err
-    assert f"mask {masks / 'a' / '2.png'} holds class id 7, beyond NUM_CLASSES 3" in err, err
+    assert message in err, err
     assert "Traceback" not in err
 
 
@@ -339,13 +365,13 @@ def test_a_class_id_beyond_num_classes_ends_train_with_exit_2(
 @pytest.mark.parametrize(
     ("registry", "name", "cfg", "example"),
     [
-        # Without a neck (the template's default), the head takes the finest level.
+        # Without a neck (the template's default), the backbone returns one level.
         (
             "MODELS",
             "Segmenter",
             {
-                "BACKBONE": TINY["BACKBONE"],
-                "HEAD": {**TINY["HEAD"], "IN_CHANNELS": 8, "FUSE": "finest"},
+                "BACKBONE": {**TINY["BACKBONE"], "OUT_INDICES": [1]},
+                "HEAD": {**TINY["HEAD"], "IN_CHANNELS": 8},
             },
             {"img": torch.randn(2, 3, 16, 16), "mask": torch.zeros(2, 16, 16, dtype=torch.long)},
         ),

@@ -125,16 +125,29 @@ def pyramid_issues(
         widths = _ints(getattr(neck, "out_channels", None))
         source = f"NECK {_name(neck)}"
     head_takes = getattr(head, "in_channels", None)
+    fuse = getattr(_config(head), "FUSE", None)
+    if fuse == "finest" and widths is not None and len(widths) > 1:
+        fix = "set HEAD.FUSE to sum"
+        if neck is None:
+            fix += ", or have the backbone return one level (a ResNet: one OUT_INDICES entry)"
+        issues.append(
+            ConfigIssue(
+                "HEAD.FUSE",
+                f"HEAD {_name(head)} takes the finest level only, so {source}'s other "
+                f"{len(widths) - 1} level(s) would train nothing (and ddp refuses parameters "
+                f"without gradients); {fix}",
+            )
+        )
     if isinstance(head_takes, int) and widths:
-        fuse = getattr(_config(head), "FUSE", "finest")
-        used = widths if fuse == "sum" else widths[:1]
+        used = widths[:1] if fuse in ("finest", None) else widths
         if any(w != head_takes for w in used):
             if len(set(used)) == 1:
                 fix = f"set HEAD.IN_CHANNELS to {used[0]}"
             else:
                 fix = (
-                    "its levels differ in width: set HEAD.FUSE to finest (HEAD.IN_CHANNELS "
-                    f"{used[0]}), or add an FPN neck that gives every level one width"
+                    "its levels differ in width: add an FPN neck that gives every level one "
+                    "width, or have the backbone return one level (a ResNet: one OUT_INDICES "
+                    "entry)"
                 )
             issues.append(
                 ConfigIssue(

@@ -61,6 +61,17 @@ def test_resnet_pretrained_file_loads_into_a_shorter_pyramid(tmp_path: Path) -> 
         }
     )
     assert torch.equal(short.layer2[0].conv1.weight, full.layer2[0].conv1.weight)
+    # The core's WEIGHTS (any part's key) skips the stages not built too.
+    by_core = BACKBONES.build(
+        {
+            "NAME": "ResNet",
+            "DEPTH": 18,
+            "BASE_CHANNELS": 8,
+            "OUT_INDICES": [1, 2, 3],
+            "WEIGHTS": str(path),
+        }
+    )
+    assert torch.equal(by_core.layer3[1].conv2.weight, full.layer3[1].conv2.weight)
 
 
 def test_resnet_out_indices_out_of_order_is_a_config_error() -> None:

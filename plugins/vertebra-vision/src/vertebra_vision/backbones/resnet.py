@@ -168,6 +168,18 @@ class ResNetConfig(PartConfig):
         return value
 
     @property
+    def unbuilt_stages(self) -> list[str]:
+        """Globs of the tensors of the stages after the last one in OUT_INDICES (not built)."""
+        last = 4 if self.OUT_INDICES is None else max(self.OUT_INDICES)
+        return [f"layer{i}.*" for i in range(last + 1, 5)]
+
+    def core_weights_options(self) -> tuple[list[str], bool]:
+        """The core's `WEIGHTS_IGNORE` and `WEIGHTS_STRICT`, plus the stages not built: weights
+        of a whole ResNet load into a shorter pyramid."""
+        ignore, strict = super().core_weights_options()
+        return [*ignore, *self.unbuilt_stages], strict
+
+    @property
     def stem_stride(self) -> int:
         """Stride of the stem (layer1's input) relative to the image."""
         if self.KERNEL_SIZE == 7:
@@ -270,8 +282,7 @@ class ResNet(BaseModel):
         if cfg.PRETRAINED and cfg.PRETRAINED_PATH:
             from vertebra_vision.pretrained import load_pretrained
 
-            skipped = [f"layer{i}.*" for i in range(built + 1, 5)]
-            ignore = [*cfg.PRETRAINED_IGNORE, *skipped]
+            ignore = [*cfg.PRETRAINED_IGNORE, *cfg.unbuilt_stages]
             count = load_pretrained(self, cfg.PRETRAINED_PATH, ignore)
             self.logger.info("ResNet: loaded %d tensors from %s", count, cfg.PRETRAINED_PATH)
 

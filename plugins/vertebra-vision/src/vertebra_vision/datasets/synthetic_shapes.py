@@ -17,7 +17,7 @@ import logging
 from typing import Any, Literal
 
 import torch
-from pydantic import Field, NonNegativeFloat
+from pydantic import Field, NonNegativeFloat, model_validator
 from vertebra.config import Seed
 from vertebra.data import BaseDataset
 from vertebra.schema import PartConfig
@@ -27,6 +27,8 @@ __all__ = ["CLASSES", "SyntheticShapes", "SyntheticShapesConfig"]
 #: Class names, by class id.
 CLASSES = ("background", "circle", "square", "triangle")
 _SPLITS = {"train": 0, "val": 1, "test": 2}
+#: The most memory the generated images and masks may take (they are kept in memory).
+MAX_BYTES = 8 * 2**30
 
 
 class SyntheticShapesConfig(PartConfig):
@@ -40,6 +42,21 @@ class SyntheticShapesConfig(PartConfig):
         0.05, le=1.0, description="Standard deviation of the noise added to every pixel."
     )
     SEED: Seed = Field(0, description="Seed of the images (with SPLIT).")
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the images (3 float32 channels) and masks (uint8) take."""
+        return self.NUM_SAMPLES * self.SIZE * self.SIZE * (3 * 4 + 1)
+
+    @model_validator(mode="after")
+    def _fits_in_memory(self) -> SyntheticShapesConfig:
+        if self.nbytes > MAX_BYTES:
+            raise ValueError(
+                f"NUM_SAMPLES {self.NUM_SAMPLES} images of {self.SIZE}x{self.SIZE} would take "
+                f"{self.nbytes / 2**30:.1f} GiB of memory (at most {MAX_BYTES / 2**30:.0f} GiB); "
+                "lower NUM_SAMPLES or SIZE"
+            )
+        return self
 
 
 class SyntheticShapes(BaseDataset):

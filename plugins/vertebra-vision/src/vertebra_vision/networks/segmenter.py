@@ -53,7 +53,7 @@ class SegmenterConfig(PartConfig):
 
     @model_validator(mode="after")
     def _widths_fit(self) -> SegmenterConfig:
-        issues = pyramid_issues(self, self.BACKBONE, self.NECK, self.HEAD)
+        issues = pyramid_issues(self.BACKBONE, self.NECK, self.HEAD)
         loss_ignore = getattr(self.LOSS, "IGNORE_INDEX", None) if self.LOSS is not None else 255
         for i, metric in enumerate(self.METRICS):
             ignore = getattr(metric, "IGNORE_INDEX", None)
@@ -86,9 +86,7 @@ def _ints(value: object) -> list[int] | None:
     return None
 
 
-def pyramid_issues(
-    cfg: SegmenterConfig, backbone: object, neck: object | None, head: object
-) -> list[ConfigIssue]:
+def pyramid_issues(backbone: object, neck: object | None, head: object) -> list[ConfigIssue]:
     """What does not fit across the pyramid, for parts given as configs or built modules:
     the neck's `in_channels` against the backbone's `out_channels` (or `out_dim`), and the
     head's `in_channels` against the widths of the maps it takes. Widths a part does not
@@ -181,7 +179,7 @@ class Segmenter(TrainModule):
         self.loss = LOSSES.build(cfg.LOSS or {"NAME": DEFAULT_LOSS}, logger=logger)
         self.metrics: list[BaseMetric] = [METRICS.build(m, logger=logger) for m in cfg.METRICS]
         # Widths that only the built parts know (a backbone read from a checkpoint).
-        issues = pyramid_issues(cfg, self.backbone, self.neck, self.head)
+        issues = pyramid_issues(self.backbone, self.neck, self.head)
         if issues:
             raise ConfigError(issues, source=f"{cfg.NAME} config")
         strides = getattr(self.backbone, "out_strides", None)

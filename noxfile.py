@@ -106,6 +106,7 @@ def bench(session: nox.Session) -> None:
         "benchmarks/bench_weights.py",
         "benchmarks/bench_fsdp.py",
         "benchmarks/bench_retrieval.py",
+        "benchmarks/bench_tasks.py",
     ):
         session.run("python", script)
 

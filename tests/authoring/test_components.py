@@ -68,11 +68,13 @@ def test_patterns(capsys: pytest.CaptureFixture[str]) -> None:
     assert {r["name"] for r in _rows(capsys, "heads", "*head")} == {
         "ClassifierHead",
         "CosineLinearHead",
+        "SegmentationHead",
     }
     assert {r["name"] for r in _rows(capsys, "HEADS", "cosine")} == {"CosineLinearHead"}
     # One argument that is not a registry is a pattern over every registry.
     assert {(r["registry"], r["name"]) for r in _rows(capsys, "crossentropy")} == {
-        ("LOSSES", "CrossEntropy")
+        ("LOSSES", "CrossEntropy"),
+        ("LOSSES", "PixelCrossEntropy"),
     }
     assert {r["registry"] for r in _rows(capsys, "*Head")} == {"HEADS"}
 

@@ -76,6 +76,18 @@ def _image_text_folder(tmp_path: Path) -> dict[str, Any]:
         Image.new("RGB", (6, 6), color).save(root / f"{i}.png")
     (root / "captions.tsv").write_text("0.png\ta red square\n1.png\ta blue square\n")
     return {"ROOT": str(root), "CAPTIONS": "captions.tsv"}
+def _segmentation_folder(tmp_path: Path) -> dict[str, Any]:
+    from PIL import Image
+
+    for folder in ("images", "masks"):
+        (tmp_path / folder).mkdir(parents=True)
+    Image.new("RGB", (6, 4), (9, 9, 9)).save(tmp_path / "images" / "0.jpg")
+    Image.new("L", (6, 4), 1).save(tmp_path / "masks" / "0.png")
+    return {"IMAGES": str(tmp_path / "images"), "MASKS": str(tmp_path / "masks"), "NUM_CLASSES": 2}
+
+
+def _logits_mask() -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.randn(2, 4, 5, 5), torch.randint(0, 4, (2, 5, 5))
 
 
 def _params() -> dict[str, Any]:
@@ -124,10 +136,20 @@ EXAMPLES: dict[str, dict[str, Example]] = {
         "Identity": Example({}, lambda: (torch.randn(2, 5),), (2, 5)),
         "GlobalAveragePooling": Example({}, lambda: (torch.randn(2, 5, 3, 4),), (2, 5)),
         "Flatten": Example({}, lambda: (torch.randn(2, 5, 3, 4),), (2, 60)),
+        "FPN": Example(
+            {"IN_CHANNELS": [2, 4], "OUT_CHANNELS": 3},
+            lambda: ([torch.randn(1, 2, 6, 6), torch.randn(1, 4, 3, 3)],),
+            [(1, 3, 6, 6), (1, 3, 3, 3)],
+        ),
     },
     "HEADS": {
         "ClassifierHead": Example({"NUM_CLASSES": 10}, lambda: (torch.randn(2, 512),), (2, 10)),
         "CosineLinearHead": Example({"NUM_CLASSES": 10}, lambda: (torch.randn(2, 512),), (2, 10)),
+        "SegmentationHead": Example(
+            {"IN_CHANNELS": 3, "NUM_CLASSES": 4},
+            lambda: ([torch.randn(2, 3, 4, 4), torch.randn(2, 3, 2, 2)], (8, 8)),
+            (2, 4, 8, 8),
+        ),
     },
     "LOSSES": {
         "CrossEntropy": Example(
@@ -136,9 +158,16 @@ EXAMPLES: dict[str, dict[str, Example]] = {
         "ReconstructLoss": Example(
             {}, lambda: (torch.randn(2, 3, requires_grad=True), torch.randn(2, 3)), ()
         ),
+        "PixelCrossEntropy": Example(
+            {},
+            lambda: (torch.randn(2, 4, 5, 5, requires_grad=True), torch.randint(0, 4, (2, 5, 5))),
+            (),
+        ),
     },
     "METRICS": {
         "AccuracyMetric": Example({}, _logits_labels, {"acc@1": ()}),
+        "MeanIoU": Example({}, _logits_mask, {"miou": ()}),
+        "PixelAccuracy": Example({}, _logits_mask, {"pixel_acc": ()}),
     },
     "MODELS": {
         "Classifier": Example(
@@ -151,6 +180,18 @@ EXAMPLES: dict[str, dict[str, Example]] = {
             lambda: {"img": torch.randn(4, 1, 8, 8), "label": torch.tensor([0, 1, 2, 9])},
             {"logits": (4, 10), "metrics": {"acc@1": (), "acc@5": ()}},
         ),
+        "Segmenter": Example(
+            {  # no neck (the template's default): the backbone returns one level
+                "BACKBONE": {
+                    **{"NAME": "ResNet", "BASE_CHANNELS": 4, "KERNEL_SIZE": 3},
+                    "OUT_INDICES": [2],
+                },
+                "HEAD": {"NAME": "SegmentationHead", "IN_CHANNELS": 8, "NUM_CLASSES": 3},
+                "METRICS": [{"NAME": "MeanIoU"}, {"NAME": "PixelAccuracy"}],
+            },
+            lambda: {"img": torch.randn(2, 3, 16, 16), "mask": torch.randint(0, 3, (2, 16, 16))},
+            {"logits": (2, 3, 16, 16), "metrics": {"miou": (), "pixel_acc": ()}},
+        ),
     },
     "DATASETS": {
         "Digits": Example({}, expect={"img": (1, 8, 8), "label": ()}),
@@ -158,6 +199,12 @@ EXAMPLES: dict[str, dict[str, Example]] = {
         "ImageFolder": Example(_image_folder, expect={"img": (3, 6, 6), "label": ()}),
         "DigitCaptions": Example({"SPLIT": "val"}, expect={"img": (1, 8, 8), "group": ()}),
         "ImageTextFolder": Example(_image_text_folder, expect={"img": (3, 6, 6), "group": ()}),
+        "SyntheticShapes": Example(
+            {"NUM_SAMPLES": 2, "SIZE": 16}, expect={"img": (3, 16, 16), "mask": (16, 16)}
+        ),
+        "SegmentationFolder": Example(
+            _segmentation_folder, expect={"img": (3, 4, 6), "mask": (4, 6)}
+        ),
     },
     "OPTIMIZERS": {name: _optimizer() for name in ("SGD", "Adam", "AdamW", "RMSprop")},
     "LR_SCHEDULERS": {

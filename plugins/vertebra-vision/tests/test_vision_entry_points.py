@@ -15,7 +15,20 @@ from vertebra.model.registry import BACKBONES
 
 EXPECTED = {
     "backbones": ["ConvNet", "ResNet"],
-    "datasets": ["DigitCaptions", "Digits", "ImageFolder", "ImageTextFolder", "SyntheticImages"],
+    "datasets": [
+        "DigitCaptions",
+        "Digits",
+        "ImageFolder",
+        "ImageTextFolder",
+        "SegmentationFolder",
+        "SyntheticImages",
+        "SyntheticShapes",
+    ],
+    "heads": ["SegmentationHead"],
+    "losses": ["PixelCrossEntropy"],
+    "metrics": ["MeanIoU", "PixelAccuracy"],
+    "models": ["Segmenter"],
+    "necks": ["FPN"],
 }
 
 

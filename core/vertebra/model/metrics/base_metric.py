@@ -191,14 +191,14 @@ class WholeSetMetric(BaseMetric):
     from `batch_state(...)`, and turns states into values in `finish(states)`:
 
     ```python
-    class PixelAccuracy(WholeSetMetric):
-        STATES = {"hits": "sum", "pixels": "sum"}
+    class Agreement(WholeSetMetric):
+        STATES = {"hits": "sum", "count": "sum"}
 
-        def batch_state(self, logits, mask):
-            return {"hits": (logits.argmax(1) == mask).sum(), "pixels": torch.tensor(mask.numel())}
+        def batch_state(self, logits, target):
+            return {"hits": (logits.argmax(1) == target).sum(), "count": torch.tensor(target.numel())}
 
         def finish(self, states):
-            return {"pixel_acc": float(states["hits"] / states["pixels"].clamp(min=1))}
+            return {"agreement": float(states["hits"] / states["count"].clamp(min=1))}
     ```
 
     `__call__` adds the batch to the running state and returns the batch's own values;

@@ -12,6 +12,11 @@ Module names follow the common ResNet layout (`conv1`, `bn1`, `layer1.0.conv1`,
 `PRETRAINED_PATH` (its classifier `fc.*` is skipped by default). `PRETRAINED: true` without
 `PRETRAINED_PATH` loads the installed weights that are the default for the DEPTH
 (docs/weights.md), as scepter configs expect.
+
+`OUT_INDICES` (e.g. `[1, 2, 3, 4]`) makes it a multi-scale backbone for dense prediction:
+it returns the listed stages' maps, fine to coarse, and tells their widths and strides as
+`out_channels` and `out_strides` (on its config and on the built module), the protocol an
+`FPN` neck and a `Segmenter` read. Unset, it returns the last stage's map, as before.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import logging
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 from vertebra.config import Size
 from vertebra.model.base_model import BaseModel
@@ -145,6 +150,57 @@ class ResNetConfig(PartConfig):
         default=["fc.*"],
         description="Shell-style patterns of keys in the file to skip (a classifier saved with the backbone).",
     )
+    OUT_INDICES: list[Literal[1, 2, 3, 4]] | None = Field(
+        None,
+        description="Stages whose feature maps to return, as a list ordered fine to coarse "
+        "(1 is layer1, 4 is layer4; e.g. [1, 2, 3, 4] for an FPN neck); stages after the last "
+        "one listed are not built. Unset: the last stage's map alone, as a tensor.",
+    )
+
+    @field_validator("OUT_INDICES")
+    @classmethod
+    def _increasing(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (not value or sorted(set(value)) != value):
+            raise ValueError(
+                f"OUT_INDICES {value} must list stages 1 to 4 in increasing order, each once "
+                "(fine to coarse), e.g. [1, 2, 3, 4]"
+            )
+        return value
+
+    @property
+    def unbuilt_stages(self) -> list[str]:
+        """Globs of the tensors of the stages after the last one in OUT_INDICES (not built)."""
+        last = 4 if self.OUT_INDICES is None else max(self.OUT_INDICES)
+        return [f"layer{i}.*" for i in range(last + 1, 5)]
+
+    def core_weights_options(self) -> tuple[list[str], bool]:
+        """The core's `WEIGHTS_IGNORE` and `WEIGHTS_STRICT`, plus the stages not built: weights
+        of a whole ResNet load into a shorter pyramid."""
+        ignore, strict = super().core_weights_options()
+        return [*ignore, *self.unbuilt_stages], strict
+
+    @property
+    def stem_stride(self) -> int:
+        """Stride of the stem (layer1's input) relative to the image."""
+        if self.KERNEL_SIZE == 7:
+            return 4
+        pool = self.FIRST_MAX_POOL_STRIDE if self.USE_MAXPOOL else 1
+        return self.FIRST_CONV_STRIDE * pool
+
+    @property
+    def out_channels(self) -> list[int] | None:
+        """Channels of each map returned with OUT_INDICES (None without it: see out_dim)."""
+        if self.OUT_INDICES is None:
+            return None
+        expansion = ARCHS[self.DEPTH][0].expansion
+        return [self.BASE_CHANNELS * 2 ** (i - 1) * expansion for i in self.OUT_INDICES]
+
+    @property
+    def out_strides(self) -> list[int] | None:
+        """Stride of each map returned with OUT_INDICES relative to the input (None without)."""
+        if self.OUT_INDICES is None:
+            return None
+        return [self.stem_stride * 2 ** (i - 1) for i in self.OUT_INDICES]
 
     def core_pretrained(self) -> bool:
         """`PRETRAINED: true` without `PRETRAINED_PATH` loads the installed default weights
@@ -168,6 +224,9 @@ SMALL_STEM_KEYS = ("FIRST_CONV_STRIDE", "USE_RELU", "USE_MAXPOOL", "FIRST_MAX_PO
 
 class ResNet(BaseModel):
     """ResNet-18 to -152: images `[N, IN_CHANNELS, H, W]` -> features `[N, out_dim, H', W']`.
+
+    With `OUT_INDICES` it returns a list of maps `[N, out_channels[i], ceil(H /
+    out_strides[i]), ceil(W / out_strides[i])]`, fine to coarse, instead.
 
     A neck (`GlobalAveragePooling`) pools the features. With the default (ImageNet) stem
     `H' = ceil(H / 32)`: 7x7 for 224x224 images. The small stem (KERNEL_SIZE 3) with its
@@ -200,21 +259,31 @@ class ResNet(BaseModel):
         )
         in_ch = width
         stages: list[nn.Sequential] = []
-        for i, count in enumerate(counts):
+        built = 4 if cfg.OUT_INDICES is None else max(cfg.OUT_INDICES)
+        for i, count in enumerate(counts[:built]):
             stage_width = width * 2**i
             blocks: list[nn.Module] = []
             for j in range(count):
                 blocks.append(block(in_ch, stage_width, 2 if (i > 0 and j == 0) else 1))
                 in_ch = stage_width * block.expansion
             stages.append(nn.Sequential(*blocks))
-        self.layer1, self.layer2, self.layer3, self.layer4 = stages
-        #: Channels of the feature map this backbone returns.
+        # Stages after the last one returned are not built: they would train nothing (and
+        # ddp refuses parameters without gradients); their pretrained tensors are skipped.
+        self._stage_names = [f"layer{i + 1}" for i in range(built)]
+        for name, stage in zip(self._stage_names, stages, strict=True):
+            self.add_module(name, stage)
+        #: Channels of the feature map this backbone returns (the last stage built).
         self.out_dim = in_ch
+        if cfg.OUT_INDICES is not None:
+            #: Channels and strides of the maps returned with OUT_INDICES, fine to coarse.
+            self.out_channels: list[int] = list(cfg.out_channels or [])
+            self.out_strides: list[int] = list(cfg.out_strides or [])
         self._init_weights()
         if cfg.PRETRAINED and cfg.PRETRAINED_PATH:
             from vertebra_vision.pretrained import load_pretrained
 
-            count = load_pretrained(self, cfg.PRETRAINED_PATH, cfg.PRETRAINED_IGNORE)
+            ignore = [*cfg.PRETRAINED_IGNORE, *cfg.unbuilt_stages]
+            count = load_pretrained(self, cfg.PRETRAINED_PATH, ignore)
             self.logger.info("ResNet: loaded %d tensors from %s", count, cfg.PRETRAINED_PATH)
 
     def _init_weights(self) -> None:
@@ -229,12 +298,17 @@ class ResNet(BaseModel):
                 if isinstance(m, BasicBlock | Bottleneck):
                     nn.init.zeros_(m.last_bn().weight)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         if x.dim() != 4 or x.shape[1] != self.cfg.IN_CHANNELS:
             raise ValueError(
                 f"ResNet expects images [N, {self.cfg.IN_CHANNELS}, H, W] (IN_CHANNELS="
                 f"{self.cfg.IN_CHANNELS}), got shape {tuple(x.shape)}"
             )
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return x
+        wanted = self.cfg.OUT_INDICES
+        maps: list[torch.Tensor] = []
+        for index, name in enumerate(self._stage_names, start=1):
+            x = getattr(self, name)(x)
+            if wanted is not None and index in wanted:
+                maps.append(x)
+        return x if wanted is None else maps

@@ -76,6 +76,8 @@ def _image_text_folder(tmp_path: Path) -> dict[str, Any]:
         Image.new("RGB", (6, 6), color).save(root / f"{i}.png")
     (root / "captions.tsv").write_text("0.png\ta red square\n1.png\ta blue square\n")
     return {"ROOT": str(root), "CAPTIONS": "captions.tsv"}
+
+
 def _segmentation_folder(tmp_path: Path) -> dict[str, Any]:
     from PIL import Image
 

@@ -24,13 +24,16 @@ from typing import Any
 
 from vertebra_mlflow.naming import MAX_TAG_LENGTH
 
-__all__ = ["BATCH_METRICS", "BATCH_PARAMS", "QUEUE_SIZE", "Item", "Opening", "Sender"]
+__all__ = ["BATCH_METRICS", "BATCH_PARAMS", "QUEUE_SIZE", "STALL_S", "Item", "Opening", "Sender"]
 
 #: Items the queue holds before new ones are dropped (and counted): a server down for a
 #: long run costs memory for this many records at most.
 QUEUE_SIZE = 10_000
 #: Metric values per `log_batch` call: MLflow's limit.
 BATCH_METRICS = 1000
+#: Seconds one request may go unanswered before the first trouble is said (MLflow's client
+#: retries a refused connection for about 4 minutes by default before it fails).
+STALL_S = 30.0
 #: Params (and tags) per `log_batch` call: MLflow's limit.
 BATCH_PARAMS = 100
 #: What each kind of item counts, in the end summary.
@@ -85,6 +88,7 @@ class Sender:
         self._queue: queue.Queue[Item] = queue.Queue(maxsize=QUEUE_SIZE)
         self._pending: Item | None = None
         self._current: Item | None = None
+        self._busy_since: float | None = None  # when the request in flight was sent
         self._lock = threading.Lock()
         self._finishing = threading.Event()
         self._closed = False
@@ -98,6 +102,9 @@ class Sender:
 
     def put(self, item: Item) -> None:
         """Queue `item`; when the queue is full, count it as not logged."""
+        busy = self._busy_since
+        if busy is not None and time.monotonic() - busy > STALL_S:
+            self._trouble(f"the tracking server has not answered for {STALL_S:g} s")
         try:
             self._queue.put_nowait(item)
         except queue.Full:
@@ -183,6 +190,7 @@ class Sender:
                 if item is None or self._closed:
                     return
                 self._current = item
+                self._busy_since = time.monotonic() if item.kind != "artifacts" else None
             try:
                 self._send(item)
             except Exception as exc:
@@ -190,7 +198,7 @@ class Sender:
                 self._trouble(f"logging {_UNITS[item.kind]} failed: {_cause(exc)}")
             finally:
                 with self._lock:
-                    self._current = None
+                    self._current = self._busy_since = None
 
     def _send(self, item: Item) -> None:
         if self.run_id is None:

@@ -50,7 +50,7 @@ def _text(value: str, what: str, longest: int) -> str:
     if _CONTROL.search(value):
         raise ValueError(f"the {what} holds a control character (a line break, a tab)")
     if len(value) > longest:
-        raise ValueError(f"a {what} of {len(value)} characters; MLflow takes at most {longest}")
+        raise ValueError(f"the {what} has {len(value)} characters; MLflow takes at most {longest}")
     return value
 
 

@@ -27,6 +27,9 @@ os.environ["VERTEBRA_PLUGINS"] = "vertebra,vertebra-vision,vertebra-mlflow"
 os.environ["VERTEBRA_CACHE_DIR"] = tempfile.mkdtemp(prefix="vertebra-test-cache-")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("MLFLOW_EXPERIMENT_NAME", None)
+# The tests read file stores back with MlflowClient (the plugin allows MLflow's file store
+# for a run whose TRACKING_URI names a folder; a reader has to allow it too).
+os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
 
 from vertebra.cli import main  # noqa: E402  (after the variables it reads)
 
@@ -84,10 +87,12 @@ def free_port() -> int:
 
 
 class Server:
-    """An `mlflow server` in a process group of its own (its workers go with it)."""
+    """An `mlflow server` in a process group of its own (its workers go with it); started
+    here, waited for by `ready()`, so that it starts while other tests run."""
 
     def __init__(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.log = open(folder / "server.log", "w")  # noqa: SIM115  (closed in stop)
@@ -109,20 +114,25 @@ class Server:
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # No job runner process: the tests track runs and nothing else.
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         )
+
+    def ready(self) -> Server:
+        """Wait until the server answers (90 s at most)."""
         deadline = time.monotonic() + 90
         while True:
             try:
                 with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as answer:
                     if answer.status == 200:
-                        break
+                        return self
             except OSError:
                 pass
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                text = (folder / "server.log").read_text()
+                text = (self.folder / "server.log").read_text()
                 raise RuntimeError(f"mlflow server did not start:\n{text[-3000:]}")
-            time.sleep(0.2)
+            time.sleep(0.1)
 
     def stop(self) -> None:
         """SIGKILL the server's process group: the server gone, as a crash leaves it."""
@@ -132,14 +142,29 @@ class Server:
         self.log.close()
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One tracking server for the session (it takes some seconds to start)."""
-    server = Server(tmp_path_factory.mktemp("mlflow-server"))
+@pytest.fixture(scope="session", autouse=True)
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server]]:
+    """Two tracking servers for the session, started together at its start (each takes
+    seconds): one that serves every test, one that a test kills."""
+    started = {
+        name: Server(tmp_path_factory.mktemp(f"mlflow-{name}")) for name in ("main", "victim")
+    }
     try:
-        yield server
+        yield started
     finally:
-        server.stop()
+        for server in started.values():
+            server.stop()
+
+
+@pytest.fixture
+def mlflow_server(servers: dict[str, Server]) -> Server:
+    return servers["main"].ready()
+
+
+@pytest.fixture
+def victim_server(servers: dict[str, Server]) -> Server:
+    """A server of its own for the test that kills it."""
+    return servers["victim"].ready()
 
 
 @pytest.fixture

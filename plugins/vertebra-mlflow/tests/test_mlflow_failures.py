@@ -48,9 +48,9 @@ class KillServer:
 
 
 def test_the_server_killed_mid_run(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], no_retries: None
+    victim_server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str], no_retries: None
 ) -> None:
-    server = Server(tmp_path / "server")
+    server = victim_server
     killer = KillServer(server, step=3)
     get_plugin_manager().register(killer, name="kill-server")
     try:

@@ -31,7 +31,7 @@ os.environ.pop("MLFLOW_EXPERIMENT_NAME", None)
 # for a run whose TRACKING_URI names a folder; a reader has to allow it too).
 os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
 
-from vertebra.cli import main  # noqa: E402  (after the variables it reads)
+from vertebra.cli import main  # after the variables it reads
 
 PYTHON = sys.executable
 MLFLOW = str(Path(sys.executable).with_name("mlflow"))

@@ -27,7 +27,10 @@ def test_every_mistake_of_the_section_is_named(
     assert "Traceback" not in err
     assert "PLUGINS.MLFLOW.TRACKING_URL: unknown key; did you mean TRACKING_URI?" in err
     assert "PLUGINS.MLFLOW.TRACKING_URI: unknown scheme 'htp:' (did you mean 'http:'?)" in err
-    assert "PLUGINS.MLFLOW.EXPERIMENT: the experiment name has 600 characters; MLflow takes at most 500" in err
+    assert (
+        "PLUGINS.MLFLOW.EXPERIMENT: the experiment name has 600 characters; MLflow takes at most 500"
+        in err
+    )
     assert "PLUGINS.MLFLOW.RUN_NAME: the run name holds a control character" in err
     assert "PLUGINS.MLFLOW.LOG_CHECKPOINTS:" in err
     assert "PLUGINS.MLFLOW.END_WAIT:" in err

@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 from conftest import Server, cli, free_port, write_config
-from vertebra import hookimpl
-from vertebra.plugins import get_plugin_manager
+from vertebra.plugins import get_plugin_manager, hookimpl
 from vertebra_mlflow._tracker import RUN_FILE
 from vertebra_mlflow.naming import metrics_of
 
@@ -93,7 +92,9 @@ def test_a_server_that_refuses_connections_from_the_start(
     assert not (tmp_path / "run" / RUN_FILE).exists()
     found = mlflow_warnings(err)
     summary = found[-1]
-    assert summary.startswith(f"warning: MLflow: not logged to {uri}, no run (it was never created): ")
+    assert summary.startswith(
+        f"warning: MLflow: not logged to {uri}, no run (it was never created): "
+    )
     lost = lost_counts(summary)
     records = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert lost["metric values"] == sum(len(list(metrics_of(json.loads(r)))) for r in records)

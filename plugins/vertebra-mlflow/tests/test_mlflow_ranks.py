@@ -15,6 +15,8 @@ from test_mlflow_tracking import history_of, logged_history
 
 pytestmark = pytest.mark.slow
 
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+
 
 def test_two_gloo_processes_log_one_run(tmp_path: Path) -> None:
     store = tmp_path / "mlruns"
@@ -22,8 +24,7 @@ def test_two_gloo_processes_log_one_run(tmp_path: Path) -> None:
         tmp_path, {"TRACKING_URI": str(store), "EXPERIMENT": "ranks"}, MAX_STEPS=4, EVAL_EVERY=2
     )
     done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-        + ["-m", "vertebra", "train", str(config)],
+        [*TORCHRUN, "-m", "vertebra", "train", str(config)],
         # Without MLFLOW_ALLOW_FILE_STORE: a TRACKING_URI that names a folder allows MLflow's
         # file store by itself.
         env={

@@ -33,7 +33,9 @@ def logged_history(client: MlflowClient, run_id: str) -> dict[str, list[tuple[in
     return {
         key: [
             (m.step, m.value)
-            for m in sorted(client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
+            for m in sorted(
+                client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp)
+            )
         ]
         for key in run.data.metrics
     }
@@ -80,7 +82,9 @@ def test_a_run_logs_to_a_tracking_server_and_resume_continues_it(
     assert run.data.params["TRAIN.OUTPUT_DIR"] == str(run_dir)
     # Metrics: every value of metrics.jsonl, at its step, under train/ and val/.
     expected = history_of(run_dir)
-    assert {"train/loss", "train/lr", "val/acc_at_1", "val/acc_at_3", "val/samples"} <= set(expected)
+    assert {"train/loss", "train/lr", "val/acc_at_1", "val/acc_at_3", "val/samples"} <= set(
+        expected
+    )
     assert logged_history(client, run_id) == expected
     # Tags: vertebra's version, the parts and their distributions, how the run ended.
     tags = run.data.tags
@@ -103,9 +107,7 @@ def test_a_run_logs_to_a_tracking_server_and_resume_continues_it(
     assert json.loads(out)["acc@1"] == pytest.approx(best, abs=1e-9)
 
     # --resume with more steps continues the same MLflow run.
-    status, _, err = cli(
-        capsys, "train", config, "--resume", "--set", "TRAIN.MAX_STEPS=12"
-    )
+    status, _, err = cli(capsys, "train", config, "--resume", "--set", "TRAIN.MAX_STEPS=12")
     assert status == 0, err
     assert run_id_of(run_dir) == run_id
     assert f"MLflow: continuing run {run_id}" in err

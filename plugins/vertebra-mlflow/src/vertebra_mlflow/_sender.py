@@ -234,7 +234,10 @@ class Sender:
         changed = [f"{k}={v} (logged: {had[k]})" for k, v in params.items() if had.get(k, v) != v]
         if changed:
             text = "; ".join(changed)
-            tag = RunTag("vertebra.changed_on_resume", text[: MAX_TAG_LENGTH - 3] + "..." if len(text) > MAX_TAG_LENGTH else text)
+            tag = RunTag(
+                "vertebra.changed_on_resume",
+                text[: MAX_TAG_LENGTH - 3] + "..." if len(text) > MAX_TAG_LENGTH else text,
+            )
             self._client.log_batch(self.run_id, tags=[tag], synchronous=True)
         item.count = len(new)
         while new:
@@ -336,4 +339,3 @@ def _cause(exc: BaseException) -> str:
 def now_ms() -> int:
     """Milliseconds since the epoch, as MLflow stamps values."""
     return int(time.time() * 1000)
-

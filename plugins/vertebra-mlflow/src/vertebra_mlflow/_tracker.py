@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
-from vertebra import hookimpl
+from vertebra.plugins import hookimpl
 
 from vertebra_mlflow._sender import Item, Opening, Sender, now_ms
 from vertebra_mlflow.naming import MAX_TAG_LENGTH, flatten_params, metrics_of

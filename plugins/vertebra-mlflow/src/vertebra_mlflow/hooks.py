@@ -18,14 +18,20 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pydantic import ConfigDict, Field, field_validator
-from vertebra import hookimpl
 from vertebra.config import Settings
 from vertebra.errors import close_match
+from vertebra.plugins import hookimpl
 
 if TYPE_CHECKING:
     from vertebra.engine import Run
 
-__all__ = ["SECTION", "URI_SCHEMES", "MlflowConfig", "vertebra_plugin_settings", "vertebra_run_start"]
+__all__ = [
+    "SECTION",
+    "URI_SCHEMES",
+    "MlflowConfig",
+    "vertebra_plugin_settings",
+    "vertebra_run_start",
+]
 
 SECTION = "MLFLOW"
 #: Tracking URI schemes MLflow's client reads (a database URI may add a driver: `mysql+pymysql`).
@@ -70,7 +76,9 @@ class MlflowConfig(Settings):
         description="Experiment name, created when missing; default the MLFLOW_EXPERIMENT_NAME "
         "variable, else MLflow's Default experiment.",
     )
-    RUN_NAME: str | None = Field(None, description="Name of the MLflow run; default the run folder's name.")
+    RUN_NAME: str | None = Field(
+        None, description="Name of the MLflow run; default the run folder's name."
+    )
     LOG_CHECKPOINTS: bool = Field(
         False,
         description="Upload the best checkpoint (the last one without validation data) as "
@@ -109,7 +117,9 @@ class MlflowConfig(Settings):
             try:
                 port = parts.port
             except ValueError:
-                raise ValueError(f"'{value}' has a port that is not a number from 0 to 65535") from None
+                raise ValueError(
+                    f"'{value}' has a port that is not a number from 0 to 65535"
+                ) from None
             if not parts.hostname:
                 raise ValueError(f"'{value}' names no host; write {scheme}://HOST:PORT")
             del port

@@ -6,7 +6,7 @@ server that is down or slow costs the loop nothing: an item that does not fit th
 or that the server refuses, is counted as not logged, the first trouble is said once, and
 the run's end waits a bounded time for the rest, then says what was not logged.
 
-mlflow is imported here, in the thread, when a run uses the plugin.
+mlflow's modules are used here, in the thread; the tracker imports mlflow before training.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 from vertebra_mlflow.naming import MAX_TAG_LENGTH
 
-__all__ = ["BATCH_METRICS", "BATCH_PARAMS", "QUEUE_SIZE", "STALL_S", "Item", "Opening", "Sender"]
+__all__ = ["BATCH_METRICS", "BATCH_PARAMS", "FLUSH_S", "QUEUE_SIZE", "STALL_S", "Item", "Opening", "Sender"]
 
 #: Items the queue holds before new ones are dropped (and counted): a server down for a
 #: long run costs memory for this many records at most.
@@ -34,6 +34,8 @@ BATCH_METRICS = 1000
 #: Seconds one request may go unanswered before the first trouble is said (MLflow's client
 #: retries a refused connection for about 4 minutes by default before it fails).
 STALL_S = 30.0
+#: Seconds between two sends of metric values (more wait in the queue meanwhile).
+FLUSH_S = 1.0
 #: Params (and tags) per `log_batch` call: MLflow's limit.
 BATCH_PARAMS = 100
 #: What each kind of item counts, in the end summary.
@@ -89,6 +91,7 @@ class Sender:
         self._pending: Item | None = None
         self._current: Item | None = None
         self._busy_since: float | None = None  # when the request in flight was sent
+        self._metrics_sent = 0.0
         self._lock = threading.Lock()
         self._finishing = threading.Event()
         self._closed = False
@@ -171,6 +174,10 @@ class Sender:
                     return None
         if item.kind != "metrics":
             return item
+        # Metric values go at most once a second, many records a call: fewer requests, and
+        # less of the thread's Python work beside the training loop.
+        self._finishing.wait(max(0.0, self._metrics_sent + FLUSH_S - time.monotonic()))
+        self._metrics_sent = time.monotonic()
         values = list(item.payload)
         while len(values) < BATCH_METRICS:
             try:

@@ -24,7 +24,16 @@ from typing import Any
 
 from vertebra_mlflow.naming import MAX_TAG_LENGTH
 
-__all__ = ["BATCH_METRICS", "BATCH_PARAMS", "FLUSH_S", "QUEUE_SIZE", "STALL_S", "Item", "Opening", "Sender"]
+__all__ = [
+    "BATCH_METRICS",
+    "BATCH_PARAMS",
+    "FLUSH_S",
+    "QUEUE_SIZE",
+    "STALL_S",
+    "Item",
+    "Opening",
+    "Sender",
+]
 
 #: Items the queue holds before new ones are dropped (and counted): a server down for a
 #: long run costs memory for this many records at most.

@@ -67,3 +67,16 @@ def test_good_sections_validate(tmp_path: Path, capsys: pytest.CaptureFixture[st
     ):
         status, _, err = cli(capsys, "validate", write_config(tmp_path, section))
         assert status == 0, (section, err)
+
+
+def test_the_readme_section_validates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    import yaml
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    (block,) = re.findall(r"```yaml\n(.*?)```", readme, flags=re.S)
+    section = yaml.safe_load(block)["PLUGINS"]["MLFLOW"]
+    assert set(section) == {"TRACKING_URI", "EXPERIMENT", "RUN_NAME", "LOG_CHECKPOINTS", "END_WAIT"}
+    status, _, err = cli(capsys, "validate", write_config(tmp_path, section))
+    assert status == 0, err

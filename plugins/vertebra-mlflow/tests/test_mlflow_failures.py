@@ -105,3 +105,27 @@ def test_a_server_that_refuses_connections_from_the_start(
     else:  # still retrying when the run ended: the summary alone says it
         assert len(found) == 1
         assert summary.endswith("(the tracking server did not answer within 1 s of the run's end)")
+
+
+def test_without_mlflow_the_run_goes_on_with_a_note(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import builtins
+    import sys
+
+    real_import = builtins.__import__
+
+    def no_mlflow(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "mlflow" or name.startswith("mlflow."):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    for name in [m for m in sys.modules if m == "mlflow" or m.startswith("mlflow.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(builtins, "__import__", no_mlflow)
+    config = write_config(tmp_path, {"TRACKING_URI": str(tmp_path / "mlruns")})
+    status, _, err = cli(capsys, "train", config)
+    assert status == 0, err
+    assert "PLUGINS.MLFLOW is set but mlflow cannot be imported" in err
+    assert "pip install mlflow-skinny" in err
+    assert not (tmp_path / "run" / RUN_FILE).exists() and not (tmp_path / "mlruns").exists()

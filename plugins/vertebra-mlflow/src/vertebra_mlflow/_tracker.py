@@ -47,11 +47,6 @@ class MlflowTracker:
             on_open=self._write_run_file,
             notes=notes,
         )
-        # mlflow is imported here, before the first step, not by the sender's thread: an
-        # import is seconds of pure Python that, beside the training loop, would hold the
-        # GIL and slow the first steps several times over (benchmarks/bench_mlflow.py).
-        import mlflow.tracking  # noqa: F401
-
         self.sender = Sender(uri, run.logger, opening)
         self.sender.put(Item("open", 0, None))  # the run first: its id goes to the run folder
         tags = run_tags(run)

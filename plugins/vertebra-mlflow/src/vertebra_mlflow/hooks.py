@@ -146,6 +146,17 @@ def vertebra_run_start(run: Run) -> None:
     cfg = run.config.PLUGINS.get(SECTION)
     if cfg is None or not run.is_main:  # only global rank 0 logs
         return
+    try:
+        # Here, before the first step, not in the sender's thread: an import is a second of
+        # pure Python that, beside the training loop, would hold the GIL and slow the first
+        # steps several times over (benchmarks/bench_mlflow.py).
+        import mlflow.tracking  # noqa: F401
+    except ImportError as exc:
+        run.logger.warning(
+            f"note: PLUGINS.MLFLOW is set but mlflow cannot be imported ({exc}); "
+            "pip install mlflow-skinny; nothing is logged to MLflow"
+        )
+        return
     from vertebra.plugins import get_plugin_manager
 
     from vertebra_mlflow._tracker import MlflowTracker

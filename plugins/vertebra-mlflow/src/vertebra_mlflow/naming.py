@@ -8,6 +8,7 @@ loses the whole batch it is in. Nothing here imports mlflow.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -40,6 +41,7 @@ def safe_name(name: str) -> str:
     return "/".join(parts)[:MAX_KEY_LENGTH] or "_"
 
 
+@functools.lru_cache(maxsize=1024)  # the same few names, every log step
 def metric_key(event: str, name: str) -> str:
     """The MLflow key of value `name` of a metrics.jsonl record: `train/NAME` for training
     records, `val/NAME` for evaluations (the TensorBoard logger's names), made safe."""

@@ -73,6 +73,10 @@ class Item:
     payload: Any
 
 
+#: Put by `close`: the thread ends when it reaches it.
+_END = Item("end-of-queue", 0, None)
+
+
 @dataclass
 class Opening:
     """How to find or make the MLflow run: the first thing the thread does."""
@@ -96,7 +100,9 @@ class Sender:
         self.run_id: str | None = None
         self.resumed = False
         self.lost: Counter[str] = Counter()
-        self._queue: queue.Queue[Item] = queue.Queue(maxsize=QUEUE_SIZE)
+        # Bounded by `put` (QUEUE_SIZE items), not by the queue, so that `close` can always
+        # add the item that ends the thread: the thread blocks on the queue, never polls.
+        self._queue: queue.Queue[Item] = queue.Queue()
         self._pending: Item | None = None
         self._current: Item | None = None
         self._busy_since: float | None = None  # when the request in flight was sent
@@ -117,9 +123,9 @@ class Sender:
         busy = self._busy_since
         if busy is not None and time.monotonic() - busy > STALL_S:
             self._trouble(f"the tracking server has not answered for {STALL_S:g} s")
-        try:
+        if self._queue.qsize() < QUEUE_SIZE:
             self._queue.put_nowait(item)
-        except queue.Full:
+        else:
             self._lose(item)
             self._trouble(
                 f"the tracking server is not keeping up ({QUEUE_SIZE} items wait to be sent); "
@@ -129,6 +135,7 @@ class Sender:
     def close(self, wait_s: float) -> str:
         """Wait up to `wait_s` for what is queued, then stop; the end summary, one line."""
         self._finishing.set()
+        self._queue.put_nowait(_END)
         self._thread.join(timeout=max(0.0, wait_s))
         with self._lock:
             self._closed = True
@@ -139,6 +146,7 @@ class Sender:
                     left.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            left = [i for i in left if i is not _END]
             for item in left:
                 self.lost[item.kind] += item.count
             lost = +self.lost
@@ -175,12 +183,10 @@ class Sender:
     def _next(self) -> Item | None:
         """The next item (metric values of several records merged), or None at the end."""
         item, self._pending = self._pending, None
-        while item is None:
-            try:
-                item = self._queue.get(timeout=0.05)
-            except queue.Empty:
-                if self._finishing.is_set():
-                    return None
+        if item is None:
+            item = self._queue.get()  # blocks: a thread that polled would wake the GIL
+        if item is _END:
+            return None
         if item.kind != "metrics":
             return item
         # Metric values go at most once a second, many records a call: fewer requests, and
@@ -193,7 +199,11 @@ class Sender:
                 following = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if following.kind != "metrics" or len(values) + following.count > BATCH_METRICS:
+            if (
+                following is _END
+                or following.kind != "metrics"
+                or len(values) + following.count > BATCH_METRICS
+            ):
                 self._pending = following
                 break
             values.extend(following.payload)

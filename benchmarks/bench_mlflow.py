@@ -8,7 +8,8 @@ record goes to MLflow from the plugin's background thread, and the params and ta
 start. Timed: from the run's start hook to its last training record (set-up and the
 end of the run excluded; the end is timed apart: the artifacts and the bounded wait).
 
-Prints the ratio of steps per second (tracked / untracked; 1.0 means no overhead), the
+Prints the ratio of steps per second (tracked / untracked, each side's fastest round; 1.0
+means no overhead; the medians and the CPU time of every thread beside it), the
 cost of the end of a tracked run, and the one-time cost of importing mlflow, which the
 first tracked run of a process pays in the background thread.
 
@@ -127,25 +128,32 @@ def main() -> int:
     steps_s = {k: statistics.median(args.steps / t for t, _, _ in v) for k, v in rows.items()}
     cpu = {k: statistics.median(c for _, c, _ in v) for k, v in rows.items()}
     ends = {k: statistics.median(e for _, _, e in v) for k, v in rows.items()}
-    ratio = steps_s["mlflow"] / steps_s["none"]
+    # Each side's fastest round (as bench_train.py): other work on a shared machine only
+    # ever slows a round down, so the fastest is the nearest to the code's own cost.
+    best = {k: max(args.steps / t for t, _, _ in v) for k, v in rows.items()}
+    ratio = best["mlflow"] / best["none"]
     print(
         f"median of {args.rounds} rounds x {args.steps} steps; Python {sys.version.split()[0]}; "
         f"torch {torch.__version__}; {args.threads} threads; file store; {runs} MLflow runs logged"
     )
-    print(f"{'tracking':<10}{'steps/s':>10}{'CPU s':>10}{'end (s)':>10}")
+    print(f"{'tracking':<10}{'best steps/s':>14}{'median':>10}{'CPU s':>10}{'end (s)':>10}")
     for kind in ("none", "mlflow"):
-        print(f"{kind:<10}{steps_s[kind]:>10.1f}{cpu[kind]:>10.3f}{ends[kind]:>10.3f}")
+        print(
+            f"{kind:<10}{best[kind]:>14.1f}{steps_s[kind]:>10.1f}{cpu[kind]:>10.3f}"
+            f"{ends[kind]:>10.3f}"
+        )
     print(
         f"first tracked run (mlflow imported at its start, timed): {args.steps / cold[0]:.1f} steps/s, "
-        f"{args.steps / cold[0] / steps_s['none']:.3f}x"
+        f"{args.steps / cold[0] / best['none']:.3f}x"
     )
     print(f"import mlflow in a fresh interpreter: {import_cost():.2f} s (once per process)")
+    print(f"median steps/s: {steps_s['mlflow'] / steps_s['none']:.3f}x")
     print(
         f"CPU time of the steps (every thread of the process): {cpu['mlflow'] / cpu['none']:.3f}x"
     )
     met = "met" if 1 / ratio <= 1.05 else "NOT met"
     print(
-        f"steps/s with MLflow: {ratio:.3f}x of no tracking; time per step {1 / ratio:.3f}x "
+        f"best steps/s with MLflow: {ratio:.3f}x of no tracking; time per step {1 / ratio:.3f}x "
         f"(target <= 1.05x): {met}"
     )
     return 0

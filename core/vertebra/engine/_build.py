@@ -485,7 +485,8 @@ def _build_training(
 
 def _check_globs(model: nn.Module, tc: TrainConfig) -> bool:
     """TRAIN.FSDP.SHARD_MODULES and ACTIVATION_CHECKPOINTING name module classes of the
-    network; then the modules named recompute their activations. True, or a ConfigError."""
+    network, and fsdp finds no scalar parameter; then the modules named recompute their
+    activations. True, or a ConfigError."""
     found = [
         _parallel.class_glob_issue(
             model, tc.ACTIVATION_CHECKPOINTING, "TRAIN.ACTIVATION_CHECKPOINTING"
@@ -493,6 +494,7 @@ def _check_globs(model: nn.Module, tc: TrainConfig) -> bool:
         _parallel.class_glob_issue(model, tc.FSDP.SHARD_MODULES, "TRAIN.FSDP.SHARD_MODULES")
         if tc.STRATEGY == "fsdp"
         else None,
+        _parallel.scalar_parameter_issue(model) if tc.STRATEGY == "fsdp" else None,
     ]
     issues = [issue for issue in found if issue is not None]
     if issues:

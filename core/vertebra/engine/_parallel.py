@@ -83,6 +83,21 @@ def class_glob_issue(model: nn.Module, globs: list[str], path: str) -> ConfigIss
     )
 
 
+def scalar_parameter_issue(model: nn.Module) -> ConfigIssue | None:
+    """A ConfigIssue for TRAIN.STRATEGY fsdp when the network holds a 0-d parameter (a
+    scalar, such as a learned temperature), which FSDP2 cannot shard; None otherwise."""
+    scalars = [name for name, p in model.named_parameters() if p.dim() == 0]
+    if not scalars:
+        return None
+    listed = ", ".join(scalars[:5]) + (f" and {len(scalars) - 5} more" if len(scalars) > 5 else "")
+    return ConfigIssue(
+        "TRAIN.STRATEGY",
+        f"fsdp cannot shard this network: its parameter {listed} is a 0-d tensor (a scalar), "
+        "which FSDP2 refuses; use STRATEGY ddp, or make the part hold it as a 1-element "
+        "tensor (torch.ones(1) instead of torch.tensor(1.0))",
+    )
+
+
 def _matching(model: nn.Module, globs: list[str]) -> Iterator[tuple[str, nn.Module]]:
     for name, module in model.named_modules():
         if name and any(fnmatch.fnmatchcase(type(module).__name__, g) for g in globs):

@@ -9,6 +9,13 @@ when called). docs/weights.md describes the manifest and the config keys.
 from __future__ import annotations
 
 from vertebra.weights._digest import clear_cache, file_sha256
+from vertebra.weights._folder import (
+    FolderError,
+    chosen_package,
+    model_folder,
+    read_model_config,
+    verified,
+)
 from vertebra.weights._digest import problems as verify
 from vertebra.weights._index import (
     WEIGHTS_GROUP,
@@ -21,6 +28,11 @@ from vertebra.weights._index import (
 from vertebra.weights._manifest import Manifest, ManifestError, WeightsFile, read_manifest
 
 __all__ = [
+    "FolderError",
+    "chosen_package",
+    "model_folder",
+    "read_model_config",
+    "verified",
     "WEIGHTS_GROUP",
     "InstalledWeights",
     "Manifest",

@@ -257,7 +257,16 @@ def _record_hash(data: bytes) -> str:
     return f"sha256={digest.decode('ascii')}"
 
 
-def _write_wheel(target: Path, name: str, version: str, manifest: Manifest, data: bytes) -> None:
+def _write_wheel(
+    target: Path,
+    name: str,
+    version: str,
+    manifest: Manifest,
+    data: bytes,
+    extra: Sequence[tuple[str, bytes]] = (),
+) -> None:
+    """Write the wheel: `data` is the manifest's (one) weights file; `extra` names further
+    files of the package by their path inside it (a model folder's config.json)."""
     from vertebra.engine.checkpoints import file_mode
 
     package = _escape(name)
@@ -279,7 +288,8 @@ def _write_wheel(target: Path, name: str, version: str, manifest: Manifest, data
             f"{package}/__init__.py",
             f'"""vertebra weights {name}: see {_MANIFEST_FILE}."""\n'.encode(),
         ),
-        (f"{package}/{_WEIGHTS_FILE}", data),
+        (f"{package}/{manifest.files[0].path}", data),
+        *((f"{package}/{path}", body) for path, body in extra),
         (
             f"{package}/{_MANIFEST_FILE}",
             (json.dumps(manifest.as_json(), indent=2, sort_keys=False) + "\n").encode(),

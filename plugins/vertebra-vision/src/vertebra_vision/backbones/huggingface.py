@@ -30,7 +30,13 @@ from vertebra.errors import ConfigError, ConfigIssue, UserError, close_match
 from vertebra.model.base_model import BaseModel
 from vertebra.schema import PartConfig
 
-__all__ = ["GEOMETRY", "HuggingfaceBackbone", "HuggingfaceBackboneConfig", "backbone_types"]
+__all__ = [
+    "GEOMETRY",
+    "HuggingfaceBackbone",
+    "HuggingfaceBackboneConfig",
+    "backbone_class",
+    "backbone_types",
+]
 
 #: The registry the part's weights packages name.
 _REGISTRY = "BACKBONES"
@@ -52,6 +58,16 @@ def backbone_types() -> list[str]:
     from transformers.models.auto.modeling_auto import MODEL_FOR_BACKBONE_MAPPING_NAMES
 
     return list(MODEL_FOR_BACKBONE_MAPPING_NAMES)
+
+
+def backbone_class(config: Any) -> Any:
+    """transformers' backbone class of `config` (`ConvNextBackbone`, ...).
+
+    Folders load through it rather than `AutoBackbone.from_pretrained`, which asks the hub
+    whether the path names a repository before it reads a local folder."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_BACKBONE_MAPPING
+
+    return MODEL_FOR_BACKBONE_MAPPING[type(config)]
 
 
 def _config_class(model_type: str) -> Any:
@@ -323,9 +339,9 @@ def _checked_config(raw: dict[str, Any], key: str, issues: list[ConfigIssue]) ->
             return None
     try:
         return cls(**settings)
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        where = "CONFIG" if key == "CONFIG" else key
-        issues.append(ConfigIssue(where, f"{cls.__name__} refuses these settings: {exc}"))
+    except Exception as exc:  # transformers' classes raise several types about settings
+        detail = " ".join(str(exc).split())
+        issues.append(ConfigIssue(key, f"{cls.__name__} refuses these settings: {detail}"))
         return None
 
 
@@ -402,7 +418,7 @@ def _from_folder(transformers: Any, folder: Path, config: Any) -> Any:
     was_enabled = logging_.is_progress_bar_enabled()
     logging_.disable_progress_bar()  # its bar would break into the trainer's log lines
     try:
-        return transformers.AutoBackbone.from_pretrained(
+        return backbone_class(config).from_pretrained(
             str(folder), config=config, local_files_only=True
         )
     except pickle.UnpicklingError as exc:

@@ -113,9 +113,9 @@ def _unpickled_tensors(file: Path) -> dict[str, Any]:
     try:
         loaded = torch.load(file, map_location="cpu", weights_only=True, mmap=False)
     except pickle.UnpicklingError as exc:
-        reason = next(
-            (line.strip() for line in str(exc).splitlines() if "GLOBAL" in line), ""
-        )
+        reason = next((line.strip() for line in str(exc).splitlines() if "GLOBAL" in line), "")
+        if not reason:  # no object refused: a damaged or foreign file
+            raise PackError(f"{file} is not a readable torch file (not a pickle of tensors)") from None
         raise PackError(
             f"refusing {file}: it holds pickled objects, not only tensors"
             + (f" ({reason})" if reason else "")

@@ -12,7 +12,7 @@ import pytest
 import torch
 from transformers import AutoModel
 from vertebra.cli import main
-from vertebra.errors import ConfigError
+from vertebra.errors import ConfigError, UserError
 from vertebra.model.registry import BACKBONES
 from vertebra.testing import PluginSandbox
 from vertebra.weights import clear_cache
@@ -20,7 +20,9 @@ from vertebra.weights import clear_cache
 
 def test_without_a_folder_or_installed_weights_the_encoder_says_what_to_give() -> None:
     with pytest.raises(ConfigError, match="no installed weights are the default"):
-        BACKBONES.validate({"NAME": "HuggingfaceEncoder"})
+        BACKBONES.validate({"NAME": "HuggingfaceEncoder", "PRETRAINED": True})
+    with pytest.raises(UserError, match="no installed weights are the default"):
+        BACKBONES.build({"NAME": "HuggingfaceEncoder"})  # its defaults: building says
     with pytest.raises(ConfigError, match="give PRETRAINED_PATH"):
         BACKBONES.validate({"NAME": "HuggingfaceEncoder", "PRETRAINED": False})
     with pytest.raises(ConfigError, match="no installed weights named 'minilm'"):

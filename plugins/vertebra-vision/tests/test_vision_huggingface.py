@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 from vertebra.cli import main
-from vertebra.errors import ConfigError
+from vertebra.errors import ConfigError, UserError
 from vertebra.model.registry import BACKBONES, MODELS
 from vertebra.testing import PluginSandbox
 from vertebra.weights import clear_cache
@@ -178,7 +178,6 @@ def test_pooled_output_declares_its_width_for_the_head() -> None:
             "OUTPUT",
             "set OUTPUT: maps",
         ),
-        ({}, "CONFIG", "give one source of the architecture"),
         (
             {"CONFIG": tiny("convnext"), "PRETRAINED": True},
             "PRETRAINED",
@@ -201,6 +200,12 @@ def test_mistakes_are_config_errors_with_their_key(
         BACKBONES.validate({"NAME": "HuggingfaceBackbone", **block})
     found = [(i.path, i.message) for i in caught.value.issues]
     assert any(path.endswith(where) and says in message for path, message in found), found
+
+
+def test_a_block_without_a_model_says_what_to_give_when_built() -> None:
+    # Its defaults validate (`plugins doctor` builds every part from them); building says.
+    with pytest.raises(UserError, match="give one source of the architecture: CONFIG"):
+        BACKBONES.build({"NAME": "HuggingfaceBackbone"})
 
 
 def test_a_folder_without_config_json_is_named(tmp_path: Path) -> None:

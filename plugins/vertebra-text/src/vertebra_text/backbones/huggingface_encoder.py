@@ -52,7 +52,9 @@ class HuggingfaceEncoderConfig(PartConfig):
         if self.PRETRAINED_PATH is not None and self.WEIGHTS is not None:
             message = "give PRETRAINED_PATH (a folder) or WEIGHTS (installed weights), not both"
             raise ConfigError([ConfigIssue("WEIGHTS", message)])
-        if self.PRETRAINED_PATH is None:
+        given = self.model_fields_set & {"PRETRAINED", "WEIGHTS"}
+        # Nothing given (the part's defaults): building says what to add (`plugins doctor`).
+        if self.PRETRAINED_PATH is None and given:
             from vertebra.weights import chosen_package, read_model_config
 
             key = "WEIGHTS" if self.WEIGHTS is not None else "PRETRAINED"

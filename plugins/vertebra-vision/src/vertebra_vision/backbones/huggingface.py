@@ -118,6 +118,13 @@ GEOMETRY = {
 }
 
 
+_ONE_SOURCE = (
+    "give one source of the architecture: CONFIG (model_type and settings, random weights), "
+    "PRETRAINED_PATH (a save_pretrained folder), WEIGHTS (installed weights) or "
+    "PRETRAINED: true (the installed default)"
+)
+
+
 class HuggingfaceBackboneConfig(PartConfig):
     """Settings of `HuggingfaceBackbone`: one source of the architecture, the stages to
     return, and how."""
@@ -175,15 +182,13 @@ class HuggingfaceBackboneConfig(PartConfig):
             sources = ["PRETRAINED"]
         elif self.PRETRAINED and sources != ["PRETRAINED_PATH"]:
             sources.append("PRETRAINED")
+        if not sources:
+            # The part's defaults name no model: building says what to add (`plugins
+            # doctor` builds every part from its defaults and takes that as the answer).
+            return self
         if len(sources) != 1:
-            message = (
-                "give one source of the architecture: CONFIG (model_type and settings, "
-                "random weights), PRETRAINED_PATH (a save_pretrained folder), WEIGHTS "
-                "(installed weights) or PRETRAINED: true (the installed default)"
-            )
-            if sources:
-                message += f"; this config gives {', '.join(sources)}"
-            raise ConfigError([ConfigIssue(sources[-1] if sources else "CONFIG", message)])
+            message = f"{_ONE_SOURCE}; this config gives {', '.join(sources)}"
+            raise ConfigError([ConfigIssue(sources[-1], message)])
         issues: list[ConfigIssue] = []
         for key in ("WEIGHTS_IGNORE", "WEIGHTS_STRICT"):
             if key in self.model_fields_set:
@@ -269,6 +274,8 @@ class HuggingfaceBackboneConfig(PartConfig):
         return copy.deepcopy(self._hf)
 
     def _geometry(self) -> list[tuple[int, int]] | None:
+        if self._hf is None:
+            return None
         stages = GEOMETRY.get(self._hf.model_type)
         if stages is None:
             return None
@@ -360,6 +367,8 @@ class HuggingfaceBackbone(BaseModel):
         self, cfg: HuggingfaceBackboneConfig, logger: logging.Logger | None = None
     ) -> None:
         super().__init__(cfg, logger)
+        if cfg._hf is None:
+            raise UserError(f"HuggingfaceBackbone: {_ONE_SOURCE}")
         transformers = _transformers()
         config = cfg.hf_config()
         if cfg.CONFIG is not None:

@@ -19,12 +19,11 @@ from vertebra.weights import clear_cache
 
 
 def test_without_a_folder_or_installed_weights_the_encoder_says_what_to_give() -> None:
-    with pytest.raises(ConfigError, match="no installed weights are the default"):
-        BACKBONES.validate({"NAME": "HuggingfaceEncoder", "PRETRAINED": True})
+    # Its defaults (neither a folder nor WEIGHTS) validate; building says what to add.
     with pytest.raises(UserError, match="no installed weights are the default"):
-        BACKBONES.build({"NAME": "HuggingfaceEncoder"})  # its defaults: building says
-    with pytest.raises(ConfigError, match="give PRETRAINED_PATH"):
-        BACKBONES.validate({"NAME": "HuggingfaceEncoder", "PRETRAINED": False})
+        BACKBONES.build({"NAME": "HuggingfaceEncoder"})
+    with pytest.raises(UserError, match="give PRETRAINED_PATH or WEIGHTS"):
+        BACKBONES.build({"NAME": "HuggingfaceEncoder", "PRETRAINED": False})
     with pytest.raises(ConfigError, match="no installed weights named 'minilm'"):
         BACKBONES.validate({"NAME": "HuggingfaceEncoder", "WEIGHTS": "minilm"})
 

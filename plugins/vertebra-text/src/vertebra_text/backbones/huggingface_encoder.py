@@ -44,7 +44,7 @@ class HuggingfaceEncoderConfig(PartConfig):
         False,
         description="Keep the weights fixed: no gradients, and dropout off in training. With "
         "PRETRAINED, the fixed weights stay out of state_dict() and so out of checkpoints: "
-        "they are loaded from PRETRAINED_PATH again.",
+        "they are loaded from PRETRAINED_PATH (or the weights package) again.",
     )
 
     @model_validator(mode="after")
@@ -52,21 +52,18 @@ class HuggingfaceEncoderConfig(PartConfig):
         if self.PRETRAINED_PATH is not None and self.WEIGHTS is not None:
             message = "give PRETRAINED_PATH (a folder) or WEIGHTS (installed weights), not both"
             raise ConfigError([ConfigIssue("WEIGHTS", message)])
-        given = self.model_fields_set & {"PRETRAINED", "WEIGHTS"}
-        # Nothing given (the part's defaults): building says what to add (`plugins doctor`).
-        if self.PRETRAINED_PATH is None and given:
+        if self.PRETRAINED_PATH is None and self.WEIGHTS is not None:
             from vertebra.weights import chosen_package, read_model_config
 
-            key = "WEIGHTS" if self.WEIGHTS is not None else "PRETRAINED"
             try:
                 chosen = chosen_package("BACKBONES", self)
-                if chosen is None:
-                    raise UserError(
-                        "give PRETRAINED_PATH (a model folder) or WEIGHTS (installed weights)"
-                    )
+                assert chosen is not None  # WEIGHTS is set
                 read_model_config(chosen[1].folder)
             except UserError as exc:
-                raise ConfigError([ConfigIssue(key, str(exc))]) from None
+                raise ConfigError([ConfigIssue("WEIGHTS", str(exc))]) from None
+        # Neither a folder nor WEIGHTS (the part's defaults, as `vertebra template` writes
+        # them): the installed default is looked up when the part is built, which says
+        # what to add when there is none (`plugins doctor` builds parts from defaults).
         return self
 
     def core_pretrained(self) -> bool:

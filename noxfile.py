@@ -105,6 +105,7 @@ def bench(session: nox.Session) -> None:
         "benchmarks/bench_train.py",
         "benchmarks/bench_weights.py",
         "benchmarks/bench_fsdp.py",
+        "benchmarks/bench_hf.py",
     ):
         session.run("python", script)
 

@@ -119,7 +119,9 @@ def main() -> int:
     )
     ratio = median["by name"] / base
     verdict = "met" if ratio <= TARGET else "NOT met"
-    print(f"WEIGHTS: NAME: {ratio:.2f}x transformers' from_pretrained (target <= {TARGET}x): {verdict}")
+    print(
+        f"WEIGHTS: NAME: {ratio:.2f}x transformers' from_pretrained (target <= {TARGET}x): {verdict}"
+    )
     return 0
 
 

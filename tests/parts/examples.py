@@ -110,8 +110,14 @@ EXAMPLES: dict[str, dict[str, Example]] = {
         "ConvNet": Example({}, _images(1, 8), (2, 64, 4, 4)),
         "HuggingfaceBackbone": Example(
             {
-                "CONFIG": {"model_type": "convnext", "num_channels": 1, "hidden_sizes": [4, 8],
-                           "depths": [1, 1], "num_stages": 2, "patch_size": 2},
+                "CONFIG": {
+                    "model_type": "convnext",
+                    "num_channels": 1,
+                    "hidden_sizes": [4, 8],
+                    "depths": [1, 1],
+                    "num_stages": 2,
+                    "patch_size": 2,
+                },
                 "OUT_FEATURES": ["stage1", "stage2"],
                 "OUTPUT": "maps",
             },

@@ -73,7 +73,9 @@ def test_a_bin_of_plain_tensors_is_converted_to_safetensors(
     torch.save(TENSORS, folder / "pytorch_model.bin")
     status, _, err = run_import(capsys, folder, tmp_path / "dist")
     assert status == 0, err
-    packed = load(wheel_files(tmp_path / "dist" / "tiny-0.1.0-py3-none-any.whl")["tiny/model.safetensors"])
+    packed = load(
+        wheel_files(tmp_path / "dist" / "tiny-0.1.0-py3-none-any.whl")["tiny/model.safetensors"]
+    )
     assert packed.keys() == TENSORS.keys()
     assert all(torch.equal(packed[k], v) for k, v in TENSORS.items())
 

@@ -9,6 +9,7 @@ when called). docs/weights.md describes the manifest and the config keys.
 from __future__ import annotations
 
 from vertebra.weights._digest import clear_cache, file_sha256
+from vertebra.weights._digest import problems as verify
 from vertebra.weights._folder import (
     FolderError,
     chosen_package,
@@ -16,7 +17,6 @@ from vertebra.weights._folder import (
     read_model_config,
     verified,
 )
-from vertebra.weights._digest import problems as verify
 from vertebra.weights._index import (
     WEIGHTS_GROUP,
     InstalledWeights,
@@ -28,22 +28,22 @@ from vertebra.weights._index import (
 from vertebra.weights._manifest import Manifest, ManifestError, WeightsFile, read_manifest
 
 __all__ = [
-    "FolderError",
-    "chosen_package",
-    "model_folder",
-    "read_model_config",
-    "verified",
     "WEIGHTS_GROUP",
+    "FolderError",
     "InstalledWeights",
     "Manifest",
     "ManifestError",
     "UnknownWeightsError",
     "WeightsFile",
+    "chosen_package",
     "clear_cache",
     "file_sha256",
     "find",
     "installed",
     "is_local_path",
+    "model_folder",
     "read_manifest",
+    "read_model_config",
+    "verified",
     "verify",
 ]

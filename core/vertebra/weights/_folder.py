@@ -45,7 +45,9 @@ def model_folder(value: str | Path, what: str = "PRETRAINED_PATH") -> Path:
     """`value` as a folder that exists; `FolderError` naming `what` otherwise."""
     path = Path(value).expanduser()
     if not path.exists():
-        raise FolderError(f"{what} {path} does not exist: expected a folder that save_pretrained wrote")
+        raise FolderError(
+            f"{what} {path} does not exist: expected a folder that save_pretrained wrote"
+        )
     if not path.is_dir():
         raise FolderError(f"{what} {path} is a file: expected the folder that holds it")
     return path

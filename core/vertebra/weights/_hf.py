@@ -89,7 +89,9 @@ def _safetensors_bytes(folder: Path) -> bytes:
             "again as one file (save_pretrained with a max_shard_size above its size)"
         )
     else:
-        raise PackError(f"{folder} holds no weights: expected {SAFETENSORS_FILE} (or {PICKLE_FILE})")
+        raise PackError(
+            f"{folder} holds no weights: expected {SAFETENSORS_FILE} (or {PICKLE_FILE})"
+        )
     if not tensors:
         raise PackError(f"{file} holds no tensors")
     bad = nonfinite_tensors(tensors)
@@ -115,7 +117,9 @@ def _unpickled_tensors(file: Path) -> dict[str, Any]:
     except pickle.UnpicklingError as exc:
         reason = next((line.strip() for line in str(exc).splitlines() if "GLOBAL" in line), "")
         if not reason:  # no object refused: a damaged or foreign file
-            raise PackError(f"{file} is not a readable torch file (not a pickle of tensors)") from None
+            raise PackError(
+                f"{file} is not a readable torch file (not a pickle of tensors)"
+            ) from None
         raise PackError(
             f"refusing {file}: it holds pickled objects, not only tensors"
             + (f" ({reason})" if reason else "")

@@ -7,9 +7,13 @@ Every model is tiny (hidden sizes of 8 to 16, one or two layers) and every image
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import pickle
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +83,32 @@ def from_pretrained(folder: Path) -> Any:
     return cls.from_pretrained(str(folder), local_files_only=True)
 
 
+class _Touch:
+    """Unpickles to `os.system("touch MARKER")`: proof that unpickling ran code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def payload_model_bin(path: Path, marker: Path) -> None:
+    """A `pytorch_model.bin` in torch's zip format whose pickle touches `marker` when it is
+    loaded without `weights_only` (as tests/crafting.py of the core writes one)."""
+    buffer = io.BytesIO()
+    torch.save({"weight": torch.zeros(2)}, buffer)
+    with (
+        zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as source,
+        zipfile.ZipFile(path, "w") as crafted,
+    ):
+        for info in source.infolist():
+            body = source.read(info.filename)
+            if info.filename.endswith("/data.pkl"):
+                body = pickle.dumps(_Touch(marker), protocol=2)
+            crafted.writestr(info, body)
+
+
 def maps_of(model: Any, x: torch.Tensor) -> list[torch.Tensor]:
     with torch.no_grad():
         out = model(x)
@@ -144,7 +174,9 @@ def test_pooled_output_declares_its_width_for_the_head() -> None:
         "BACKBONE": {"NAME": "HuggingfaceBackbone", "CONFIG": tiny("convnext")},
         "HEAD": {"NAME": "ClassifierHead", "DIM": 12, "NUM_CLASSES": 10},
     }
-    with pytest.raises(ConfigError, match="BACKBONE HuggingfaceBackbone gives 16; set HEAD.DIM to 16"):
+    with pytest.raises(
+        ConfigError, match=r"BACKBONE HuggingfaceBackbone gives 16; set HEAD\.DIM to 16"
+    ):
         MODELS.validate(cfg)
     cfg["HEAD"]["DIM"] = 16
     assert MODELS.validate(cfg).BACKBONE.out_dim == 16
@@ -210,8 +242,35 @@ def test_a_block_without_a_model_says_what_to_give_when_built() -> None:
 
 def test_a_folder_without_config_json_is_named(tmp_path: Path) -> None:
     (tmp_path / "model").mkdir()
-    with pytest.raises(ConfigError, match="holds no config.json"):
-        BACKBONES.validate({"NAME": "HuggingfaceBackbone", "PRETRAINED_PATH": str(tmp_path / "model")})
+    with pytest.raises(ConfigError, match=r"holds no config\.json"):
+        BACKBONES.validate(
+            {"NAME": "HuggingfaceBackbone", "PRETRAINED_PATH": str(tmp_path / "model")}
+        )
+
+
+def test_a_pickled_bin_that_would_run_code_is_refused_and_never_runs(tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    save_folder(folder, "convnext")
+    (folder / "model.safetensors").unlink()
+    marker = tmp_path / "pwned"
+    payload_model_bin(folder / "pytorch_model.bin", marker)
+    with pytest.raises(UserError, match="refusing to load the weights"):
+        BACKBONES.build({"NAME": "HuggingfaceBackbone", "PRETRAINED_PATH": str(folder)})
+    assert not marker.exists()
+
+
+def test_a_crafted_config_json_is_refused_at_validation(tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for text, says in (
+        ("[" * 100_000, "nested deeper than"),
+        ('{"model_type": "convnext", "x": "' + "y" * (9 * 1024 * 1024) + '"}', "larger than"),
+        ("{not json", "invalid JSON"),
+        ('{"model_type": "convnext", "hidden_sizes": [1e999]}', "refuses"),
+    ):
+        (folder / "config.json").write_text(text, encoding="utf-8")
+        with pytest.raises(ConfigError, match=says):
+            BACKBONES.validate({"NAME": "HuggingfaceBackbone", "PRETRAINED_PATH": str(folder)})
 
 
 def test_validate_reports_every_mistake_and_exits_2(
@@ -255,8 +314,18 @@ def test_listing_parts_imports_neither_transformers_nor_torch() -> None:
 
 def _install(wheel: Path, target: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target",
-         str(target), str(wheel)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
         check=True,
         capture_output=True,
         timeout=120,

@@ -313,7 +313,9 @@ def _checked_config(raw: dict[str, Any], key: str, issues: list[ConfigIssue]) ->
     model_type = raw.get("model_type")
     types = backbone_types()
     if not isinstance(model_type, str) or model_type not in types:
-        from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+        from transformers.models.auto.configuration_auto import (  # type: ignore[attr-defined]
+            CONFIG_MAPPING_NAMES,
+        )
 
         if isinstance(model_type, str) and model_type in CONFIG_MAPPING_NAMES:
             message = (
@@ -413,7 +415,7 @@ class HuggingfaceBackbone(BaseModel):
                 f"HuggingfaceBackbone expects images [N, {self.in_channels}, H, W] (the model's "
                 f"num_channels), got shape {tuple(x.shape)}"
             )
-        maps = list(self.model(pixel_values=x).feature_maps)
+        maps: list[torch.Tensor] = list(self.model(pixel_values=x).feature_maps)
         if self.cfg.OUTPUT == "pooled":
             return maps[0].mean(dim=(2, 3))
         return maps

@@ -25,6 +25,7 @@ from vertebra.weights._index import (
     installed,
     is_local_path,
 )
+from vertebra.weights._load import WeightsError, load_into_part
 from vertebra.weights._manifest import Manifest, ManifestError, WeightsFile, read_manifest
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "Manifest",
     "ManifestError",
     "UnknownWeightsError",
+    "WeightsError",
     "WeightsFile",
     "chosen_package",
     "clear_cache",
@@ -41,6 +43,7 @@ __all__ = [
     "find",
     "installed",
     "is_local_path",
+    "load_into_part",
     "model_folder",
     "read_manifest",
     "read_model_config",

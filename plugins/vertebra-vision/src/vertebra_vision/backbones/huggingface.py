@@ -3,7 +3,8 @@
 The architecture comes from one of three places: `CONFIG` (the model type and its
 settings; random weights, nothing read), `PRETRAINED_PATH` (a folder `save_pretrained`
 wrote), or an installed weights package (`WEIGHTS: NAME`, or `PRETRAINED: true` for the
-installed default), which `vertebra weights import hf` makes of such a folder. The part
+installed default), which `vertebra weights import hf` makes of such a folder (or
+`vertebra weights pack --part MODEL.BACKBONE` of a run that trained one). The part
 reads `WEIGHTS` and `PRETRAINED` itself (its shapes are known only once the package's
 config.json is read), and loads the package while its sha256 is checked.
 
@@ -165,7 +166,9 @@ class HuggingfaceBackboneConfig(PartConfig):
     )
 
     _hf: Any = PrivateAttr(None)
-    _source: tuple[str, str] | None = PrivateAttr(None)
+    #: Whether the installed weights were packed from a run (`vertebra weights pack`):
+    #: their manifest's part block holds the architecture, there is no config.json.
+    _packed: bool = PrivateAttr(False)
 
     @model_validator(mode="after")
     def _architecture(self) -> HuggingfaceBackboneConfig:
@@ -218,8 +221,12 @@ class HuggingfaceBackboneConfig(PartConfig):
                 return read_model_config(model_folder(self.PRETRAINED_PATH))
             chosen = chosen_package(_REGISTRY, self)
             assert chosen is not None
-            self._source = (chosen[0], str(chosen[1].folder))
-            return read_model_config(chosen[1].folder)
+            manifest = chosen[1]
+            packed = manifest.config.get("CONFIG")
+            if not (manifest.folder / "config.json").exists() and isinstance(packed, dict):
+                self._packed = True
+                return dict(packed)
+            return read_model_config(manifest.folder)
         except UserError as exc:
             issues.append(ConfigIssue(source, str(exc)))
             return None
@@ -380,13 +387,18 @@ class HuggingfaceBackbone(BaseModel):
 
             self.model = _from_folder(transformers, model_folder(cfg.PRETRAINED_PATH), config)
         else:
-            from vertebra.weights import chosen_package, verified
+            from vertebra.weights import chosen_package, load_into_part, verified
 
             chosen = chosen_package(_REGISTRY, cfg)
             assert chosen is not None  # validation made sure
             value, manifest = chosen
-            with verified(manifest, value, f"{_REGISTRY} '{cfg.NAME}'") as folder:
-                self.model = _from_folder(transformers, folder, config)
+            into = f"{_REGISTRY} '{cfg.NAME}'"
+            if cfg._packed:  # a trained part's tensors, named as this part names them
+                self.model = transformers.AutoBackbone.from_config(config)
+                load_into_part(self, value, registry=_REGISTRY, part=cfg.NAME, what=into)
+            else:
+                with verified(manifest, value, into) as folder:
+                    self.model = _from_folder(transformers, folder, config)
             self.logger.info("HuggingfaceBackbone: built from weights '%s'", value)
         #: Channels of each returned map, fine to coarse.
         self.out_channels: list[int] = [int(c) for c in self.model.channels]

@@ -216,6 +216,18 @@ def test_pooled_output_declares_its_width_for_the_head() -> None:
             "this config gives CONFIG, PRETRAINED",
         ),
         ({"PRETRAINED_PATH": "/nonexistent/model"}, "PRETRAINED_PATH", "does not exist"),
+        (
+            {"CONFIG": tiny("convnext", out_features=["stage1"])},
+            "CONFIG.out_features",
+            "give them there",
+        ),
+        ({"CONFIG": tiny("convnext", depths=[1, 0])}, "CONFIG.depths", "positive integers"),
+        ({"CONFIG": tiny("convnext", patch_size=-2)}, "CONFIG.patch_size", "positive integer"),
+        (
+            {"CONFIG": tiny("convnext", layer_norm_eps=float("nan"))},
+            "CONFIG.layer_norm_eps",
+            "not finite",
+        ),
         ({"WEIGHTS": "no-such-weights"}, "WEIGHTS", "no installed weights named"),
         ({"PRETRAINED": True}, "PRETRAINED", "no installed weights are the default"),
         (
@@ -238,6 +250,12 @@ def test_a_block_without_a_model_says_what_to_give_when_built() -> None:
     # Its defaults validate (`plugins doctor` builds every part from them); building says.
     with pytest.raises(UserError, match="give one source of the architecture: CONFIG"):
         BACKBONES.build({"NAME": "HuggingfaceBackbone"})
+
+
+def test_settings_transformers_cannot_build_are_a_user_error() -> None:
+    # One more stage than the per-stage lists hold: transformers' own error, named.
+    with pytest.raises(UserError, match="cannot build a convnext backbone from these settings"):
+        BACKBONES.build({"NAME": "HuggingfaceBackbone", "CONFIG": tiny("convnext", num_stages=3)})
 
 
 def test_a_folder_without_config_json_is_named(tmp_path: Path) -> None:

@@ -41,6 +41,8 @@ __all__ = [
 
 #: The registry the part's weights packages name.
 _REGISTRY = "BACKBONES"
+#: transformers' keys for the stages returned: OUT_FEATURES sets them.
+_STAGE_KEYS = ("out_features", "out_indices")
 #: Keys of a config.json that transformers writes about itself, not about the model.
 _BOOKKEEPING = ("model_type", "transformers_version", "architectures")
 
@@ -85,7 +87,6 @@ def _known_settings(cls: Any) -> list[str]:
 
     known = {p for p in inspect.signature(cls.__init__).parameters if not p.startswith("_")}
     known |= {k for k in cls().to_dict() if not k.startswith("_")}
-    known |= {"out_features", "out_indices"}
     return sorted(known - {"self", "kwargs", *_BOOKKEEPING})
 
 
@@ -340,6 +341,10 @@ def _checked_config(raw: dict[str, Any], key: str, issues: list[ConfigIssue]) ->
     cls = _config_class(model_type)
     settings = {k: v for k, v in raw.items() if k not in _BOOKKEEPING}
     if key == "CONFIG":
+        for name in _STAGE_KEYS:
+            if name in settings:
+                message = "the stages returned are the part's OUT_FEATURES: give them there"
+                issues.append(ConfigIssue(f"CONFIG.{name}", message))
         known = _known_settings(cls)
         unknown = [k for k in settings if k not in known]
         for name in unknown:
@@ -354,11 +359,52 @@ def _checked_config(raw: dict[str, Any], key: str, issues: list[ConfigIssue]) ->
         if unknown:
             return None
     try:
-        return cls(**settings)
+        config = cls(**settings)
     except Exception as exc:  # transformers' classes raise several types about settings
         detail = " ".join(str(exc).split())
         issues.append(ConfigIssue(key, f"{cls.__name__} refuses these settings: {detail}"))
         return None
+    where = "CONFIG." if key == "CONFIG" else f"{key} (config.json) "
+    defaults = cls().to_dict()
+    bad = False
+    for name, value in settings.items():
+        if name in _STAGE_KEYS:
+            continue  # OUT_FEATURES decides them
+        problem = _value_problem(value, defaults.get(name))
+        if problem:
+            issues.append(ConfigIssue(f"{where}{name}".rstrip(), problem))
+            bad = True
+    return None if bad else config
+
+
+def _sizes(value: Any) -> bool:
+    """Whether `value` is a positive integer, or a non-empty list of them (a size)."""
+    if isinstance(value, list | tuple):
+        return bool(value) and all(_sizes(v) for v in value)
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _value_problem(value: Any, default: Any) -> str | None:
+    """What is wrong with a setting that transformers' configuration class took as it is: a
+    number that is not finite, or a size (its default is a positive integer or a list of
+    them) that is not one; None when nothing is."""
+    import math
+
+    def finite(v: Any) -> bool:
+        if isinstance(v, float):
+            return math.isfinite(v)
+        if isinstance(v, list | tuple):
+            return all(finite(x) for x in v)
+        if isinstance(v, dict):
+            return all(finite(x) for x in v.values())
+        return True
+
+    if not finite(value):
+        return f"{value!r} holds a number that is not finite"
+    if _sizes(default) and not _sizes(value):
+        kind = "a list of positive integers" if isinstance(default, list) else "a positive integer"
+        return f"expected {kind} (a size, like its default {default!r}), got {value!r}"
+    return None
 
 
 class HuggingfaceBackbone(BaseModel):
@@ -381,7 +427,7 @@ class HuggingfaceBackbone(BaseModel):
         transformers = _transformers()
         config = cfg.hf_config()
         if cfg.CONFIG is not None:
-            self.model: Any = transformers.AutoBackbone.from_config(config)
+            self.model: Any = _from_config(transformers, config)
         elif cfg.PRETRAINED_PATH is not None:
             from vertebra.weights import model_folder
 
@@ -394,7 +440,7 @@ class HuggingfaceBackbone(BaseModel):
             value, manifest = chosen
             into = f"{_REGISTRY} '{cfg.NAME}'"
             if cfg._packed:  # a trained part's tensors, named as this part names them
-                self.model = transformers.AutoBackbone.from_config(config)
+                self.model = _from_config(transformers, config)
                 load_into_part(self, value, registry=_REGISTRY, part=cfg.NAME, what=into)
             else:
                 with verified(manifest, value, into) as folder:
@@ -431,6 +477,30 @@ class HuggingfaceBackbone(BaseModel):
         if self.cfg.OUTPUT == "pooled":
             return maps[0].mean(dim=(2, 3))
         return maps
+
+
+def _from_config(transformers: Any, config: Any) -> Any:
+    """transformers' backbone of `config`, random weights; `UserError` when transformers
+    cannot build it from these settings (lists of another length than the stages, ...)."""
+    try:
+        return transformers.AutoBackbone.from_config(config)
+    except MemoryError:
+        raise  # the registry reports it with the sizes
+    except RuntimeError as exc:
+        if "alloc" in str(exc) or "out of memory" in str(exc):
+            raise  # the registry reports it with the sizes
+        raise _unbuildable(config, exc) from exc
+    except (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError) as exc:
+        raise _unbuildable(config, exc) from exc
+
+
+def _unbuildable(config: Any, exc: BaseException) -> UserError:
+    detail = " ".join(str(exc).split())[:300]
+    return UserError(
+        f"HuggingfaceBackbone: transformers cannot build a {config.model_type} backbone from "
+        f"these settings ({type(exc).__name__}: {detail}); check that the per-stage lists "
+        "(hidden_sizes, depths, ...) have one value per stage"
+    )
 
 
 def _from_folder(transformers: Any, folder: Path, config: Any) -> Any:

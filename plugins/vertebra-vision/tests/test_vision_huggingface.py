@@ -49,6 +49,9 @@ TINY: dict[str, dict[str, Any]] = {
         "patch_size": 2,
     },
 }
+TINY["swinv2"] = TINY["swin"]
+TINY["dinov2_with_registers"] = TINY["dinov2"]
+TINY["dinov3_vit"] = {**TINY["dinov2"], "intermediate_size": 32}
 
 
 def tiny(model_type: str, **settings: Any) -> dict[str, Any]:

@@ -116,7 +116,10 @@ GEOMETRY = {
     "convnext": _convnext,
     "convnextv2": _convnext,
     "swin": _swin,
+    "swinv2": _swin,
     "dinov2": _vit,
+    "dinov2_with_registers": _vit,
+    "dinov3_vit": _vit,
 }
 
 

@@ -9,6 +9,8 @@ tests.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import zipfile
 from pathlib import Path
@@ -64,6 +66,18 @@ def test_a_folder_becomes_a_wheel_with_its_config_and_a_manifest_for_the_part(
     assert files["tiny/model.safetensors"] == (folder / "model.safetensors").read_bytes()
     assert json.loads(files["tiny/config.json"]) == json.loads((folder / "config.json").read_text())
     assert "tiny = tiny:manifest.json" in files["tiny-1.2.dist-info/entry_points.txt"].decode()
+    # Every RECORD line states its file's sha256 and size (the weights were streamed in).
+    for line in files["tiny-1.2.dist-info/RECORD"].decode().splitlines():
+        path, digest, size = line.split(",")
+        if path.endswith("RECORD"):
+            continue
+        body = files[path]
+        expected = base64.urlsafe_b64encode(hashlib.sha256(body).digest()).rstrip(b"=")
+        assert (digest, int(size)) == (f"sha256={expected.decode()}", len(body)), path
+    assert (
+        manifest["files"][0]["sha256"]
+        == hashlib.sha256(files["tiny/model.safetensors"]).hexdigest()
+    )
 
 
 def test_a_bin_of_plain_tensors_is_converted_to_safetensors(

@@ -65,43 +65,75 @@ def _registry_of(part: str) -> tuple[str, str]:
     )
 
 
-def _safetensors_bytes(folder: Path) -> bytes:
-    """The weights of `folder` as safetensors bytes, every tensor finite; `PackError` naming
-    the file otherwise."""
-    from safetensors.torch import load, save
-
-    from vertebra.engine.checkpoints import nonfinite_tensors
+def _weights(folder: Path) -> tuple[bytes | Path, int, str]:
+    """The weights of `folder` (a safetensors file to copy, or the bytes of a converted
+    .bin), their size and sha256; every tensor checked to be finite. `PackError` naming the
+    file otherwise. A safetensors file is read one tensor at a time, never whole."""
+    from safetensors.torch import save
 
     file = folder / SAFETENSORS_FILE
     if file.is_file():
-        data = file.read_bytes()
-        try:
-            tensors = load(data)
-        except Exception as exc:  # safetensors raises its own types for a bad file
-            raise PackError(f"{file} is not a readable safetensors file: {exc}") from None
-    elif (folder / PICKLE_FILE).is_file():
-        tensors = _unpickled_tensors(folder / PICKLE_FILE)
+        # Hashed first, then checked, then copied and hashed again (`_write_wheel`): bytes
+        # that changed at any point in between are never published.
+        digest, size = hashlib.sha256(), 0
+        with open(file, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+        _check_safetensors(file)
+        return file, size, digest.hexdigest()
+    if (folder / PICKLE_FILE).is_file():
         file = folder / PICKLE_FILE
+        tensors = _unpickled_tensors(file)
+        _check_finite(file, tensors)
         data = save(tensors, metadata={"format": "pt"})
-    elif (folder / f"{SAFETENSORS_FILE}.index.json").is_file():
+        return data, len(data), hashlib.sha256(data).hexdigest()
+    if (folder / f"{SAFETENSORS_FILE}.index.json").is_file():
         raise PackError(
             f"{folder} holds sharded weights ({SAFETENSORS_FILE}.index.json): save the model "
             "again as one file (save_pretrained with a max_shard_size above its size)"
         )
-    else:
-        raise PackError(
-            f"{folder} holds no weights: expected {SAFETENSORS_FILE} (or {PICKLE_FILE})"
-        )
+    raise PackError(f"{folder} holds no weights: expected {SAFETENSORS_FILE} (or {PICKLE_FILE})")
+
+
+def _check_safetensors(file: Path) -> None:
+    """`PackError` unless safetensors reads `file` and each of its tensors is finite."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), framework="pt") as handle:
+            keys = list(handle.keys())
+            if not keys:
+                raise PackError(f"{file} holds no tensors")
+            bad = []
+            for key in keys:
+                bad += _nonfinite({key: handle.get_tensor(key)})
+    except PackError:
+        raise
+    except Exception as exc:  # safetensors raises its own types for a bad file
+        raise PackError(f"{file} is not a readable safetensors file: {exc}") from None
+    _refuse_nonfinite(file, bad)
+
+
+def _nonfinite(tensors: dict[str, Any]) -> list[str]:
+    from vertebra.engine.checkpoints import nonfinite_tensors
+
+    return nonfinite_tensors(tensors)
+
+
+def _check_finite(file: Path, tensors: dict[str, Any]) -> None:
     if not tensors:
         raise PackError(f"{file} holds no tensors")
-    bad = nonfinite_tensors(tensors)
+    _refuse_nonfinite(file, _nonfinite(tensors))
+
+
+def _refuse_nonfinite(file: Path, bad: list[str]) -> None:
     if bad:
         shown = ", ".join(bad[:5]) + (", ..." if len(bad) > 5 else "")
         raise PackError(
             f"{file}: {len(bad)} tensor(s) hold NaN or infinity ({shown}); weights that are "
             "not finite are never published"
         )
-    return data
 
 
 def _unpickled_tensors(file: Path) -> dict[str, Any]:
@@ -169,14 +201,14 @@ def import_hf(
         config = read_model_config(folder)
     except FolderError as exc:
         raise PackError(str(exc)) from None
-    data = _safetensors_bytes(folder)
+    data, size, sha256 = _weights(folder)
     config_bytes = (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
     manifest = Manifest(
         name=name,
         registry=registry,
         part=part,
         config={"NAME": part},
-        files=(WeightsFile(SAFETENSORS_FILE, len(data), hashlib.sha256(data).hexdigest()),),
+        files=(WeightsFile(SAFETENSORS_FILE, size, sha256),),
         license=license,
         description=description or _description(config, folder),
         vertebra_version=__version__,

@@ -1,6 +1,6 @@
 """Building a HuggingfaceBackbone from a weights package against transformers' own load.
 
-    python benchmarks/bench_hf.py [--repeats 7] [--size small|base]
+    python benchmarks/bench_hf.py [--repeats 15] [--size small|base]
 
 A random ConvNeXt (`--size small`: hidden sizes 64-512, depths 2-2-6-2, about 8.5M
 parameters and 34 MB; `base`: 96-768, 3-3-9-3, 28M and 111 MB) is saved with
@@ -48,7 +48,7 @@ def timed(call: Callable[[], Any]) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--size", choices=sorted(SIZES), default="small")
     args = parser.parse_args()
 

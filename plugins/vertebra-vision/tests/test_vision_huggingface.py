@@ -193,6 +193,7 @@ def test_pooled_output_declares_its_width_for_the_head() -> None:
     [
         ({"CONFIG": {"model_type": "convnxt"}}, "CONFIG.model_type", "did you mean 'convnext'?"),
         ({"CONFIG": {"model_type": "vit"}}, "CONFIG.model_type", "no backbone class"),
+        ({"CONFIG": {"model_type": "timm_backbone"}}, "CONFIG.model_type", "fetches their"),
         (
             {"CONFIG": {"model_type": "convnext", "hidden_sise": [8]}},
             "CONFIG.hidden_sise",
@@ -288,6 +289,8 @@ def test_a_crafted_config_json_is_refused_at_validation(tmp_path: Path) -> None:
         ('{"model_type": "convnext", "x": "' + "y" * (9 * 1024 * 1024) + '"}', "larger than"),
         ("{not json", "invalid JSON"),
         ('{"model_type": "convnext", "hidden_sizes": [1e999]}', "refuses"),
+        ('{"model_type": "convnext", "use_pretrained_backbone": true}', "from the hub or timm"),
+        ('{"model_type": "timm_backbone", "backbone": "resnet50"}', "fetches their weights"),
     ):
         (folder / "config.json").write_text(text, encoding="utf-8")
         with pytest.raises(ConfigError, match=says):

@@ -41,6 +41,11 @@ __all__ = [
 
 #: The registry the part's weights packages name.
 _REGISTRY = "BACKBONES"
+#: Model types left out: timm's backbone builds timm models by name and fetches their
+#: weights from the hub, which this part never does.
+_REFUSED_TYPES = ("timm_backbone",)
+#: Settings that would make transformers fetch weights of a model named by the config.
+_FETCHING = ("use_pretrained_backbone", "use_timm_backbone")
 #: transformers' keys for the stages returned: OUT_FEATURES sets them.
 _STAGE_KEYS = ("out_features", "out_indices")
 #: Keys of a config.json that transformers writes about itself, not about the model.
@@ -60,7 +65,7 @@ def backbone_types() -> list[str]:
     _transformers()
     from transformers.models.auto.modeling_auto import MODEL_FOR_BACKBONE_MAPPING_NAMES
 
-    return list(MODEL_FOR_BACKBONE_MAPPING_NAMES)
+    return [t for t in MODEL_FOR_BACKBONE_MAPPING_NAMES if t not in _REFUSED_TYPES]
 
 
 def backbone_class(config: Any) -> Any:
@@ -328,7 +333,12 @@ def _checked_config(raw: dict[str, Any], key: str, issues: list[ConfigIssue]) ->
             CONFIG_MAPPING_NAMES,
         )
 
-        if isinstance(model_type, str) and model_type in CONFIG_MAPPING_NAMES:
+        if model_type in _REFUSED_TYPES:
+            message = (
+                f"'{model_type}' builds timm models by name and fetches their weights, which "
+                "this part never does; use a transformers model type or timm itself"
+            )
+        elif isinstance(model_type, str) and model_type in CONFIG_MAPPING_NAMES:
             message = (
                 f"transformers has no backbone class for model_type '{model_type}' "
                 f"(for a ViT, use dinov2); model types with one: {', '.join(types)}"
@@ -373,6 +383,16 @@ def _checked_config(raw: dict[str, Any], key: str, issues: list[ConfigIssue]) ->
     for name, value in settings.items():
         if name in _STAGE_KEYS:
             continue  # OUT_FEATURES decides them
+        if name in _FETCHING and value:
+            issues.append(
+                ConfigIssue(
+                    f"{where}{name}".rstrip(),
+                    "would load another model's weights from the hub or timm; this part "
+                    "builds from CONFIG, a local folder or installed weights only",
+                )
+            )
+            bad = True
+            continue
         problem = _value_problem(value, defaults.get(name))
         if problem:
             issues.append(ConfigIssue(f"{where}{name}".rstrip(), problem))

@@ -226,6 +226,11 @@ def test_pooled_output_declares_its_width_for_the_head() -> None:
             "give them there",
         ),
         ({"CONFIG": tiny("convnext", depths=[1, 0])}, "CONFIG.depths", "positive integers"),
+        (
+            {"CONFIG": tiny("resnet", hidden_sizes=[8, 16, 24])},
+            "CONFIG",
+            "one value for each of its stages (stage1, stage2)",
+        ),
         ({"CONFIG": tiny("convnext", patch_size=-2)}, "CONFIG.patch_size", "positive integer"),
         (
             {"CONFIG": tiny("convnext", layer_norm_eps=float("nan"))},

@@ -280,6 +280,14 @@ class HuggingfaceBackboneConfig(PartConfig):
                     "false gives token sequences, not feature maps: leave it true",
                 )
             )
+        if self._hf.model_type in GEOMETRY and _stage_geometry(self._hf) is None:
+            issues.append(
+                ConfigIssue(
+                    "CONFIG",
+                    f"the per-stage lists of this {self._hf.model_type} (hidden_sizes, depths, "
+                    f"...) must hold one value for each of its stages ({', '.join(stages[1:])})",
+                )
+            )
         if not issues:
             self._hf.out_features = list(wanted)
 
@@ -292,10 +300,9 @@ class HuggingfaceBackboneConfig(PartConfig):
     def _geometry(self) -> list[tuple[int, int]] | None:
         if self._hf is None:
             return None
-        stages = GEOMETRY.get(self._hf.model_type)
-        if stages is None:
+        by_name = _stage_geometry(self._hf)
+        if by_name is None:
             return None
-        by_name = dict(zip(self._hf.stage_names, stages(self._hf), strict=True))
         return [by_name[s] for s in self._hf.out_features]
 
     @property
@@ -321,6 +328,20 @@ class HuggingfaceBackboneConfig(PartConfig):
 
     def core_weights(self) -> str | None:
         return None  # the part loads its WEIGHTS itself
+
+
+def _stage_geometry(config: Any) -> dict[str, tuple[int, int]] | None:
+    """(channels, stride) of each stage of `config`, by stage name; None for a model type
+    outside `GEOMETRY`, or settings whose per-stage lists do not match its stages."""
+    stages = GEOMETRY.get(config.model_type)
+    if stages is None:
+        return None
+    try:
+        found = stages(config)
+    except (AttributeError, TypeError, IndexError):
+        return None
+    names = list(config.stage_names)
+    return dict(zip(names, found, strict=True)) if len(found) == len(names) else None
 
 
 def _checked_config(raw: dict[str, Any], key: str, issues: list[ConfigIssue]) -> Any:

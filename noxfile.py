@@ -116,6 +116,7 @@ def bench(session: nox.Session) -> None:
         "benchmarks/bench_retrieval.py",
         "benchmarks/bench_tasks.py",
         "benchmarks/bench_mlflow.py",
+        "benchmarks/bench_hf.py",
     ):
         session.run("python", script)
 

@@ -133,6 +133,22 @@ EXAMPLES: dict[str, dict[str, Example]] = {
         "MLP": Example({"IN_FEATURES": 64}, _images(1, 8), (2, 256)),
         "ResNet": Example({}, _images(3, 8), (2, 512, 1, 1)),
         "ConvNet": Example({}, _images(1, 8), (2, 64, 4, 4)),
+        "HuggingfaceBackbone": Example(
+            {
+                "CONFIG": {
+                    "model_type": "convnext",
+                    "num_channels": 1,
+                    "hidden_sizes": [4, 8],
+                    "depths": [1, 1],
+                    "num_stages": 2,
+                    "patch_size": 2,
+                },
+                "OUT_FEATURES": ["stage1", "stage2"],
+                "OUTPUT": "maps",
+            },
+            _images(1, 8),
+            [(2, 4, 4, 4), (2, 8, 2, 2)],
+        ),
     },
     "NECKS": {
         "Identity": Example({}, lambda: (torch.randn(2, 5),), (2, 5)),

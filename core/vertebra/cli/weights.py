@@ -1,7 +1,7 @@
 """`vertebra weights SUBCOMMAND`: installed pretrained weights, and packing a run's.
 
 `list`, `show` and `verify` read entry-point metadata and manifests (no torch); `pack`
-writes a wheel from a checkpoint. The work is `vertebra.weights`'; this module parses and
+writes a wheel from a checkpoint, `import hf` one from a model folder. The work is `vertebra.weights`'; this module parses and
 renders.
 """
 
@@ -66,6 +66,32 @@ def add_parser(sub: Any) -> None:
         "comma-separated config keys (DEPTH), found by PRETRAINED: true; '' for the NAME alone",
     )
     pk.set_defaults(run=_run_pack)
+    im = wsub.add_parser(
+        "import",
+        help="write a wheel of a model folder that save_pretrained wrote (hf)",
+        description="FOLDER holds config.json and model.safetensors (or a pytorch_model.bin "
+        "of plain tensors). Writes NAME-VERSION-py3-none-any.whl with both, the default "
+        "weights for --part: a block {NAME: PART, PRETRAINED: true} or WEIGHTS: NAME loads it.",
+    )
+    im.add_argument("kind", choices=["hf"], help="hf: a Hugging Face (transformers) folder")
+    im.add_argument("source", metavar="FOLDER", help="the model folder")
+    im.add_argument(
+        "--part",
+        required=True,
+        help="the part that rebuilds the model from config.json (HuggingfaceBackbone, "
+        "HuggingfaceEncoder)",
+    )
+    im.add_argument("--name", required=True, help="weights and distribution name")
+    im.add_argument("--version", default="0.1.0", help="distribution version (default 0.1.0)")
+    im.add_argument("--license", default="", help="license of the weights (SPDX id)")
+    im.add_argument("--description", default="", help="one line about the weights")
+    im.add_argument("--output", default=".", metavar="DIR", help="folder of the wheel")
+    im.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a wheel of the same name and version in DIR (kept otherwise)",
+    )
+    im.set_defaults(run=_run_import)
 
 
 def _size(count: int) -> str:
@@ -178,5 +204,24 @@ def _run_pack(args: argparse.Namespace) -> int:
     print(f"{wheel} ({manifest.registry}:{manifest.part}, {_size(manifest.size)})")
     if manifest.default_for is not None:
         print(f"the default for: {json.dumps(manifest.default_for)} (PRETRAINED: true)")
+    print(f"install it with: pip install {wheel}")
+    return 0
+
+
+def _run_import(args: argparse.Namespace) -> int:
+    from vertebra.weights._hf import import_hf
+
+    wheel, manifest = import_hf(
+        args.source,
+        args.part,
+        args.name,
+        version=args.version,
+        license=args.license,
+        description=args.description,
+        output=args.output,
+        force=args.force,
+    )
+    print(f"{wheel} ({manifest.registry}:{manifest.part}, {_size(manifest.size)})")
+    print(f"the default for: {json.dumps(manifest.default_for)} (PRETRAINED: true)")
     print(f"install it with: pip install {wheel}")
     return 0

@@ -257,7 +257,34 @@ def _record_hash(data: bytes) -> str:
     return f"sha256={digest.decode('ascii')}"
 
 
-def _write_wheel(target: Path, name: str, version: str, manifest: Manifest, data: bytes) -> None:
+def _copy_checked(
+    wheel: zipfile.ZipFile, entry: zipfile.ZipInfo, source: Path, expected: WeightsFile
+) -> None:
+    """Copy `source` into the wheel in chunks (a model of several GB is never held in
+    memory), checking that what was copied is what the manifest states."""
+    digest, copied = hashlib.sha256(), 0
+    large = expected.size >= zipfile.ZIP64_LIMIT
+    with open(source, "rb") as src, wheel.open(entry, "w", force_zip64=large) as dst:
+        while chunk := src.read(1 << 20):
+            digest.update(chunk)
+            dst.write(chunk)
+            copied += len(chunk)
+    if copied != expected.size or digest.hexdigest() != expected.sha256:
+        raise PackError(f"{source} changed while it was packed: pack it again")
+
+
+def _write_wheel(
+    target: Path,
+    name: str,
+    version: str,
+    manifest: Manifest,
+    data: bytes | Path,
+    extra: Sequence[tuple[str, bytes]] = (),
+) -> None:
+    """Write the wheel: `data` is the manifest's (one) weights file, its bytes or the file
+    to copy them from (streamed, and checked against the manifest's size and sha256 as it
+    is copied); `extra` names further files of the package by their path inside it (a
+    model folder's config.json)."""
     from vertebra.engine.checkpoints import file_mode
 
     package = _escape(name)
@@ -274,12 +301,13 @@ def _write_wheel(target: Path, name: str, version: str, manifest: Manifest, data
     if manifest.license:
         metadata.append(f"License: {manifest.license}")
     metadata.append("Keywords: vertebra,weights")
-    files: list[tuple[str, bytes]] = [
+    files: list[tuple[str, bytes | Path]] = [
         (
             f"{package}/__init__.py",
             f'"""vertebra weights {name}: see {_MANIFEST_FILE}."""\n'.encode(),
         ),
-        (f"{package}/{_WEIGHTS_FILE}", data),
+        (f"{package}/{manifest.files[0].path}", data),
+        *((f"{package}/{path}", body) for path, body in extra),
         (
             f"{package}/{_MANIFEST_FILE}",
             (json.dumps(manifest.as_json(), indent=2, sort_keys=False) + "\n").encode(),
@@ -299,7 +327,15 @@ def _write_wheel(target: Path, name: str, version: str, manifest: Manifest, data
             f"[{WEIGHTS_GROUP}]\n{name} = {package}:{_MANIFEST_FILE}\n".encode(),
         ),
     ]
-    record = "".join(f"{path},{_record_hash(body)},{len(body)}\n" for path, body in files)
+    weights = manifest.files[0]
+
+    def record_line(path: str, body: bytes | Path) -> str:
+        if isinstance(body, Path):  # its digest is the manifest's, checked as it is copied
+            digest = base64.urlsafe_b64encode(bytes.fromhex(weights.sha256)).rstrip(b"=")
+            return f"{path},sha256={digest.decode('ascii')},{weights.size}\n"
+        return f"{path},{_record_hash(body)},{len(body)}\n"
+
+    record = "".join(record_line(path, body) for path, body in files)
     files.append((f"{info}/RECORD", (record + f"{info}/RECORD,,\n").encode()))
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".whl")
     try:
@@ -309,7 +345,11 @@ def _write_wheel(target: Path, name: str, version: str, manifest: Manifest, data
                 entry.external_attr = 0o644 << 16
                 # Weights barely compress; storing them keeps packing as fast as a copy.
                 kind = zipfile.ZIP_STORED if path.endswith(".safetensors") else zipfile.ZIP_DEFLATED
-                wheel.writestr(entry, body, compress_type=kind)
+                if isinstance(body, Path):
+                    entry.compress_type = kind
+                    _copy_checked(wheel, entry, body, weights)
+                else:
+                    wheel.writestr(entry, body, compress_type=kind)
             # mkstemp made the file private; a wheel is shared like any file the user writes.
             os.fchmod(handle.fileno(), file_mode())
         os.replace(tmp, target)

@@ -14,7 +14,7 @@ from vertebra.data import DATASETS
 from vertebra.model.registry import BACKBONES
 
 EXPECTED = {
-    "backbones": ["ConvNet", "ResNet"],
+    "backbones": ["ConvNet", "HuggingfaceBackbone", "ResNet"],
     "datasets": [
         "DigitCaptions",
         "Digits",

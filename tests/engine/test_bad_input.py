@@ -283,7 +283,7 @@ def test_config_rules_of_the_trainer_come_together(
 def test_build_time_config_errors_come_together(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # The network's own check (a ConvNet's width is known once it is built), a dataset
+    # The network's own check (a ResNet's width is known once it is built), a dataset
     # that cannot be built and a batch that never fills.
     nowhere = {"_DELETE": True, "NAME": "ImageFolder", "ROOT": str(tmp_path / "nowhere")}
     data = {
@@ -291,14 +291,17 @@ def test_build_time_config_errors_come_together(
         "VAL": {"DATASET": nowhere},
     }
     model = {
-        "BACKBONE": {"_DELETE": True, "NAME": "ConvNet", "IN_CHANNELS": 1, "CHANNELS": [8]},
+        "BACKBONE": {
+            **{"_DELETE": True, "NAME": "ResNet", "IN_CHANNELS": 1},
+            **{"BASE_CHANNELS": 4, "KERNEL_SIZE": 3},
+        },
         "NECK": {"NAME": "GlobalAveragePooling", "DIM": 2},
         "HEAD": {"DIM": 16},
     }
     config = write_config(tmp_path, {"MODEL": model, "DATA": data})
     err = _fails(capsys, "train", config)
     assert "3 errors" in err
-    assert "MODEL.HEAD.DIM: the head takes 16 features, but BACKBONE ConvNet gives 8" in err
+    assert "MODEL.HEAD.DIM: the head takes 16 features, but BACKBONE ResNet gives 32" in err
     assert "DATA.VAL.DATASET:" in err and "nowhere" in err
     assert "DATA.TRAIN.BATCH_SIZE: no full batch: 1438 samples, 5000 per batch" in err
     assert not (tmp_path / "run" / "checkpoints").exists()

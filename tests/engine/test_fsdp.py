@@ -465,18 +465,18 @@ def test_a_sharded_checkpoint_missing_a_shard_is_never_published(tmp_path: Path)
 
 
 def test_a_scalar_parameter_is_a_config_error_under_fsdp(tmp_path: Path) -> None:
-    # CosineLinearHead's learned scale is a 0-d parameter, which FSDP2 cannot shard: both
+    # CosineLinearHead's learned scale is a 0-d parameter, which FSDP2 cannot shard: the
     # processes say so at once (exit 2), naming the parameter and what to do, before a
-    # checkpoint is written; ddp trains the same network.
+    # checkpoint is written.
     head = {"NAME": "CosineLinearHead", "DIM": 32, "NUM_CLASSES": 10, "LEARN_SCALE": True}
     config = write_config(tmp_path, deep_update(RUN, {"MODEL": {"HEAD": head}}))
     done = torchrun("train", str(config))
-    # torchrun exits 1 when a worker fails; each worker exited 2.
-    assert done.returncode == 1 and done.stderr.count("exitcode  : 2") == 2, done.stderr[-3000:]
+    # torchrun exits 1 when a worker fails (and may stop the other one before it exits 2).
+    assert done.returncode == 1 and "exitcode  : 2" in done.stderr, done.stderr[-3000:]
     assert "TRAIN.STRATEGY: fsdp cannot shard this network: its parameter head.log_scale" in (
         done.stderr
     )
-    # Each worker's message, no worker traceback (torchrun prints its own for the failure).
-    assert done.stderr.count("vertebra train: error: 1 error:") == 2
+    # The worker's message, no worker traceback (torchrun prints its own for the failure).
+    assert "vertebra train: error: 1 error:" in done.stderr
     assert "use STRATEGY ddp" in done.stderr and "in _check_globs" not in done.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()

@@ -521,3 +521,30 @@ def test_a_type_error_inside_forward_is_not_taken_for_batch_keys() -> None:
     with pytest.raises(TypeError, match="unsupported operand") as caught:
         Broken(PartConfig(NAME="Broken")).train()(img=torch.zeros(2))
     assert type(caught.value) is TypeError
+
+
+def _pyramid(tmp_path: Path, indices: list[int]) -> Path:
+    """A Classifier whose ResNet returns the maps of the stages in `indices` (a list)."""
+    backbone = {"NAME": "ResNet", "IN_CHANNELS": 1, "BASE_CHANNELS": 4, "KERNEL_SIZE": 3}
+    model = {
+        "BACKBONE": {"_DELETE": True, **backbone, "OUT_INDICES": indices},
+        "NECK": {"NAME": "GlobalAveragePooling", "DIM": 2},
+        "HEAD": {"DIM": 32},
+    }
+    return write_config(tmp_path, {"MODEL": model, "TRAIN": {"MAX_STEPS": 2, "EPOCHS": None}})
+
+
+def test_a_multi_scale_backbone_under_a_classifier_is_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Several maps declared (the multi-scale protocol's out_channels): found at validate.
+    err = _fails(capsys, "validate", _pyramid(tmp_path, [2, 4]))
+    assert (
+        "MODEL.BACKBONE: BACKBONE ResNet returns a list of 2 feature maps (a multi-scale "
+        "backbone), but "
+        "Classifier takes one feature tensor" in err
+    )
+    # One map, but in a list: the first batch says the same, before anything is written.
+    err = _fails(capsys, "train", _pyramid(tmp_path / "one", [4]))
+    assert "BACKBONE ResNet returns a list of 1 feature map (a multi-scale backbone)" in err
+    assert not (tmp_path / "one" / "run" / "checkpoints").exists()

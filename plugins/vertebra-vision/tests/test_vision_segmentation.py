@@ -246,6 +246,45 @@ def test_validate_suggests_out_indices_for_a_single_map_backbone(
     assert "give the backbone OUT_INDICES" in err and "[64]" in err, err
 
 
+#: A Segmenter over a transformers ConvNeXt's stage maps (HuggingfaceBackbone, OUTPUT maps).
+HF_SEGMENTER: dict[str, Any] = {
+    **TINY,
+    "BACKBONE": {
+        "NAME": "HuggingfaceBackbone",
+        "CONFIG": {
+            **{"model_type": "convnext", "hidden_sizes": [8, 16], "depths": [1, 1]},
+            **{"num_stages": 2, "patch_size": 2},
+        },
+        "OUT_FEATURES": ["stage1", "stage2"],
+        "OUTPUT": "maps",
+    },
+    "NECK": {"NAME": "FPN", "IN_CHANNELS": [8, 16], "OUT_CHANNELS": 16},
+}
+
+
+def test_a_transformers_backbone_feeds_the_pyramid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The multi-scale protocol across plugins' parts: widths checked at validate, strides
+    # handed to the FPN, logits at the image's size.
+    assert main(["validate", str(_config(tmp_path, HF_SEGMENTER))]) == 0, capsys.readouterr()
+    bad = {**HF_SEGMENTER, "NECK": {**HF_SEGMENTER["NECK"], "IN_CHANNELS": [8, 32]}}
+    assert main(["validate", str(_config(tmp_path / "bad", bad))]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "NECK FPN takes maps of [8, 32] channels, but BACKBONE HuggingfaceBackbone gives "
+        "[8, 16] (its out_channels); set NECK.IN_CHANNELS to [8, 16]" in err
+    ), err
+    torch.manual_seed(0)
+    model = MODELS.build(HF_SEGMENTER)
+    data = DATASETS.build({"NAME": "SyntheticShapes", "NUM_SAMPLES": 4, "SIZE": 32})
+    batch = next(iter(DataLoader(data, batch_size=4)))
+    model(**batch)["loss"].backward()
+    assert model.neck.out_strides == model.backbone.out_strides == [2, 4]
+    model.eval()
+    assert tuple(model(img=batch["img"])["logits"].shape) == (4, 4, 32, 32)
+
+
 # -- SegmentationFolder ---------------------------------------------------------------
 
 

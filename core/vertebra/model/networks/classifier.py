@@ -78,8 +78,9 @@ class ClassifierConfig(PartConfig):
     def _head_takes_the_features(self) -> ClassifierConfig:
         # Decided here, with the other config errors, when the parts' configs tell their
         # widths (`out_dim`, `output_dim(width)`, `in_dim`); else when the network is built.
-        width = _feature_width(self.BACKBONE, self.NECK)
-        issue = _width_issue(self, width, getattr(self.HEAD, "in_dim", None))
+        issue = _maps_issue(self.BACKBONE) or _width_issue(
+            self, _feature_width(self.BACKBONE, self.NECK), getattr(self.HEAD, "in_dim", None)
+        )
         if issue is not None:
             raise ConfigError([issue])
         return self
@@ -135,6 +136,10 @@ class Classifier(TrainModule):
     def logits(self, img: torch.Tensor) -> torch.Tensor:
         """Class logits `[N, C]` for a batch of inputs."""
         features = self.backbone(img)
+        if isinstance(features, list | tuple):  # a multi-scale backbone: see _maps_issue
+            raise ConfigError(
+                [_maps_message(self.cfg.BACKBONE.NAME, len(features))], source="MODEL"
+            )
         if self.neck is not None:
             features = self.neck(features)
         return self.head(features)  # type: ignore[no-any-return]
@@ -170,6 +175,25 @@ def _feature_width(backbone: object, neck: object | None) -> object:
         output_dim = getattr(neck, "output_dim", None)
         width = output_dim(width) if callable(output_dim) and width is not None else None
     return width
+
+
+def _maps_issue(backbone: object) -> ConfigIssue | None:
+    """An issue for a backbone config that declares several output maps (`out_channels`,
+    the multi-scale protocol): the head takes one feature tensor."""
+    channels = getattr(backbone, "out_channels", None)
+    if isinstance(channels, list) and len(channels) > 1:
+        return _maps_message(getattr(backbone, "NAME", "?"), len(channels))
+    return None
+
+
+def _maps_message(name: str, count: int) -> ConfigIssue:
+    return ConfigIssue(
+        "BACKBONE",
+        f"BACKBONE {name} returns a list of {count} feature map{'s' if count != 1 else ''} "
+        "(a multi-scale backbone), but "
+        "Classifier takes one feature tensor: set the backbone to return one output, or use "
+        "a network that takes a pyramid of maps",
+    )
 
 
 def _width_issue(cfg: ClassifierConfig, width: object, wanted: object) -> ConfigIssue | None:

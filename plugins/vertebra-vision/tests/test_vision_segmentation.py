@@ -269,6 +269,7 @@ def test_a_transformers_backbone_feeds_the_pyramid(
     # handed to the FPN, logits at the image's size.
     assert main(["validate", str(_config(tmp_path, HF_SEGMENTER))]) == 0, capsys.readouterr()
     bad = {**HF_SEGMENTER, "NECK": {**HF_SEGMENTER["NECK"], "IN_CHANNELS": [8, 32]}}
+    (tmp_path / "bad").mkdir()
     assert main(["validate", str(_config(tmp_path / "bad", bad))]) == 2
     err = capsys.readouterr().err
     assert (

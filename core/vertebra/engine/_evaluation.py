@@ -165,8 +165,9 @@ def evaluation_target(
     config.yaml), a checkpoint folder (or a file in it; with the config the checkpoint's
     state holds, else its run folder's config.yaml), or, with `checkpoint`, a config file
     (the earlier form `vertebra eval CONFIG --checkpoint PATH`), or a config file alone
-    whose MODEL names its `WEIGHTS` (or asks for its installed default, `PRETRAINED: true`). `config` replaces the run's config; `overrides`
-    (`--set`) apply to whichever config is used.
+    whose MODEL names its `WEIGHTS` (or asks for its installed default, `PRETRAINED:
+    true`). `config` replaces the run's config; `overrides` (`--set`) apply to whichever
+    config is used.
     """
     from vertebra.config import load_run_config, loads
     from vertebra.config._files import apply_overrides

@@ -26,6 +26,8 @@ from vertebra.model.networks.train_module import TrainModule
 from vertebra.model.tokenizers import BaseTokenizer
 from vertebra.schema import BackboneCfg, MetricCfgs, NeckCfg, PartConfig, PartOf, TokenizerCfg
 
+from vertebra_text.networks._tokenizer_sizes import FROM_TOKENIZER, fill_from_tokenizer, reported
+
 __all__ = [
     "DEFAULT_LOSS",
     "DEFAULT_TEXT_NECK",
@@ -39,8 +41,6 @@ DEFAULT_LOSS = "InfoNCE"
 DEFAULT_TEXT_NECK = "MeanPooling"
 #: CLIP's logit scale at the start: 1 / 0.07, a temperature of 0.07.
 CLIP_LOGIT_SCALE = 1 / 0.07
-# Backbone keys the text tower fills from the tokenizer when they are unset.
-_FROM_TOKENIZER = {"VOCAB_SIZE": "vocab_size", "MAX_LENGTH": "max_length"}
 _STRICT = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
 
 
@@ -230,7 +230,17 @@ class DualEncoder(TrainModule):
         from vertebra.model.registry import LOSSES, METRICS, NECKS, TOKENIZERS
 
         self.tokenizer: BaseTokenizer = TOKENIZERS.build(cfg.TEXT.TOKENIZER, logger=logger)
-        text = cfg.TEXT.model_copy(update={"BACKBONE": _fill_from_tokenizer(cfg, self.tokenizer)})
+        text = cfg.TEXT.model_copy(
+            update={
+                "BACKBONE": fill_from_tokenizer(
+                    cfg.TEXT.BACKBONE,
+                    self.tokenizer,
+                    backbone_path="TEXT.BACKBONE",
+                    tokenizer_path="TEXT.TOKENIZER",
+                    source=f"{cfg.NAME} config",
+                )
+            }
+        )
         if text.NECK is None:
             text = text.model_copy(
                 update={"NECK": NECKS.validate({"NAME": DEFAULT_TEXT_NECK}, "TEXT.NECK")}
@@ -250,9 +260,9 @@ class DualEncoder(TrainModule):
     def _check_tokenizer(self) -> None:
         """Fail at build time, naming the keys, when the backbone cannot take the token ids."""
         issues = []
-        for key, attr in _FROM_TOKENIZER.items():
+        for key, attr in FROM_TOKENIZER.items():
             have = getattr(self.text.backbone, attr, None)
-            need = _reported(self.tokenizer, attr)
+            need = reported(self.tokenizer, attr)
             if isinstance(have, int) and isinstance(need, int) and have < need:
                 issues.append(
                     ConfigIssue(
@@ -349,37 +359,3 @@ def _width_issues(
             )
         ]
     return []
-
-
-def _reported(tokenizer: BaseTokenizer, attr: str) -> int | None:
-    """The tokenizer's `vocab_size` or `max_length`, or None when it does not say."""
-    try:
-        value = getattr(tokenizer, attr, None)
-    except NotImplementedError:
-        return None
-    return value if isinstance(value, int) else None
-
-
-def _fill_from_tokenizer(cfg: DualEncoderConfig, tokenizer: BaseTokenizer) -> PartConfig:
-    """The text backbone's config with its unset VOCAB_SIZE and MAX_LENGTH from the tokenizer."""
-    backbone = cfg.TEXT.BACKBONE
-    fields = type(backbone).model_fields
-    update: dict[str, int] = {}
-    issues = []
-    for key, attr in _FROM_TOKENIZER.items():
-        if key not in fields or getattr(backbone, key) is not None:
-            continue
-        value = _reported(tokenizer, attr)
-        if value is None:
-            issues.append(
-                ConfigIssue(
-                    f"TEXT.BACKBONE.{key}",
-                    f"TEXT.TOKENIZER {cfg.TEXT.TOKENIZER.NAME} does not report its {attr}; "
-                    f"set {key}",
-                )
-            )
-        else:
-            update[key] = value
-    if issues:
-        raise ConfigError(issues, source=f"{cfg.NAME} config")
-    return backbone.model_copy(update=update) if update else backbone

@@ -12,13 +12,13 @@ from pydantic import Field, model_validator
 from vertebra.errors import ConfigError, ConfigIssue
 from vertebra.model.networks.classifier import Classifier, ClassifierConfig
 from vertebra.model.tokenizers import BaseTokenizer
-from vertebra.schema import NeckCfg, PartConfig, TokenizerCfg
+from vertebra.schema import NeckCfg, TokenizerCfg
+
+from vertebra_text.networks._tokenizer_sizes import FROM_TOKENIZER, fill_from_tokenizer, reported
 
 __all__ = ["DEFAULT_NECK", "TextClassifier", "TextClassifierConfig"]
 
 DEFAULT_NECK = "MeanPooling"
-# Backbone keys that TextClassifier fills from the tokenizer when they are unset.
-_FROM_TOKENIZER = {"VOCAB_SIZE": "vocab_size", "MAX_LENGTH": "max_length"}
 
 
 class TextClassifierConfig(ClassifierConfig):
@@ -36,7 +36,7 @@ class TextClassifierConfig(ClassifierConfig):
     @model_validator(mode="after")
     def _tokenizer_fits_backbone(self) -> TextClassifierConfig:
         problems = []
-        for key in _FROM_TOKENIZER:
+        for key in FROM_TOKENIZER:
             ours, theirs = getattr(self.TOKENIZER, key, None), getattr(self.BACKBONE, key, None)
             if isinstance(ours, int) and isinstance(theirs, int) and theirs < ours:
                 problems.append(
@@ -65,7 +65,15 @@ class TextClassifier(Classifier):
         from vertebra.model.registry import NECKS, TOKENIZERS
 
         tokenizer: BaseTokenizer = TOKENIZERS.build(cfg.TOKENIZER, logger=logger)
-        update: dict[str, Any] = {"BACKBONE": _fill_from_tokenizer(cfg, tokenizer)}
+        update: dict[str, Any] = {
+            "BACKBONE": fill_from_tokenizer(
+                cfg.BACKBONE,
+                tokenizer,
+                backbone_path="BACKBONE",
+                tokenizer_path="TOKENIZER",
+                source=f"{cfg.NAME} config",
+            )
+        }
         if cfg.NECK is None:
             update["NECK"] = NECKS.validate({"NAME": DEFAULT_NECK}, "NECK")
         super().__init__(cfg.model_copy(update=update), logger)
@@ -80,8 +88,8 @@ class TextClassifier(Classifier):
         """Fail at build time, naming the keys, when the backbone cannot take the token ids."""
         issues = []
         backbone, tokenizer = self.cfg.BACKBONE, self.cfg.TOKENIZER
-        for key, attr in _FROM_TOKENIZER.items():
-            have, need = getattr(self.backbone, attr, None), _reported(self.tokenizer, attr)
+        for key, attr in FROM_TOKENIZER.items():
+            have, need = getattr(self.backbone, attr, None), reported(self.tokenizer, attr)
             if not (isinstance(have, int) and isinstance(need, int) and have < need):
                 continue
             what = "token ids" if key == "VOCAB_SIZE" else "positions"
@@ -141,36 +149,3 @@ class TextClassifier(Classifier):
             for metric in self.metrics:
                 metrics.update(metric(logits, label))
         return {"logits": logits, "metrics": metrics}
-
-
-def _reported(tokenizer: BaseTokenizer, attr: str) -> int | None:
-    """The tokenizer's `vocab_size` or `max_length`, or None when it does not say."""
-    try:
-        value = getattr(tokenizer, attr, None)
-    except NotImplementedError:
-        return None
-    return value if isinstance(value, int) else None
-
-
-def _fill_from_tokenizer(cfg: TextClassifierConfig, tokenizer: BaseTokenizer) -> PartConfig:
-    """The backbone config with its unset VOCAB_SIZE and MAX_LENGTH taken from the tokenizer."""
-    backbone = cfg.BACKBONE
-    fields = type(backbone).model_fields
-    update: dict[str, int] = {}
-    issues = []
-    for key, attr in _FROM_TOKENIZER.items():
-        if key not in fields or getattr(backbone, key) is not None:
-            continue
-        value = _reported(tokenizer, attr)
-        if value is None:
-            issues.append(
-                ConfigIssue(
-                    f"BACKBONE.{key}",
-                    f"TOKENIZER {cfg.TOKENIZER.NAME} does not report its {attr}; set {key}",
-                )
-            )
-        else:
-            update[key] = value
-    if issues:
-        raise ConfigError(issues, source=f"{cfg.NAME} config")
-    return backbone.model_copy(update=update) if update else backbone

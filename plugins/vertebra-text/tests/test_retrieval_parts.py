@@ -171,3 +171,63 @@ def test_width_mismatches_name_both_sides() -> None:
     # Widths that agree without a projection build: the features are the embedding.
     model = MODELS.build(dual(TEXT=text, EMBED_DIM=16))
     assert isinstance(model.text.projection, torch.nn.Identity)
+
+
+def _gathering(rank: int, store: str, out: str, grouped: bool, first: int) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        image, text, group = _global_batch()
+        rows = slice(0, first) if rank == 0 else slice(first, len(image))
+        mine_image = image[rows].clone().requires_grad_(True)
+        mine_text = text[rows].clone().requires_grad_(True)
+        loss = LOSSES.build({"NAME": "InfoNCE"})
+        loss.train()
+        value = loss(mine_image, mine_text, 3.0, group[rows] if grouped else None)
+        value.backward()
+        torch.save((float(value), mine_image.grad, mine_text.grad), f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def _global_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(7)
+    image = F.normalize(torch.randn(12, 6, generator=g), dim=1)
+    text = F.normalize(torch.randn(12, 6, generator=g), dim=1)
+    return image, text, torch.randint(0, 4, (12,), generator=g)
+
+
+@pytest.mark.parametrize(("grouped", "first"), [(False, 8), (True, 6)])
+def test_info_nce_under_two_processes_is_the_loss_of_the_global_batch(
+    tmp_path: Any, grouped: bool, first: int
+) -> None:
+    import torch.multiprocessing as mp
+
+    out = str(tmp_path / "loss")
+    args = (str(tmp_path / "store"), out, grouped, first)
+    mp.spawn(_gathering, args=args, nprocs=2, join=True)
+    image, text, group = _global_batch()
+    image.requires_grad_(True)
+    text.requires_grad_(True)
+    whole = LOSSES.build({"NAME": "InfoNCE"})(image, text, 3.0, group if grouped else None)
+    whole.backward()
+    assert image.grad is not None and text.grad is not None
+    (loss0, image0, text0), (loss1, image1, text1) = (torch.load(f"{out}.{r}") for r in (0, 1))
+    # Each process's loss is the mean over its own rows (8 and 4, as the last batches of an
+    # epoch may be; or 6 and 6): weighted by rows, they are the loss of the global batch.
+    rest = len(image) - first
+    assert (first * loss0 + rest * loss1) / len(image) == pytest.approx(whole.item(), rel=1e-6)
+    if first == rest:
+        # Each row's gradient carries both processes' losses through the gather: the mean of
+        # the two losses (what ddp's averaged gradients descend) is the global batch's loss.
+        assert torch.allclose(torch.cat([image0, image1]) / 2, image.grad, atol=1e-6)
+        assert torch.allclose(torch.cat([text0, text1]) / 2, text.grad, atol=1e-6)
+
+
+def test_info_nce_gathers_nothing_in_one_process_or_with_gather_off() -> None:
+    # Without a process group (and in evaluation) the loss is the batch's own.
+    image, text, group = _global_batch()
+    on = LOSSES.build({"NAME": "InfoNCE"})
+    off = LOSSES.build({"NAME": "InfoNCE", "GATHER": False})
+    assert float(on(image, text, 3.0, group)) == float(off(image, text, 3.0, group))

@@ -186,7 +186,7 @@ def _gathering(rank: int, store: str, out: str, grouped: bool, first: int) -> No
         loss.train()
         value = loss(mine_image, mine_text, 3.0, group[rows] if grouped else None)
         value.backward()
-        torch.save((float(value), mine_image.grad, mine_text.grad), f"{out}.{rank}")
+        torch.save((value.item(), mine_image.grad, mine_text.grad), f"{out}.{rank}")
     finally:
         dist.destroy_process_group()
 

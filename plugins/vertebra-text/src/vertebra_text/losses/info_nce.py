@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -135,17 +136,32 @@ def _gather_sizes(rows: int, device: torch.device) -> list[int]:
 
 def _gather_rows(value: torch.Tensor, sizes: list[int]) -> torch.Tensor:
     """Every process's rows of `value`, in rank order; gradients flow back to their owner."""
-    import torch.distributed as dist
-    from torch.distributed.nn.functional import all_gather
-
     longest = max(sizes)
     padded = value
     if value.shape[0] < longest:
         padded = torch.cat([value, value.new_zeros((longest - value.shape[0], *value.shape[1:]))])
-    padded = padded.contiguous()
-    if padded.requires_grad:
-        parts = list(all_gather(padded))  # type: ignore[no-untyped-call]
-    else:  # group ids: no gradient to carry
-        parts = [torch.empty_like(padded) for _ in sizes]
-        dist.all_gather(parts, padded)
-    return torch.cat([part[:size] for part, size in zip(parts, sizes, strict=True)])
+    gathered: torch.Tensor = _GatherRows.apply(padded.contiguous())  # type: ignore[no-untyped-call]
+    return torch.cat([gathered[r * longest : r * longest + size] for r, size in enumerate(sizes)])
+
+
+class _GatherRows(torch.autograd.Function):
+    """All-gather along the first axis (equal lengths) whose backward sums each process's
+    gradients and hands every process those of its own rows: the gradient of the sum of all
+    processes' losses."""
+
+    @staticmethod
+    def forward(ctx: Any, value: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        ctx.rank, ctx.rows = dist.get_rank(), value.shape[0]
+        parts = [torch.empty_like(value) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, value)
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows]

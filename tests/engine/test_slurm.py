@@ -282,6 +282,27 @@ def test_the_resume_command_names_the_launcher() -> None:
     # `srun torchrun`: srun's part, then torchrun's.
     both = launch_command(train, env={**step, **agents}, own_args=["x"])
     assert both == [*srun, *rebuilt, *train]
+    # The resources of each task come again where Slurm gives them as plain counts; a typed
+    # GPU count (a100:1), a repeated count (2(x3)) or anything else is left out, never
+    # printed into the command.
+    sized = {**step, "SLURM_CPUS_PER_TASK": "6", "SLURM_GPUS_PER_TASK": "1"}
+    assert launch_command(train, env={**sized, "SLURM_NTASKS_PER_NODE": "4"}) == [
+        *srun,
+        *("--ntasks-per-node", "4", "--cpus-per-task", "6", "--gpus-per-task", "1"),
+        "vertebra",
+        *train,
+    ]
+    odd = {**step, "SLURM_GPUS_PER_TASK": "a100:1", "SLURM_NTASKS_PER_NODE": "2(x3)"}
+    odd |= {"SLURM_CPUS_PER_TASK": "6; rm -rf ~", "SLURM_STEP_NUM_TASKS": "8\n"}
+    assert launch_command(train, env=odd) == [
+        "srun",
+        "--nodes",
+        "2",
+        "--ntasks",
+        "1",
+        "vertebra",
+        *train,
+    ]
 
 
 # -- real processes ---------------------------------------------------------------------

@@ -5,7 +5,8 @@ run needs torchrun again (fsdp needs its processes): torchrun's own command line
 from its process (`/proc/<parent>/cmdline`, Linux), or rebuilt from the variables torchrun
 sets where that cannot be read. Launched by srun, the srun command runs on the submitting
 host and cannot be read: it is rebuilt from the step's variables (`SLURM_STEP_NUM_NODES`,
-`SLURM_STEP_NUM_TASKS`). This module reads the environment only (no torch).
+`SLURM_STEP_NUM_TASKS`, and the tasks per node, CPUs and GPUs per task where Slurm sets
+them as plain counts). This module reads the environment only (no torch).
 """
 
 from __future__ import annotations
@@ -76,8 +77,31 @@ def _shorter(agent: list[str]) -> list[str]:
     return agent
 
 
+#: srun options given again when the step's variable holds a plain count: a task's CPUs and
+#: GPUs, and the tasks on each node (a resumed run needs the resources it ran with).
+_PER_TASK = (
+    ("--ntasks-per-node", "SLURM_NTASKS_PER_NODE"),
+    ("--cpus-per-task", "SLURM_CPUS_PER_TASK"),
+    ("--gpus-per-task", "SLURM_GPUS_PER_TASK"),
+)
+
+
 def _srun_part(env: Mapping[str, str]) -> list[str]:
-    """`srun --nodes N --ntasks M`, the step's numbers (the job's when the step's are unset)."""
-    nodes = env.get("SLURM_STEP_NUM_NODES") or env.get("SLURM_NNODES")
-    tasks = env.get("SLURM_STEP_NUM_TASKS") or env.get("SLURM_NTASKS") or "1"
-    return ["srun", *(("--nodes", nodes) if nodes else ()), "--ntasks", tasks]
+    """`srun --nodes N --ntasks M [--ntasks-per-node K --cpus-per-task C --gpus-per-task G]`,
+    the step's numbers (the job's when the step's are unset). A value that is no plain count
+    (`a100:1`, `2(x3)`) is left out rather than printed into a command."""
+    nodes = _plain(env.get("SLURM_STEP_NUM_NODES") or env.get("SLURM_NNODES"))
+    tasks = _plain(env.get("SLURM_STEP_NUM_TASKS") or env.get("SLURM_NTASKS")) or "1"
+    command = ["srun", *(("--nodes", nodes) if nodes else ()), "--ntasks", tasks]
+    for option, name in _PER_TASK:
+        value = _plain(env.get(name))
+        if value:
+            command += [option, value]
+    return command
+
+
+def _plain(value: str | None) -> str | None:
+    """`value` when it is a positive count in ASCII digits (at most 9 of them), else None."""
+    if value and len(value) <= 9 and value.isascii() and value.isdigit() and int(value) > 0:
+        return value
+    return None

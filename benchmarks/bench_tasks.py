@@ -26,13 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
+
+# The hand-written loop is bench_train's (this folder is on sys.path when a script runs).
+from bench_train import raw_loop
 from vertebra import config as config_io
 from vertebra.config import validate_run_config
-from vertebra.data import DATASETS
 from vertebra.engine import Trainer
-from vertebra.engine.registry import LR_SCHEDULERS, OPTIMIZERS
-from vertebra.model.registry import MODELS
 from vertebra.plugins import get_plugin_manager, hookimpl
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,33 +91,6 @@ def trainer_run(cfg: Any, out: Path) -> float:
         sys.stderr = stderr
         manager.unregister(clock)
     return clock.end - clock.start
-
-
-def raw_loop(cfg: Any, steps: int) -> float:
-    """Seconds of a hand-written loop doing the same steps (set-up excluded)."""
-    torch.manual_seed(cfg.TRAIN.SEED)
-    model = MODELS.build(cfg.MODEL)
-    optimizer = OPTIMIZERS.build(cfg.OPTIMIZER, params=model.parameters())
-    scheduler = LR_SCHEDULERS.build(cfg.LR_SCHEDULER, optimizer=optimizer, total_steps=steps)
-    data = DATASETS.build(cfg.DATA.TRAIN.DATASET)
-    generator = torch.Generator().manual_seed(0)
-    loader = DataLoader(
-        data, batch_size=cfg.DATA.TRAIN.BATCH_SIZE, shuffle=True, generator=generator
-    )
-    model.train()
-    done = 0
-    start = time.perf_counter()
-    while done < steps:
-        for batch in loader:
-            out = model(**batch)
-            out["loss"].backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
-            done += 1
-            if done == steps:
-                break
-    return time.perf_counter() - start
 
 
 def bench(task: str, steps: int, rounds: int, log_every: int, threads: int) -> float:

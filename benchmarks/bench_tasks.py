@@ -28,9 +28,7 @@ from typing import Any
 import torch
 
 # The hand-written loop is bench_train's (this folder is on sys.path when a script runs).
-from bench_train import raw_loop
-from vertebra import config as config_io
-from vertebra.config import validate_run_config
+from bench_train import load_config, raw_loop
 from vertebra.engine import Trainer
 from vertebra.plugins import get_plugin_manager, hookimpl
 
@@ -39,23 +37,11 @@ TARGET = 0.97
 
 
 def segmentation_config(steps: int, out: Path, log_every: int) -> Any:
-    """examples/shapes-segmentation.yaml cut to `steps` training steps, without validation."""
-    raw = config_io.load(ROOT / "examples" / "shapes-segmentation.yaml")
-    raw["DATA"]["VAL"] = None
-    raw["TRAIN"].pop("BEST_METRIC", None)
-    raw["TRAIN"].pop("NUM_THREADS", None)  # the benchmark sets the threads of both
-    raw["TRAIN"].update(
-        {
-            "EPOCHS": None,
-            "MAX_STEPS": steps,
-            "OUTPUT_DIR": str(out),
-            "PROGRESS": "always",
-            "LOG_EVERY": log_every,
-            "CHECKPOINT_EVERY": 10**9,  # one checkpoint, at the end
-            "PLOT": False,
-        }
+    """examples/shapes-segmentation.yaml cut to `steps` training steps, without validation
+    (nor the best checkpoint it picks); the benchmark sets the threads of both sides."""
+    return load_config(
+        steps, out, log_every, "shapes-segmentation.yaml", drop=("BEST_METRIC", "NUM_THREADS")
     )
-    return validate_run_config(raw)
 
 
 #: Each task's run config: (steps, output folder, LOG_EVERY) -> validated config.

@@ -35,9 +35,15 @@ from vertebra.plugins import get_plugin_manager, hookimpl
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_config(steps: int, out: Path, log_every: int) -> Any:
-    raw = config_io.load(ROOT / "examples" / "digits.yaml")
+def load_config(
+    steps: int, out: Path, log_every: int, example: str = "digits.yaml", drop: tuple[str, ...] = ()
+) -> Any:
+    """examples/`example` cut to `steps` training steps without validation, its TRAIN keys in
+    `drop` left out (the benchmark sets them)."""
+    raw = config_io.load(ROOT / "examples" / example)
     raw["DATA"]["VAL"] = None
+    for key in drop:
+        raw["TRAIN"].pop(key, None)
     raw["TRAIN"].update(
         {
             "EPOCHS": None,

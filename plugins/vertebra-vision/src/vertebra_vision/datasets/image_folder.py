@@ -22,7 +22,14 @@ from vertebra.schema import PartConfig
 
 from vertebra_vision.transforms import TransformCfg, Transforms
 
-__all__ = ["ImageFolder", "ImageFolderConfig", "ImageFolderError", "check_sizes", "read_image"]
+__all__ = [
+    "ImageFolder",
+    "ImageFolderConfig",
+    "ImageFolderError",
+    "check_sizes",
+    "read_image",
+    "resize_to",
+]
 
 
 class ImageFolderError(UserError):
@@ -69,11 +76,7 @@ class ImageFolder(BaseDataset):
         self.num_classes = len(self.classes)
         self.labels = torch.tensor([label for _, label in self.samples], dtype=torch.int64)
         self.channels = 1 if cfg.GRAYSCALE else 3
-        self.size: tuple[int, int] | None = None
-        if isinstance(cfg.RESIZE, int):
-            self.size = (cfg.RESIZE, cfg.RESIZE)
-        elif cfg.RESIZE is not None:
-            self.size = (cfg.RESIZE[0], cfg.RESIZE[1])
+        self.size = resize_to(cfg.RESIZE)
         self.transforms = Transforms(cfg.TRANSFORMS)
         self.transforms.check_channels(self.channels)
         self.images: torch.Tensor | None = None
@@ -99,6 +102,13 @@ class ImageFolder(BaseDataset):
         if self.transforms:
             img = self.transforms(img)
         return {"img": img, "label": self.labels[index]}
+
+
+def resize_to(resize: int | tuple[int, int] | None) -> tuple[int, int] | None:
+    """(height, width) of a RESIZE setting: one side for a square, or the pair; None."""
+    if isinstance(resize, int):
+        return (resize, resize)
+    return None if resize is None else (resize[0], resize[1])
 
 
 def check_sizes(paths: list[Path]) -> None:

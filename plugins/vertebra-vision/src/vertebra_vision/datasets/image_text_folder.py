@@ -27,7 +27,7 @@ from vertebra.data import BaseDataset
 from vertebra.errors import ConfigError, UserError
 from vertebra.schema import PartConfig
 
-from vertebra_vision.datasets.image_folder import check_sizes, read_image
+from vertebra_vision.datasets.image_folder import check_sizes, read_image, resize_to
 from vertebra_vision.transforms import TransformCfg, Transforms
 
 __all__ = ["ImageTextFolder", "ImageTextFolderConfig", "ImageTextFolderError"]
@@ -90,12 +90,8 @@ class ImageTextFolder(BaseDataset):
         self.texts = [text for _, _, text, _ in rows]
         self.groups = torch.tensor(_groups(rows), dtype=torch.int64)
         self.channels = 1 if cfg.GRAYSCALE else 3
-        self.size: tuple[int, int] | None = None
-        if isinstance(cfg.RESIZE, int):
-            self.size = (cfg.RESIZE, cfg.RESIZE)
-        elif cfg.RESIZE is not None:
-            self.size = (cfg.RESIZE[0], cfg.RESIZE[1])
-        else:
+        self.size = resize_to(cfg.RESIZE)
+        if self.size is None:
             check_sizes(sorted(set(self.paths)))
         self.transforms = Transforms(cfg.TRANSFORMS)
         self.transforms.check_channels(self.channels)
